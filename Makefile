@@ -1,0 +1,86 @@
+# Every target works on a fresh clone with Python 3.11+ and make: the first one run creates
+# .venv and installs the pinned requirements; later runs reinstall only when they change.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "Python 3.11 or newer is needed (set PYTHON=python3.11)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@touch $@
+
+.env:
+	$(BIN)/python manage.py init-env
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install the pinned requirements
+
+.PHONY: dev
+dev: $(STAMP) .env ## Migrate, create the first superuser, serve with hot reload on PORT (8000)
+	$(BIN)/python manage.py migrate
+	$(BIN)/python manage.py superuser
+	$(BIN)/uvicorn main:app --reload --host 127.0.0.1 --port $(PORT)
+
+.PHONY: test
+test: $(STAMP) ## Run the tests (PostgreSQL when TEST_DATABASE_URL is set, else SQLite)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: $(STAMP) ## ruff check, ruff format --check, import contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+.PHONY: format
+format: $(STAMP) ## Fix what ruff can fix and format the code
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+.PHONY: typecheck
+typecheck: $(STAMP) ## mypy --strict over the project
+	$(BIN)/mypy .
+
+.PHONY: migrate
+migrate: $(STAMP) ## Apply the migrations to DATABASE_URL
+	$(BIN)/python manage.py migrate
+
+.PHONY: migration
+migration: $(STAMP) ## Autogenerate a migration: make migration m="add widgets"
+	@test -n "$(m)" || { echo 'usage: make migration m="what it does"'; exit 1; }
+	$(BIN)/alembic revision --autogenerate -m "$(m)"
+
+.PHONY: superuser
+superuser: $(STAMP) ## Create FIRST_SUPERUSER_EMAIL unless it exists
+	$(BIN)/python manage.py superuser
+
+.PHONY: bench
+bench: $(STAMP) ## Benchmark against a bare FastAPI app (needs PostgreSQL and wrk)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+.PHONY: up
+up: ## Start the production-like stack with docker compose
+	docker compose up --build -d
+
+.PHONY: down
+down: ## Stop the docker compose stack
+	docker compose down
+
+.PHONY: logs
+logs: ## Follow the docker compose logs
+	docker compose logs -f
+
+.PHONY: clean
+clean: ## Remove the virtualenv, caches and the local SQLite database
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache app.db*

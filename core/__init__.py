@@ -1,0 +1,1 @@
+"""Shared machinery: configuration, database, security and errors. Knows no feature."""

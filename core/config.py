@@ -1,0 +1,91 @@
+"""Application settings, read from the environment and an optional `.env` file."""
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Keys that appear in tutorials and templates: a production deploy must not run with one.
+KNOWN_WEAK_SECRET_KEYS = frozenset(
+    {"", "changethis", "change-me", "changeme", "secret", "secret-key", "dev-secret-key"}
+)
+MIN_SECRET_KEY_LENGTH = 32
+DEVELOPMENT_SECRET_KEY = "dev-secret-key"  # noqa: S105 - refused in production
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    PROJECT_NAME: str = "FastAPI Accounts"
+    ENVIRONMENT: Literal["local", "test", "production"] = "local"
+    SECRET_KEY: str = DEVELOPMENT_SECRET_KEY
+
+    DATABASE_URL: str = "sqlite:///./app.db"
+    # Reads may go to a replica; empty means "same as DATABASE_URL".
+    DATABASE_READ_URL: str = ""
+    # Every request holds at most one connection, and only inside one worker thread, so a pool
+    # as large as the thread limiter never makes a thread wait for a connection.
+    DATABASE_POOL_SIZE: int = Field(default=20, ge=1)
+    DATABASE_MAX_OVERFLOW: int = Field(default=0, ge=0)
+    DATABASE_POOL_TIMEOUT: float = Field(default=10.0, gt=0)
+    DATABASE_CONNECT_TIMEOUT: int = Field(default=3, ge=1)
+
+    REDIS_URL: str = ""
+
+    ACCESS_TOKEN_EXPIRE_MINUTES: float = Field(default=15, gt=0)
+    REFRESH_TOKEN_EXPIRE_DAYS: float = Field(default=14, gt=0)
+    BCRYPT_ROUNDS: int = Field(default=12, ge=4, le=31)
+    # How many bcrypt computations may run at once per worker; the rest wait their turn so
+    # a login flood cannot take every thread away from ordinary requests.
+    HASHING_CONCURRENCY: int = Field(default=2, ge=1)
+
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+
+    FIRST_SUPERUSER_EMAIL: str = ""
+    FIRST_SUPERUSER_PASSWORD: str = ""
+
+    LOGIN_RATE_LIMIT: str = "10/minute"
+    REGISTER_RATE_LIMIT: str = ""
+    MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
+    DOCS_ENABLED: bool = True
+    LOG_LEVEL: str = "INFO"
+    WEB_CONCURRENCY: int = Field(default=0, ge=0)
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def split_origins(cls, value: object) -> object:
+        """Accept `a,b` as well as a JSON list, the two forms operators write."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [origin.strip() for origin in text.split(",") if origin.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def refuse_weak_secret_in_production(self) -> "Settings":
+        if not self.SECRET_KEY and self.ENVIRONMENT != "production":
+            # An empty line copied from .env.example: fine for a laptop, never for production.
+            self.SECRET_KEY = DEVELOPMENT_SECRET_KEY
+        if self.ENVIRONMENT == "production" and (
+            self.SECRET_KEY.lower() in KNOWN_WEAK_SECRET_KEYS
+            or len(self.SECRET_KEY) < MIN_SECRET_KEY_LENGTH
+        ):
+            raise ValueError(
+                "SECRET_KEY must be set to a random value of at least "
+                f"{MIN_SECRET_KEY_LENGTH} characters in production "
+                '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        return self
+
+    @property
+    def read_database_url(self) -> str:
+        return self.DATABASE_READ_URL or self.DATABASE_URL
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

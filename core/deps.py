@@ -1,0 +1,49 @@
+"""Request-scoped access to the shared machinery the app is built with.
+
+Each one is an `async def` on purpose: FastAPI runs plain `def` dependencies in a worker
+thread, and a thread hop to read an attribute would cost more than the attribute.
+"""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from core.config import Settings
+from core.db import Database
+from core.ratelimit import RateLimiter
+from core.security import PasswordHasher
+
+
+async def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def get_password_hasher(request: Request) -> PasswordHasher:
+    hasher: PasswordHasher = request.app.state.password_hasher
+    return hasher
+
+
+async def get_rate_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+
+
+async def get_client_ip(request: Request) -> str:
+    """The peer address; behind a proxy, the server's forwarded-allow-ips makes it the
+    client's (see the README's deployment section)."""
+    return request.client.host if request.client else "unknown"
+
+
+ClientIP = Annotated[str, Depends(get_client_ip)]

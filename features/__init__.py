@@ -1,0 +1,1 @@
+"""Feature folders. Each one is listed once in `features.registry`."""

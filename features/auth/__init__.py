@@ -1,0 +1,1 @@
+"""Auth: registration, login, refresh-token rotation and logout."""

@@ -1,0 +1,83 @@
+"""HTTP routes for auth: register, login (OAuth2 password flow), refresh and logout."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from core.deps import ClientIP, DatabaseDep, PasswordHasherDep, RateLimiterDep, SettingsDep
+from core.errors import ServiceUnavailableError, TooManyRequestsError, error_responses
+from features.auth import service
+from features.auth.errors import InvalidCredentials, InvalidRefreshToken
+from features.auth.models import RefreshRequest, TokenPair
+from features.users.errors import EmailTaken
+from features.users.models import UserPublic, UserRegister
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post(
+    "/register",
+    response_model=UserPublic,
+    status_code=status.HTTP_201_CREATED,
+    summary="Register an account",
+    responses=error_responses(EmailTaken, TooManyRequestsError),
+)
+async def register(
+    data: UserRegister,
+    db: DatabaseDep,
+    hasher: PasswordHasherDep,
+    limiter: RateLimiterDep,
+    settings: SettingsDep,
+    client_ip: ClientIP,
+) -> UserPublic:
+    """Name, email and a password of 8 to 72 bytes. The email is stored lower-cased."""
+    user = await service.register(db, hasher, limiter, settings, data=data, client_ip=client_ip)
+    return UserPublic.model_validate(user)
+
+
+@router.post(
+    "/login",
+    response_model=TokenPair,
+    summary="Log in with email and password",
+    responses=error_responses(InvalidCredentials, TooManyRequestsError, ServiceUnavailableError),
+)
+async def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    db: DatabaseDep,
+    hasher: PasswordHasherDep,
+    limiter: RateLimiterDep,
+    settings: SettingsDep,
+    client_ip: ClientIP,
+) -> TokenPair:
+    """OAuth2 password flow: `username` is the email. Returns an access and a refresh token."""
+    return await service.login(
+        db,
+        hasher,
+        limiter,
+        settings,
+        email=form.username,
+        password=form.password,
+        client_ip=client_ip,
+    )
+
+
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    summary="Trade a refresh token for a new pair",
+    responses=error_responses(InvalidRefreshToken),
+)
+async def refresh(body: RefreshRequest, db: DatabaseDep, settings: SettingsDep) -> TokenPair:
+    """The presented token is spent; presenting it again ends the whole session."""
+    return await db.run(service.rotate, body.refresh_token, settings)
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="End a session",
+)
+async def logout(body: RefreshRequest, db: DatabaseDep) -> None:
+    """Revokes the session's refresh tokens. Unknown or already revoked tokens also get 204."""
+    await db.run(service.revoke, body.refresh_token)

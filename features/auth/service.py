@@ -1,0 +1,149 @@
+"""Auth use cases: register, login, rotate and revoke refresh tokens."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from core.config import Settings
+from core.db import Database
+from core.ratelimit import RateLimiter, parse_limit
+from core.security import (
+    PASSWORD_MAX_BYTES,
+    PasswordHasher,
+    create_access_token,
+    digest_token,
+    new_opaque_token,
+)
+from features.auth.errors import InvalidCredentials, InvalidRefreshToken
+from features.auth.models import RefreshToken, TokenPair
+from features.users import service as users_service
+from features.users.models import User, UserCreate, UserRegister, normalize_email, utc_now
+
+
+def _as_aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def issue_tokens(
+    session: Session, user: User, settings: Settings, family_id: uuid.UUID | None = None
+) -> TokenPair:
+    """A fresh access token and a refresh token stored by its hash; commits."""
+    refresh_token = new_opaque_token()
+    session.add(
+        RefreshToken(
+            user_id=user.id,
+            family_id=family_id or uuid.uuid4(),
+            token_hash=digest_token(refresh_token),
+            token_version=user.token_version,
+            expires_at=utc_now() + timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS),
+        )
+    )
+    session.commit()
+    expires_in = timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
+    access_token = create_access_token(
+        subject=str(user.id),
+        token_version=user.token_version,
+        secret_key=settings.SECRET_KEY,
+        expires_in=expires_in,
+    )
+    return TokenPair(
+        access_token=access_token,
+        refresh_token=refresh_token,
+        expires_in=int(expires_in.total_seconds()),
+    )
+
+
+def _find(session: Session, refresh_token: str) -> RefreshToken | None:
+    return session.exec(
+        select(RefreshToken).where(RefreshToken.token_hash == digest_token(refresh_token))
+    ).first()
+
+
+def _revoke_family(session: Session, family_id: uuid.UUID) -> None:
+    session.execute(
+        update(RefreshToken)
+        .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=utc_now())
+    )
+    session.commit()
+
+
+def rotate(session: Session, refresh_token: str, settings: Settings) -> TokenPair:
+    """Spend a refresh token and issue its successor; a replayed one burns its family."""
+    stored = _find(session, refresh_token)
+    if stored is None:
+        raise InvalidRefreshToken
+    if stored.revoked_at is not None:
+        _revoke_family(session, stored.family_id)
+        raise InvalidRefreshToken
+    user = session.get(User, stored.user_id)
+    if (
+        _as_aware(stored.expires_at) <= utc_now()
+        or user is None
+        or not user.is_active
+        or user.token_version != stored.token_version
+    ):
+        raise InvalidRefreshToken
+    # Spend it atomically: of two requests racing with the same token, one wins and the
+    # other is treated as a replay.
+    spent = session.execute(
+        update(RefreshToken)
+        .where(col(RefreshToken.id) == stored.id, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=utc_now())
+    )
+    if spent.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        _revoke_family(session, stored.family_id)
+        raise InvalidRefreshToken
+    return issue_tokens(session, user, settings, family_id=stored.family_id)
+
+
+def revoke(session: Session, refresh_token: str) -> None:
+    """Log out the session the token belongs to; unknown or spent tokens change nothing."""
+    stored = _find(session, refresh_token)
+    if stored is not None:
+        _revoke_family(session, stored.family_id)
+
+
+async def register(
+    db: Database,
+    hasher: PasswordHasher,
+    limiter: RateLimiter,
+    settings: Settings,
+    *,
+    data: UserRegister,
+    client_ip: str,
+) -> User:
+    limit = parse_limit(settings.REGISTER_RATE_LIMIT)
+    if limit is not None:
+        await limiter.hit(limit, "register", f"ip:{client_ip}")
+    hashed = await hasher.hash_async(data.password)
+    account = UserCreate(name=data.name, email=data.email, password=data.password)
+    return await db.run(users_service.create, account, hashed)
+
+
+async def login(
+    db: Database,
+    hasher: PasswordHasher,
+    limiter: RateLimiter,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    client_ip: str,
+) -> TokenPair:
+    """One bcrypt verify per attempt, whether or not the account exists."""
+    email = normalize_email(email)
+    limit = parse_limit(settings.LOGIN_RATE_LIMIT)
+    if limit is not None:
+        await limiter.hit(limit, "login", f"account:{email}", f"ip:{client_ip}")
+    if len(password.encode("utf-8")) > PASSWORD_MAX_BYTES:
+        # No stored password can be this long, so it cannot match: skip bcrypt entirely.
+        raise InvalidCredentials
+    user = await db.run(users_service.get_by_email, email)
+    matches = await hasher.verify_async(password, user.hashed_password if user else None)
+    if user is None or not matches or not user.is_active:
+        raise InvalidCredentials
+    return await db.run(issue_tokens, user, settings)

@@ -1,0 +1,1 @@
+"""Users: the account table, self-service and administration."""

@@ -1,0 +1,105 @@
+"""The `User` table and its schema family."""
+
+import uuid
+from datetime import UTC, datetime
+
+from pydantic import EmailStr, field_validator
+from sqlalchemy import DateTime, Index
+from sqlmodel import Field, SQLModel
+
+from core.types import CleanStr, Password, UTCDateTime
+
+NAME_MAX_LENGTH = 100
+EMAIL_MAX_LENGTH = 254
+LIST_LIMIT_MAX = 100
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def normalize_email(email: str) -> str:
+    """Emails are compared and stored lower-cased, so `A@x.io` and `a@x.io` are one account."""
+    return email.strip().lower()
+
+
+class UserBase(SQLModel):
+    name: CleanStr = Field(min_length=1, max_length=NAME_MAX_LENGTH)
+    email: EmailStr = Field(max_length=EMAIL_MAX_LENGTH)
+
+    @field_validator("email", mode="after")
+    @classmethod
+    def lower_case_email(cls, value: str) -> str:
+        return normalize_email(value)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    # The admin list pages through users oldest first; this index serves that order.
+    __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=NAME_MAX_LENGTH)
+    email: str = Field(max_length=EMAIL_MAX_LENGTH, unique=True)
+    hashed_password: str = Field(max_length=255)
+    is_active: bool = True
+    is_superuser: bool = False
+    # Bumped on every password change: access and refresh tokens carry the version they were
+    # issued under, so all earlier tokens die at once, on every worker and instance.
+    token_version: int = 0
+    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
+
+
+class UserRegister(UserBase):
+    """What anyone may send to register; anything else in the body is ignored."""
+
+    password: Password
+
+
+class UserCreate(UserBase):
+    """What a superuser may send to create an account."""
+
+    password: Password
+    is_active: bool = True
+    is_superuser: bool = False
+
+
+class UserUpdateMe(SQLModel):
+    name: CleanStr | None = Field(default=None, min_length=1, max_length=NAME_MAX_LENGTH)
+    email: EmailStr | None = Field(default=None, max_length=EMAIL_MAX_LENGTH)
+
+    @field_validator("email", mode="after")
+    @classmethod
+    def lower_case_email(cls, value: str | None) -> str | None:
+        return normalize_email(value) if value is not None else None
+
+
+class UserUpdate(UserUpdateMe):
+    """What a superuser may change on any account."""
+
+    password: Password | None = None
+    is_active: bool | None = None
+    is_superuser: bool | None = None
+
+
+class PasswordChange(SQLModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: Password
+
+
+class UserPublic(SQLModel):
+    id: uuid.UUID
+    name: str
+    email: str
+    is_active: bool
+    is_superuser: bool
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
+
+
+class UsersPublic(SQLModel):
+    items: list[UserPublic]
+    total: int
+    offset: int
+    limit: int

@@ -1,0 +1,211 @@
+"""Users use cases: plain functions, session first, domain errors out, one commit each.
+
+The sync functions run inside `Database.run` (a worker thread with its own session). The
+async ones orchestrate bcrypt (on its own bounded threads) and database work, so a request
+never holds a connection while a password is being hashed.
+"""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from core.db import Database
+from core.security import PasswordHasher
+from features.users.errors import (
+    EmailTaken,
+    InvalidAccessToken,
+    LastSuperuser,
+    UserNotFound,
+    WrongPassword,
+)
+from features.users.models import (
+    LIST_LIMIT_MAX,
+    PasswordChange,
+    User,
+    UserCreate,
+    UserPublic,
+    UsersPublic,
+    UserUpdate,
+    UserUpdateMe,
+    normalize_email,
+    utc_now,
+)
+
+# --- reads -------------------------------------------------------------------------------
+
+
+def get(session: Session, user_id: uuid.UUID) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise UserNotFound
+    return user
+
+
+def get_by_email(session: Session, email: str) -> User | None:
+    return session.exec(select(User).where(User.email == normalize_email(email))).first()
+
+
+def get_authenticated(session: Session, user_id: uuid.UUID, token_version: int) -> User:
+    """The user an access token speaks for, if the token is still good for them."""
+    user = session.get(User, user_id)
+    if user is None or not user.is_active or user.token_version != token_version:
+        raise InvalidAccessToken
+    return user
+
+
+def list_users(session: Session, offset: int, limit: int) -> UsersPublic:
+    limit = min(limit, LIST_LIMIT_MAX)
+    total = session.exec(select(func.count()).select_from(User)).one()
+    rows = session.exec(
+        select(User).order_by(col(User.created_at), col(User.id)).offset(offset).limit(limit)
+    ).all()
+    return UsersPublic(
+        items=[UserPublic.model_validate(row) for row in rows],
+        total=total,
+        offset=offset,
+        limit=limit,
+    )
+
+
+# --- writes ------------------------------------------------------------------------------
+
+
+def _commit_or_email_taken(session: Session) -> None:
+    """Commit; the unique index on email is the arbiter when two requests race for one."""
+    try:
+        session.commit()
+    except IntegrityError as error:
+        session.rollback()
+        raise EmailTaken from error
+
+
+def create(session: Session, data: UserCreate, hashed_password: str) -> User:
+    user = User(
+        name=data.name,
+        email=data.email,
+        hashed_password=hashed_password,
+        is_active=data.is_active,
+        is_superuser=data.is_superuser,
+    )
+    session.add(user)
+    _commit_or_email_taken(session)
+    return user
+
+
+def _ensure_not_last_superuser(session: Session, user: User) -> None:
+    if not (user.is_superuser and user.is_active):
+        return
+    others = session.exec(
+        select(func.count())
+        .select_from(User)
+        .where(User.is_superuser, User.is_active, User.id != user.id)
+    ).one()
+    if others == 0:
+        raise LastSuperuser
+
+
+def update_user(
+    session: Session,
+    user_id: uuid.UUID,
+    changes: UserUpdateMe | UserUpdate,
+    hashed_password: str | None = None,
+) -> User:
+    """Apply only the fields the schema allows and the caller sent."""
+    user = get(session, user_id)
+    values: dict[str, Any] = changes.model_dump(exclude_unset=True, exclude={"password"})
+    values = {key: value for key, value in values.items() if value is not None}
+    demoted = values.get("is_superuser") is False or values.get("is_active") is False
+    if demoted:
+        _ensure_not_last_superuser(session, user)
+    if values.get("is_active") is False and user.is_active:
+        # A deactivated account's tokens die with it, not just until it is reactivated.
+        user.token_version += 1
+    for key, value in values.items():
+        setattr(user, key, value)
+    if hashed_password is not None:
+        user.hashed_password = hashed_password
+        user.token_version += 1
+    user.updated_at = utc_now()
+    session.add(user)
+    _commit_or_email_taken(session)
+    return user
+
+
+def set_password(
+    session: Session, user_id: uuid.UUID, hashed_password: str, expected_version: int
+) -> None:
+    """Store a new hash and kill every token issued before it.
+
+    The version check makes two concurrent changes safe: only the first one wins.
+    """
+    result = session.execute(
+        update(User)
+        .where(col(User.id) == user_id, col(User.token_version) == expected_version)
+        .values(
+            hashed_password=hashed_password,
+            token_version=User.token_version + 1,
+            updated_at=utc_now(),
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        raise InvalidAccessToken
+    session.commit()
+
+
+def delete(session: Session, user_id: uuid.UUID) -> None:
+    user = get(session, user_id)
+    _ensure_not_last_superuser(session, user)
+    session.delete(user)
+    session.commit()
+
+
+def ensure_first_superuser(session: Session, email: str, hashed_password: str) -> bool:
+    """Create the first superuser unless the address is taken; True when created.
+
+    An existing account is left exactly as it is, password and role included: promoting it
+    would hand admin rights to whoever registered that address first.
+    """
+    if get_by_email(session, email) is not None:
+        return False
+    session.add(
+        User(
+            name="Admin",
+            email=normalize_email(email),
+            hashed_password=hashed_password,
+            is_superuser=True,
+        )
+    )
+    try:
+        session.commit()
+    except IntegrityError:  # created by a concurrent run a moment ago
+        session.rollback()
+        return False
+    return True
+
+
+# --- use cases that hash passwords ---------------------------------------------------------
+
+
+async def create_with_password(db: Database, hasher: PasswordHasher, data: UserCreate) -> User:
+    hashed = await hasher.hash_async(data.password)
+    return await db.run(create, data, hashed)
+
+
+async def update_with_password(
+    db: Database, hasher: PasswordHasher, user_id: uuid.UUID, changes: UserUpdate
+) -> User:
+    hashed = await hasher.hash_async(changes.password) if changes.password else None
+    return await db.run(update_user, user_id, changes, hashed)
+
+
+async def change_own_password(
+    db: Database, hasher: PasswordHasher, user: User, change: PasswordChange
+) -> None:
+    if not await hasher.verify_async(change.current_password, user.hashed_password):
+        raise WrongPassword
+    hashed = await hasher.hash_async(change.new_password)
+    await db.run(set_password, user.id, hashed, user.token_version)

@@ -1,0 +1,68 @@
+"""Composition root: builds the app from settings and mounts every installed feature."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from core import docs, health
+from core.config import Settings, get_settings
+from core.db import Database
+from core.errors import install_error_handlers
+from core.middleware import BodySizeLimitMiddleware
+from core.ratelimit import RateLimiter
+from core.security import PasswordHasher
+from features.registry import import_routers
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logging.basicConfig(
+        level=settings.LOG_LEVEL.upper(), format="%(levelname)s %(name)s %(message)s"
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.database.dispose()
+
+    app = FastAPI(
+        title=settings.PROJECT_NAME,
+        version="1.0.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if settings.DOCS_ENABLED else None,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    app.state.settings = settings
+    app.state.database = Database.from_settings(settings)
+    app.state.password_hasher = PasswordHasher(
+        rounds=settings.BCRYPT_ROUNDS, concurrency=settings.HASHING_CONCURRENCY
+    )
+    app.state.rate_limiter = RateLimiter(settings.REDIS_URL)
+
+    if settings.CORS_ORIGINS:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.CORS_ORIGINS,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
+    install_error_handlers(app)
+
+    app.include_router(health.router)
+    for feature in import_routers():
+        app.include_router(feature.router, prefix=API_PREFIX)
+    if settings.DOCS_ENABLED:
+        docs.install_docs(app)
+    return app
+
+
+app = create_app()

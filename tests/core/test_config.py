@@ -1,0 +1,37 @@
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from core.config import Settings
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)
+
+
+class TestSecretKey:
+    @pytest.mark.parametrize("key", ["", "changethis", "dev-secret-key", "short-but-random-123"])
+    def test_production_refuses_a_missing_default_or_short_key(self, key: str) -> None:
+        with pytest.raises(ValidationError, match="SECRET_KEY"):
+            settings(ENVIRONMENT="production", SECRET_KEY=key)
+
+    def test_production_accepts_a_long_random_key(self) -> None:
+        key = "k" * 16 + "0123456789abcdef0123456789"
+        assert key == settings(ENVIRONMENT="production", SECRET_KEY=key).SECRET_KEY
+
+    def test_local_development_runs_with_the_default_key(self) -> None:
+        assert settings(ENVIRONMENT="local").SECRET_KEY
+
+
+class TestCorsOrigins:
+    def test_comma_separated(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
+        assert settings().CORS_ORIGINS == ["https://a.example", "https://b.example"]
+
+    def test_json_list(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CORS_ORIGINS", '["https://a.example"]')
+        assert settings().CORS_ORIGINS == ["https://a.example"]
+
+    def test_read_url_defaults_to_the_write_url(self) -> None:
+        assert settings(DATABASE_URL="sqlite:///x.db").read_database_url == "sqlite:///x.db"

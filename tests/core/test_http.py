@@ -1,0 +1,65 @@
+"""Operational HTTP behaviour: health, body limits, error shapes."""
+
+from collections.abc import Iterator
+
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+
+class TestHealth:
+    def test_liveness(self, client: TestClient) -> None:
+        assert client.get("/health").json() == {"status": "ok"}
+
+    def test_readiness_checks_the_database(self, client: TestClient) -> None:
+        response = client.get("/health/ready")
+        assert response.status_code == 200
+        assert response.json()["database"] == "ok"
+
+
+class TestBodyLimit:
+    def test_declared_oversized_body_is_413(self, client: TestClient, app: FastAPI) -> None:
+        limit = app.state.settings.MAX_BODY_BYTES
+        response = client.post(
+            "/api/v1/auth/register",
+            content=b"{" + b" " * limit + b"}",
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 413
+        assert response.json() == {"detail": "Request body too large"}
+
+    def test_streamed_oversized_body_is_413(self, client: TestClient, app: FastAPI) -> None:
+        limit = app.state.settings.MAX_BODY_BYTES
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(limit // 65536 + 2):
+                yield b" " * 65536
+
+        response = client.post(
+            "/api/v1/auth/register", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 413
+
+
+class TestErrorShapes:
+    def test_unexpected_exception_is_a_generic_json_500(self, app: FastAPI) -> None:
+        @app.get("/boom")
+        async def boom() -> None:
+            raise RuntimeError("secret internals: SELECT * FROM users")
+
+        with TestClient(app, raise_server_exceptions=False) as client:
+            response = client.get("/boom")
+        assert response.status_code == 500
+        assert response.json() == {"detail": "Internal server error"}
+        assert "SELECT" not in response.text
+
+    def test_malformed_json_is_422_json(self, client: TestClient) -> None:
+        response = client.post(
+            "/api/v1/auth/register",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 422
+        assert "detail" in response.json()
+
+    def test_unknown_route_is_404_json(self, client: TestClient) -> None:
+        assert client.get("/api/v1/nope").json() == {"detail": "Not Found"}

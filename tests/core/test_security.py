@@ -1,0 +1,108 @@
+import base64
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from jose import jwt
+from starlette.testclient import TestClient
+
+from core.security import (
+    InvalidTokenError,
+    PasswordHasher,
+    create_access_token,
+    decode_access_token,
+)
+from tests.conftest import TEST_SECRET_KEY, Account
+
+ME = "/api/v1/users/me"
+
+
+def b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def claims_for(account: Account, **changes: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": account.id,
+        "ver": 0,
+        "type": "access",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "j",
+    }
+    claims.update(changes)
+    return {key: value for key, value in claims.items() if value is not None}
+
+
+def status_with(client: TestClient, token: str) -> int:
+    response = client.get(ME, headers={"Authorization": f"Bearer {token}"})
+    if response.status_code == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+    return response.status_code
+
+
+class TestAccessTokens:
+    def test_a_well_formed_token_is_accepted(self, client: TestClient, account: Account) -> None:
+        token = jwt.encode(claims_for(account), TEST_SECRET_KEY, algorithm="HS256")
+        assert status_with(client, token) == 200
+
+    def test_wrong_signature_is_401(self, client: TestClient, account: Account) -> None:
+        token = jwt.encode(claims_for(account), "another-secret-key-of-good-length!!", "HS256")
+        assert status_with(client, token) == 401
+
+    def test_expired_token_is_401(self, client: TestClient, account: Account) -> None:
+        past = int(time.time()) - 3600
+        token = jwt.encode(
+            claims_for(account, iat=past - 60, exp=past), TEST_SECRET_KEY, algorithm="HS256"
+        )
+        assert status_with(client, token) == 401
+
+    def test_alg_none_is_401(self, client: TestClient, account: Account) -> None:
+        for alg in ("none", "None", "NONE"):
+            token = f"{b64({'alg': alg, 'typ': 'JWT'})}.{b64(claims_for(account))}."
+            assert status_with(client, token) == 401
+
+    def test_another_algorithm_with_the_real_key_is_401(
+        self, client: TestClient, account: Account
+    ) -> None:
+        token = jwt.encode(claims_for(account), TEST_SECRET_KEY, algorithm="HS512")
+        assert status_with(client, token) == 401
+
+    def test_token_without_exp_or_sub_is_401(self, client: TestClient, account: Account) -> None:
+        for missing in ("exp", "sub"):
+            claims = claims_for(account)
+            del claims[missing]
+            assert status_with(client, jwt.encode(claims, TEST_SECRET_KEY, "HS256")) == 401
+
+    def test_tampered_payload_is_401(self, client: TestClient, account: Account) -> None:
+        header, _, signature = account.access_token.split(".")
+        payload = b64(claims_for(account, sub="00000000-0000-0000-0000-000000000000"))
+        forged = f"{header}.{payload}.{signature}"
+        assert status_with(client, forged) == 401
+
+
+class TestPureFunctions:
+    def test_round_trip(self) -> None:
+        token = create_access_token(
+            subject="abc",
+            token_version=3,
+            secret_key=TEST_SECRET_KEY,
+            expires_in=timedelta(minutes=1),
+        )
+        claims = decode_access_token(token, secret_key=TEST_SECRET_KEY)
+        assert (claims.subject, claims.token_version) == ("abc", 3)
+
+    def test_garbage_raises_invalid_token(self) -> None:
+        for junk in ("", "a.b", "a.b.c.d.e", "x" * 16_000, "ÿÿÿ.ÿÿÿ.ÿÿÿ"):
+            with pytest.raises(InvalidTokenError):
+                decode_access_token(junk, secret_key=TEST_SECRET_KEY)
+
+    def test_hasher_verifies_and_refuses(self) -> None:
+        hasher = PasswordHasher(rounds=4, concurrency=1)
+        hashed = hasher.hash("correct-horse")
+        assert hashed.startswith("$2b$04$")
+        assert hasher.verify("correct-horse", hashed)
+        assert not hasher.verify("wrong-horse", hashed)
+        assert not hasher.verify("correct-horse", None)

@@ -1,0 +1,170 @@
+import uuid
+from collections.abc import Callable
+
+from starlette.testclient import TestClient
+
+from tests.conftest import Account
+
+USERS = "/api/v1/users"
+
+
+class TestAccessControl:
+    def test_every_admin_route_is_403_for_a_regular_user(
+        self, client: TestClient, make_account: Callable[..., Account]
+    ) -> None:
+        caller, other = make_account(), make_account()
+        new_user = {"name": "X", "email": "x@example.com", "password": "password-123"}
+        calls = [
+            ("GET", USERS, None),
+            ("POST", USERS, new_user),
+            ("GET", f"{USERS}/{other.id}", None),
+            ("PATCH", f"{USERS}/{other.id}", {"name": "Hacked"}),
+            ("DELETE", f"{USERS}/{other.id}", None),
+            ("GET", f"{USERS}/{caller.id}", None),
+        ]
+        for method, url, body in calls:
+            response = client.request(method, url, headers=caller.headers, json=body)
+            assert response.status_code == 403, (method, url)
+        assert client.get("/api/v1/users/me", headers=other.headers).json()["name"] != "Hacked"
+
+    def test_every_admin_route_is_401_without_a_token(self, client: TestClient) -> None:
+        some_id = uuid.uuid4()
+        for method, url in [
+            ("GET", USERS),
+            ("GET", f"{USERS}/{some_id}"),
+            ("DELETE", f"{USERS}/{some_id}"),
+        ]:
+            response = client.request(method, url)
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+class TestListUsers:
+    def test_page_shape_and_stable_order(
+        self, client: TestClient, superuser: Account, make_account: Callable[..., Account]
+    ) -> None:
+        for _ in range(4):
+            make_account()
+        first = client.get(USERS, params={"offset": 0, "limit": 2}, headers=superuser.headers)
+        assert first.status_code == 200
+        page = first.json()
+        assert set(page) == {"items", "total", "offset", "limit"}
+        assert page["total"] == 5
+        assert (page["offset"], page["limit"], len(page["items"])) == (0, 2, 2)
+        everyone = client.get(USERS, headers=superuser.headers).json()["items"]
+        second = client.get(USERS, params={"offset": 2, "limit": 2}, headers=superuser.headers)
+        assert [u["id"] for u in page["items"] + second.json()["items"]] == [
+            u["id"] for u in everyone[:4]
+        ]
+        assert all("hashed_password" not in user for user in everyone)
+
+    def test_limit_is_capped_at_100(self, client: TestClient, superuser: Account) -> None:
+        response = client.get(USERS, params={"limit": 5000}, headers=superuser.headers)
+        assert response.status_code == 200
+        assert response.json()["limit"] == 100
+
+    def test_negative_offset_and_zero_limit_are_422(
+        self, client: TestClient, superuser: Account
+    ) -> None:
+        for params in ({"offset": -1}, {"limit": 0}, {"limit": "many"}):
+            response = client.get(USERS, params=params, headers=superuser.headers)
+            assert response.status_code == 422, params
+
+
+class TestCreateUser:
+    def test_superuser_may_set_flags(self, client: TestClient, superuser: Account) -> None:
+        response = client.post(
+            USERS,
+            headers=superuser.headers,
+            json={
+                "name": "Second Admin",
+                "email": "Admin2@Example.com",
+                "password": "password-123",
+                "is_superuser": True,
+                "is_active": True,
+            },
+        )
+        assert response.status_code == 201
+        assert response.json()["is_superuser"] is True
+        assert response.json()["email"] == "admin2@example.com"
+
+    def test_taken_email_is_409(
+        self, client: TestClient, superuser: Account, account: Account
+    ) -> None:
+        response = client.post(
+            USERS,
+            headers=superuser.headers,
+            json={"name": "Dup", "email": account.email, "password": "password-123"},
+        )
+        assert response.status_code == 409
+
+
+class TestUserById:
+    def test_read_update_delete(
+        self, client: TestClient, superuser: Account, account: Account
+    ) -> None:
+        url = f"{USERS}/{account.id}"
+        assert client.get(url, headers=superuser.headers).json()["email"] == account.email
+        updated = client.patch(url, headers=superuser.headers, json={"name": "Renamed"})
+        assert updated.status_code == 200
+        assert updated.json()["name"] == "Renamed"
+        assert client.delete(url, headers=superuser.headers).status_code == 204
+        assert client.get(url, headers=superuser.headers).status_code == 404
+
+    def test_unknown_id_is_404_everywhere(self, client: TestClient, superuser: Account) -> None:
+        url = f"{USERS}/{uuid.uuid4()}"
+        assert client.get(url, headers=superuser.headers).status_code == 404
+        assert client.patch(url, headers=superuser.headers, json={"name": "x"}).status_code == 404
+        assert client.delete(url, headers=superuser.headers).status_code == 404
+
+    def test_malformed_id_is_422(self, client: TestClient, superuser: Account) -> None:
+        assert client.get(f"{USERS}/not-a-uuid", headers=superuser.headers).status_code == 422
+
+    def test_deactivation_kills_the_users_tokens(
+        self, client: TestClient, superuser: Account, account: Account
+    ) -> None:
+        url = f"{USERS}/{account.id}"
+        assert (
+            client.patch(url, headers=superuser.headers, json={"is_active": False}).status_code
+            == 200
+        )
+        assert client.get("/api/v1/users/me", headers=account.headers).status_code == 401
+        refresh = client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
+        assert refresh.status_code == 401
+        # Reactivation does not resurrect the old tokens.
+        client.patch(url, headers=superuser.headers, json={"is_active": True})
+        assert client.get("/api/v1/users/me", headers=account.headers).status_code == 401
+
+    def test_admin_password_reset_kills_tokens(
+        self, client: TestClient, superuser: Account, account: Account
+    ) -> None:
+        url = f"{USERS}/{account.id}"
+        response = client.patch(url, headers=superuser.headers, json={"password": "reset-by-admin"})
+        assert response.status_code == 200
+        assert client.get("/api/v1/users/me", headers=account.headers).status_code == 401
+        login = client.post(
+            "/api/v1/auth/login", data={"username": account.email, "password": "reset-by-admin"}
+        )
+        assert login.status_code == 200
+
+
+class TestLastSuperuser:
+    def test_cannot_demote_or_deactivate_themself(
+        self, client: TestClient, superuser: Account
+    ) -> None:
+        url = f"{USERS}/{superuser.id}"
+        for change in ({"is_superuser": False}, {"is_active": False}):
+            response = client.patch(url, headers=superuser.headers, json=change)
+            assert response.status_code == 409, change
+        assert client.delete(url, headers=superuser.headers).status_code == 409
+        assert client.get("/api/v1/users/me", headers=superuser.headers).json()["is_superuser"]
+
+    def test_with_another_superuser_demotion_is_allowed(
+        self, client: TestClient, make_account: Callable[..., Account]
+    ) -> None:
+        first = make_account(is_superuser=True)
+        make_account(is_superuser=True)
+        url = f"{USERS}/{first.id}"
+        response = client.patch(url, headers=first.headers, json={"is_superuser": False})
+        assert response.status_code == 200
+        assert response.json()["is_superuser"] is False
