@@ -1,6 +1,6 @@
 """Composition root: builds the app from settings and mounts every installed feature."""
 
-import logging
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +11,7 @@ from core import docs, health
 from core.config import Settings, get_settings
 from core.db import Database
 from core.errors import install_error_handlers
+from core.logging import RequestLogMiddleware, configure_logging
 from core.middleware import BodySizeLimitMiddleware
 from core.ratelimit import RateLimiter
 from core.security import PasswordHasher
@@ -21,13 +22,17 @@ API_PREFIX = "/api/v1"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.basicConfig(
-        level=settings.LOG_LEVEL.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.LOG_LEVEL, json_lines=settings.ENVIRONMENT == "production")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hasher: PasswordHasher = app.state.password_hasher
+        # In the background: serving starts at once, and the dummy hash is ready well before
+        # the first login can tell an unknown email by its timing.
+        warm_up = asyncio.get_running_loop().run_in_executor(None, hasher.warm_up)
         yield
+        await warm_up
+        hasher.shutdown()
         app.state.database.dispose()
 
     app = FastAPI(
@@ -55,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
+    # Added last so it is outermost: every response, 413s and 500s included, gets the id.
+    app.add_middleware(RequestLogMiddleware)
     install_error_handlers(app)
 
     app.include_router(health.router)

@@ -1,18 +1,24 @@
 """Password hashing and JWT access tokens: pure functions, no web framework.
 
-bcrypt is slow on purpose, so the async helpers run it in worker threads behind a small
-limiter: hashing never blocks the event loop, and a login flood queues behind a few threads
-instead of taking all of them.
+bcrypt is slow on purpose, so the async helpers run it on a small pool of its own threads:
+hashing never blocks the event loop, a login flood queues behind a few threads instead of
+taking all of them, and those threads run at a lower CPU priority so the event loop keeps
+answering cheap requests while they work.
 """
 
+import asyncio
+import contextlib
 import hashlib
+import os
 import secrets
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
-import anyio
 from jose import JWTError, jwt
 from passlib.context import CryptContext
 
@@ -34,13 +40,35 @@ class AccessClaims:
     jti: str
 
 
+HASHING_THREAD_NICENESS = 10
+
+
+def _lower_thread_priority() -> None:
+    # On Linux a thread has its own nice value, so this demotes only the hashing thread.
+    # Elsewhere (not Linux, or not permitted) it simply runs at normal priority.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_THREAD_NICENESS)
+
+
 class PasswordHasher:
     """bcrypt through passlib, with a dummy hash so unknown accounts cost the same time."""
 
     def __init__(self, rounds: int, concurrency: int) -> None:
         self._context = CryptContext(schemes=["bcrypt"], bcrypt__rounds=rounds)
-        self._limiter = anyio.CapacityLimiter(concurrency)
-        self._dummy_hash = self._context.hash(secrets.token_urlsafe(16))
+        self._concurrency = concurrency
+
+    @cached_property
+    def _executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(
+            max_workers=self._concurrency,
+            thread_name_prefix="bcrypt",
+            initializer=_lower_thread_priority,
+        )
+
+    @cached_property
+    def _dummy_hash(self) -> str:
+        # Made on first use, not at start-up: a bcrypt hash would add its cost to cold start.
+        return self._context.hash(secrets.token_urlsafe(16))
 
     def hash(self, password: str) -> str:
         return self._context.hash(password)
@@ -53,10 +81,20 @@ class PasswordHasher:
         return self._context.verify(password, hashed)
 
     async def hash_async(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self.hash, password, limiter=self._limiter)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.hash, password)
 
     async def verify_async(self, password: str, hashed: str | None) -> bool:
-        return await anyio.to_thread.run_sync(self.verify, password, hashed, limiter=self._limiter)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.verify, password, hashed)
+
+    def warm_up(self) -> None:
+        """Compute the dummy hash now, so the first unknown-email login is not slower."""
+        _ = self._dummy_hash
+
+    def shutdown(self) -> None:
+        if "_executor" in self.__dict__:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def password_byte_length_error(password: str) -> str | None:

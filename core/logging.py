@@ -1,0 +1,103 @@
+"""Logging set-up and the one-line-per-request log with a request id.
+
+Production writes JSON lines (one object per line, for log shippers); development writes
+readable lines. The request id comes from `X-Request-ID` when a proxy or client sent a sane
+one, otherwise it is generated, and it is echoed back on the response either way.
+"""
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = b"x-request-id"
+# Anything else (newlines, huge values) could forge or flood log lines: replace it.
+_SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+# Probes hit these every few seconds per load balancer; logging them drowns real traffic.
+UNLOGGED_PATHS = frozenset({"/health", "/health/ready"})
+
+request_logger = logging.getLogger("app.request")
+
+_STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})))
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD_RECORD_FIELDS})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class _AppHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler this module installed."""
+
+
+def configure_logging(level: str, json_lines: bool) -> None:
+    handler = _AppHandler(sys.stdout)
+    handler.setFormatter(
+        JsonFormatter()
+        if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+    root = logging.getLogger()
+    # Replace only our own handler (create_app may run more than once per process); leave
+    # handlers others installed, such as a test runner's log capture.
+    root.handlers = [h for h in root.handlers if not isinstance(h, _AppHandler)] + [handler]
+    root.setLevel(level.upper())
+
+
+class RequestLogMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = b""
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER:
+                request_id = value if _SAFE_REQUEST_ID.match(value) else b""
+                break
+        request_id = request_id or uuid.uuid4().hex.encode()
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app dies before answering
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if scope["path"] not in UNLOGGED_PATHS:
+                client = scope.get("client")
+                request_logger.info(
+                    "%s %s %s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra={
+                        "request_id": request_id.decode(),
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "client": client[0] if client else None,
+                    },
+                )

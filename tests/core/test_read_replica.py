@@ -1,0 +1,74 @@
+"""DATABASE_READ_URL: read-only routes read from the replica, everything else from the primary.
+
+Two separate SQLite databases stand in for primary and replica, each migrated; the replica
+holds a user the primary does not, so a response shows which database answered.
+"""
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from starlette.testclient import TestClient
+
+from core.db import Database
+from features.users.models import User
+from main import create_app
+from tests.conftest import ROOT, make_settings
+
+
+def migrated_sqlite(path: Path) -> str:
+    url = f"sqlite:///{path}"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        check=True,
+        capture_output=True,
+    )
+    return url
+
+
+def test_read_routes_use_the_replica_and_writes_the_primary(tmp_path: Path) -> None:
+    primary_url = migrated_sqlite(tmp_path / "primary.db")
+    replica_url = migrated_sqlite(tmp_path / "replica.db")
+    settings = make_settings(primary_url, DATABASE_READ_URL=replica_url)
+    app = create_app(settings)
+    database: Database = app.state.database
+    hashed = app.state.password_hasher.hash("admin-password")
+    with database.session() as session:
+        session.add(
+            User(name="Admin", email="admin@example.com", hashed_password=hashed, is_superuser=True)
+        )
+        session.commit()
+    with database.session(read_only=True) as session:
+        session.add(User(name="Replica", email="only-on-replica@example.com", hashed_password="x"))
+        session.commit()
+
+    with TestClient(app) as client:
+        token = client.post(
+            "/api/v1/auth/login",
+            data={"username": "admin@example.com", "password": "admin-password"},
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        listed = client.get("/api/v1/users", headers=headers).json()
+        assert [user["email"] for user in listed["items"]] == ["only-on-replica@example.com"]
+        # Authentication and writes stay on the primary.
+        assert client.get("/api/v1/users/me", headers=headers).status_code == 200
+        created = client.post(
+            "/api/v1/users",
+            headers=headers,
+            json={"name": "New", "email": "new@example.com", "password": "password-123"},
+        )
+        assert created.status_code == 201
+    with database.session() as session:
+        assert session.get(User, uuid.UUID(created.json()["id"])) is not None
+    database.dispose()
+
+
+def test_without_a_read_url_reads_share_the_primary_engine(tmp_path: Path) -> None:
+    database = Database.from_settings(make_settings(f"sqlite:///{tmp_path / 'one.db'}"))
+    with database.session() as write, database.session(read_only=True) as read:
+        assert write.get_bind() is read.get_bind()
+    database.dispose()

@@ -1,0 +1,69 @@
+"""Replicas that start together all run the migrate step: one applies, the others wait."""
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
+
+from tests.conftest import ROOT, alembic_config
+
+REPLICAS = 3
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    base = os.environ.get("TEST_DATABASE_URL", "")
+    if not base.startswith("postgresql"):
+        pytest.skip("needs PostgreSQL (TEST_DATABASE_URL)")
+    url = make_url(base)
+    name = f"migrate_race_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(
+        host=url.host, port=url.port or 5432, user=url.username, dbname=url.database
+    )
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def test_simultaneous_migrate_steps_do_not_collide(fresh_postgres_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": fresh_postgres_url}
+    replicas = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "migrate"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(REPLICAS)
+    ]
+    outputs = [replica.communicate(timeout=120)[0] for replica in replicas]
+    assert [replica.returncode for replica in replicas] == [0] * REPLICAS, outputs
+    applied = [out for out in outputs if "Running upgrade" in out]
+    assert len(applied) == 1, outputs
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    url = make_url(fresh_postgres_url)
+    with (
+        psycopg2.connect(
+            host=url.host, port=url.port or 5432, user=url.username, dbname=url.database
+        ) as connection,
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT version_num FROM alembic_version")
+        assert cursor.fetchall() == [(head,)]
+        cursor.execute("SELECT to_regclass('users') IS NOT NULL")
+        assert cursor.fetchone() == (True,)
