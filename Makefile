@@ -69,17 +69,23 @@ superuser: $(STAMP) ## Create FIRST_SUPERUSER_EMAIL unless it exists
 bench: $(STAMP) ## Benchmark against a bare FastAPI app (needs PostgreSQL and wrk)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+SCALE ?= 1
+
 .PHONY: up
-up: ## Start the production-like stack with docker compose
-	docker compose up --build -d
+up: ## Start the production-like stack on HTTP_PORT (8080); make up SCALE=3 for 3 replicas
+	docker compose -f compose.yml up --build --detach --scale web=$(SCALE)
 
 .PHONY: down
-down: ## Stop the docker compose stack
-	docker compose down
+down: ## Stop the docker compose stack (the database volume is kept)
+	docker compose -f compose.yml down
 
 .PHONY: logs
 logs: ## Follow the docker compose logs
-	docker compose logs -f
+	docker compose -f compose.yml logs --follow --tail=100
+
+.PHONY: check-deploy
+check-deploy: $(STAMP) ## Check Dockerfile, compose files, CI workflow, nginx config (no Docker)
+	bash deploy/check_static.sh
 
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and the local SQLite database

@@ -62,6 +62,8 @@ def init_env() -> int:
     for line in (ROOT / ".env.example").read_text().splitlines():
         if line.startswith("SECRET_KEY="):
             line = f"SECRET_KEY={secrets.token_urlsafe(48)}"
+        elif line.startswith("POSTGRES_PASSWORD="):
+            line = f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}"
         elif line.startswith("FIRST_SUPERUSER_PASSWORD="):
             line = f"FIRST_SUPERUSER_PASSWORD={password}"
         elif line.startswith("FIRST_SUPERUSER_EMAIL="):

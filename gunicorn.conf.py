@@ -1,0 +1,81 @@
+"""Gunicorn settings for production: `gunicorn -c gunicorn.conf.py main:app`.
+
+Gunicorn is the process manager (restarts crashed workers, stops them gracefully); each worker
+is a uvicorn event loop running the ASGI app. Every value can be changed through the
+environment, so the image stays the same from one deploy to the next.
+"""
+
+import os
+
+
+def _default_worker_count() -> int:
+    # One async worker per CPU: each worker already serves many requests at once on its event
+    # loop, so the sync-worker rule of 2 x CPUs + 1 would only add memory and context switches.
+    # CPU affinity reflects a cpuset limit (docker --cpuset-cpus); a CPU quota (--cpus) is
+    # invisible here, so set WEB_CONCURRENCY explicitly in that case.
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+worker_class = "uvicorn_worker.UvicornWorker"
+workers = int(os.environ.get("WEB_CONCURRENCY") or 0) or _default_worker_count()
+
+# Inside a container the app must listen on every interface to be reachable; the host decides
+# what is published (compose publishes only the load balancer).
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+
+# On SIGTERM a worker stops accepting connections and finishes the requests it has; a worker
+# still busy after graceful_timeout is killed. Keep the orchestrator's stop timeout above this
+# (compose.yml: stop_grace_period).
+graceful_timeout = 30
+# A worker whose event loop has not reported in for this long is restarted: it is stuck.
+timeout = 60
+# Longer than nginx's upstream keepalive_timeout (60s in deploy/nginx.conf), so the proxy is
+# always the side that closes an idle connection and never sends a request on a socket this
+# side is closing.
+keepalive = 75
+
+# Which peers may set X-Forwarded-For / X-Forwarded-Proto. The client address feeds the
+# per-IP login rate limit, so trust only the load balancer: a comma-separated list of IPs or
+# CIDR networks, or "*" where nothing but the load balancer can reach the app.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# Gunicorn 25+ opens a control socket under $HOME by default; the app does not use it, and
+# the container's home directory is not writable.
+control_socket_disable = True
+
+# The app logs one line per request itself (core/logging.py: request id, status, duration;
+# JSON in production), so the server's own access log would only repeat it at a CPU cost.
+# Set ACCESS_LOG=1 to have it anyway; these formatters add the time and the worker's pid.
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+accesslog = "-" if os.environ.get("ACCESS_LOG") == "1" else None
+errorlog = "-"
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    # Leave the root logger alone, so the app's own logging set-up (LOG_LEVEL) applies.
+    "root": {"handlers": []},
+    "formatters": {
+        "server": {
+            "format": "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+        },
+        "access": {"format": "%(asctime)s [%(process)d] access %(message)s"},
+    },
+    "handlers": {
+        "server": {
+            "class": "logging.StreamHandler",
+            "formatter": "server",
+            "stream": "ext://sys.stderr",
+        },
+        "access": {
+            "class": "logging.StreamHandler",
+            "formatter": "access",
+            "stream": "ext://sys.stdout",
+        },
+    },
+    "loggers": {
+        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["server"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
+    },
+}
