@@ -10,16 +10,29 @@ from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_URL = "/docs-assets"
 OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
+REDOC_BUNDLE_URL = f"{ASSETS_URL}/redoc.standalone.js"
+# ReDoc 2 always draws the Redocly logo in its menu from this CDN address, with no option to
+# turn it off; the bundle is served with the address swapped for an empty inline image.
+REDOC_CDN_LOGO_URL = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+EMPTY_IMAGE_URL = b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
 
 
 def install_docs(app: FastAPI) -> None:
     openapi_url = app.openapi_url or "/openapi.json"
+    redoc_bundle = (ASSETS_DIR / "redoc.standalone.js").read_bytes()
+    redoc_bundle = redoc_bundle.replace(REDOC_CDN_LOGO_URL, EMPTY_IMAGE_URL)
+
+    # Declared before the mount, so it answers for the bundle instead of the file on disk.
+    @app.get(REDOC_BUNDLE_URL, include_in_schema=False)
+    async def redoc_bundle_js() -> Response:
+        return Response(redoc_bundle, media_type="text/javascript")
+
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
@@ -43,7 +56,7 @@ def install_docs(app: FastAPI) -> None:
         return get_redoc_html(
             openapi_url=openapi_url,
             title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+            redoc_js_url=REDOC_BUNDLE_URL,
             redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
             with_google_fonts=False,
         )

@@ -1,0 +1,297 @@
+"""/docs and /redoc in a real browser, with every request that would leave the machine blocked.
+
+The app runs under uvicorn in a subprocess, as a developer runs it. The pages are loaded both
+from 127.0.0.1 and from a public-looking host name that Chromium resolves to 127.0.0.1, as on a
+deployed server: Swagger UI turns some features on only off localhost (its online validator
+badge, fetched from validator.swagger.io, is one).
+
+Skipped when Chromium (/usr/bin/chromium, Debian's `chromium` package) or the `playwright`
+package is missing, so `make test` still runs on a machine without a browser; CI has both.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx2
+import pytest
+
+from tests.conftest import DEFAULT_PASSWORD, ROOT, TEST_SECRET_KEY
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} not found: install it with `apt-get install chromium` to test the docs pages",
+        allow_module_level=True,
+    )
+try:
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
+except ImportError:
+    pytest.skip(
+        "playwright not installed: `pip install -r requirements-dev.txt` to test the docs pages",
+        allow_module_level=True,
+    )
+
+LOCAL_HOST = "127.0.0.1"
+# Resolved to 127.0.0.1 by Chromium itself (see CHROMIUM_ARGS), never looked up in DNS.
+PUBLIC_HOST = "docs.example.com"
+APP_HOSTS = {LOCAL_HOST, PUBLIC_HOST}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+    f"--host-resolver-rules=MAP {PUBLIC_HOST} {LOCAL_HOST}",
+]
+STARTUP_TIMEOUT_SECONDS = 15.0
+UI_TIMEOUT_MS = 10_000
+ME_PATH = "/api/v1/users/me"
+
+
+@dataclass
+class Server:
+    port: int
+
+    def url(self, host: str = LOCAL_HOST) -> str:
+        return f"http://{host}:{self.port}"
+
+
+@dataclass
+class Credentials:
+    email: str
+    password: str
+
+
+@dataclass
+class BrowserLog:
+    """What a page tried to fetch outside the app, and what it reported as an error."""
+
+    external_requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOCAL_HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_environment(database_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": f"sqlite:///{database_path}",
+            "DATABASE_READ_URL": "",
+            "ENVIRONMENT": "test",
+            "SECRET_KEY": TEST_SECRET_KEY,
+            "BCRYPT_ROUNDS": "4",
+            "LOGIN_RATE_LIMIT": "1000/minute",
+            "REDIS_URL": "",
+            "DOCS_ENABLED": "true",
+            "FIRST_SUPERUSER_EMAIL": "",
+            "FIRST_SUPERUSER_PASSWORD": "",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    return env
+
+
+def wait_until_healthy(server: Server, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"uvicorn exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx2.get(f"{server.url()}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"uvicorn not healthy after {STARTUP_TIMEOUT_SECONDS} s:\n{log_path.read_text()}")
+
+
+@contextmanager
+def running_app(directory: Path) -> Iterator[Server]:
+    """The real app on a fresh migrated SQLite file, served by uvicorn until the block ends."""
+    env = server_environment(directory / "docs.db")
+    migration = subprocess.run(
+        [sys.executable, "manage.py", "migrate"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if migration.returncode != 0:
+        pytest.fail(f"manage.py migrate failed:\n{migration.stderr}")
+    server = Server(port=free_port())
+    log_path = directory / "uvicorn.log"
+    command = [sys.executable, "-m", "uvicorn", "main:app"]
+    command += ["--host", LOCAL_HOST, "--port", str(server.port)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_healthy(server, process, log_path)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def register(server: Server) -> Credentials:
+    credentials = Credentials(f"docs-{uuid.uuid4().hex[:12]}@example.com", DEFAULT_PASSWORD)
+    response = httpx2.post(
+        f"{server.url()}/api/v1/auth/register",
+        json={"name": "Docs User", "email": credentials.email, "password": credentials.password},
+        timeout=10.0,
+    )
+    assert response.status_code == 201, response.text
+    return credentials
+
+
+@contextmanager
+def launched_chromium() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def offline_page(browser: Browser) -> Iterator[tuple[Page, BrowserLog]]:
+    """A page on which any request that is not for the app is aborted, and written down."""
+    log = BrowserLog()
+    context = browser.new_context(viewport={"width": 1280, "height": 1600})
+
+    def guard(route: Route) -> None:
+        if urlsplit(route.request.url).hostname in APP_HOSTS:
+            route.continue_()
+        else:
+            log.external_requests.append(route.request.url)
+            route.abort()
+
+    def record_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            log.console_errors.append(f"{message.text} at {message.location}")
+
+    context.route("**/*", guard)
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.on("console", record_console)
+    page.on("pageerror", lambda error: log.console_errors.append(str(error)))
+    try:
+        yield page, log
+    finally:
+        context.close()
+
+
+def authorize_and_try_me(page: Page, server: Server, credentials: Credentials) -> None:
+    """What a developer does: Authorize with email and password, then Try it out on /users/me."""
+    page.goto(f"{server.url()}/docs")
+    page.locator(".scheme-container").get_by_role("button", name="Authorize").click()
+
+    dialog = page.locator(".modal-ux")
+    dialog.locator("#oauth_username").fill(credentials.email)
+    dialog.locator("#oauth_password").fill(credentials.password)
+    dialog.locator("button.authorize", has_text="Authorize").click()
+    # Shown only once the token request succeeded; a failed login shows its error instead.
+    expect(dialog.get_by_role("heading", name="Authorized", exact=True)).to_be_visible()
+    expect(dialog.locator("button.authorize", has_text="Logout")).to_be_visible()
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_have_count(0)
+
+    operation = page.locator(f'.opblock-get:has(.opblock-summary-path[data-path="{ME_PATH}"])')
+    operation.locator(".opblock-summary-control").click()
+    operation.get_by_role("button", name="Try it out").click()
+    operation.get_by_role("button", name="Execute").click()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_app(tmp_path_factory.mktemp("docs-server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launched_chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def page_and_log(browser: Browser) -> Iterator[tuple[Page, BrowserLog]]:
+    with offline_page(browser) as page_and_log:
+        yield page_and_log
+
+
+@pytest.mark.parametrize("host", [LOCAL_HOST, PUBLIC_HOST])
+def test_swagger_ui_renders_with_no_request_leaving_the_app(
+    server: Server, page_and_log: tuple[Page, BrowserLog], host: str
+) -> None:
+    page, log = page_and_log
+    page.goto(f"{server.url(host)}/docs")
+
+    expect(page.locator(f'.opblock-summary-path[data-path="{ME_PATH}"]').first).to_be_visible()
+    expect(page.locator(".information-container .title")).to_contain_text("FastAPI Accounts")
+    # Anything the page fetches late (the validator badge, fonts) has been asked for by now.
+    page.wait_for_load_state("networkidle")
+    assert log.external_requests == []
+    assert log.console_errors == []
+
+
+def test_swagger_ui_authorize_then_try_it_out_on_me(
+    server: Server, page_and_log: tuple[Page, BrowserLog]
+) -> None:
+    page, log = page_and_log
+    credentials = register(server)
+
+    authorize_and_try_me(page, server, credentials)
+
+    live_response = page.locator(".live-responses-table .response")
+    expect(live_response.locator(".response-col_status")).to_have_text("200")
+    expect(live_response.locator(".response-col_description")).to_contain_text(credentials.email)
+    assert log.external_requests == []
+    assert log.console_errors == []
+
+
+@pytest.mark.parametrize("host", [LOCAL_HOST, PUBLIC_HOST])
+def test_redoc_renders_with_no_request_leaving_the_app(
+    server: Server, page_and_log: tuple[Page, BrowserLog], host: str
+) -> None:
+    page, log = page_and_log
+    page.goto(f"{server.url(host)}/redoc")
+
+    expect(page.get_by_role("heading", level=1)).to_contain_text("FastAPI Accounts")
+    menu = page.locator(".menu-content")
+    menu.get_by_role("menuitem", name="users", exact=True).click()
+    expect(menu.get_by_text("Read my account", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name=f"get {ME_PATH}", exact=True)).to_be_attached()
+    page.wait_for_load_state("networkidle")
+    assert log.external_requests == []
+    assert log.console_errors == []
