@@ -47,6 +47,24 @@ class Settings(BaseSettings):
 
     LOGIN_RATE_LIMIT: str = "10/minute"
     REGISTER_RATE_LIMIT: str = ""
+    # Recovery and verification mails asked for, per address and per client IP.
+    RECOVERY_RATE_LIMIT: str = "5/hour"
+
+    # Without SMTP_HOST mails are written to the log instead of sent (local development).
+    SMTP_HOST: str = ""
+    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
+    SMTP_USER: str = ""
+    SMTP_PASSWORD: str = ""
+    SMTP_STARTTLS: bool = True
+    # Implicit TLS from the first byte (usually port 465); STARTTLS is then not used.
+    SMTP_SSL: bool = False
+    EMAILS_FROM: str = "noreply@example.com"
+    # Where the links in mails point: the web app that shows the reset and verify pages.
+    FRONTEND_URL: str = "http://localhost:3000"
+    PASSWORD_RESET_EXPIRE_MINUTES: float = Field(default=60, gt=0)
+    VERIFY_EMAIL_EXPIRE_HOURS: float = Field(default=48, gt=0)
+    # Login refuses accounts whose address has not been confirmed.
+    REQUIRE_VERIFIED_EMAIL: bool = False
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
     DOCS_ENABLED: bool = True
     LOG_LEVEL: str = "INFO"
@@ -64,6 +82,21 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [origin.strip() for origin in text.split(",") if origin.strip()]
         return value
+
+    @field_validator("LOGIN_RATE_LIMIT", "REGISTER_RATE_LIMIT", "RECOVERY_RATE_LIMIT")
+    @classmethod
+    def check_rate_limit_notation(cls, value: str) -> str:
+        """A typo here would fail every request it meters; fail at start-up instead."""
+        if value.strip():
+            from limits import parse
+
+            parse(value)
+        return value
+
+    @field_validator("FRONTEND_URL")
+    @classmethod
+    def strip_trailing_slash(cls, value: str) -> str:
+        return value.strip().rstrip("/")
 
     @model_validator(mode="after")
     def refuse_weak_secret_in_production(self) -> "Settings":

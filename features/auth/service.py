@@ -1,4 +1,7 @@
-"""Auth use cases: register, login, rotate and revoke refresh tokens."""
+"""Auth use cases: register, login, rotate and revoke refresh tokens.
+
+Recovery and email verification live in `recovery.py`.
+"""
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -144,6 +147,11 @@ async def login(
         raise InvalidCredentials
     user = await db.run(users_service.get_by_email, email)
     matches = await hasher.verify_async(password, user.hashed_password if user else None)
-    if user is None or not matches or not user.is_active:
+    if (
+        user is None
+        or not matches
+        or not user.is_active
+        or (settings.REQUIRE_VERIFIED_EMAIL and not user.is_verified)
+    ):
         raise InvalidCredentials
     return await db.run(issue_tokens, user, settings)

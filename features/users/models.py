@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime
 
 from pydantic import EmailStr, field_validator
-from sqlalchemy import DateTime, Index
+from sqlalchemy import DateTime, Index, false
 from sqlmodel import Field, SQLModel
 
 from core.types import CleanStr, Password, UTCDateTime
@@ -44,6 +44,8 @@ class User(SQLModel, table=True):
     hashed_password: str = Field(max_length=255)
     is_active: bool = True
     is_superuser: bool = False
+    # The owner proved they read mail at `email`; a new address starts unverified again.
+    is_verified: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     # Bumped on every password change: access and refresh tokens carry the version they were
     # issued under, so all earlier tokens die at once, on every worker and instance.
     token_version: int = 0
@@ -94,6 +96,7 @@ class UserPublic(SQLModel):
     email: str
     is_active: bool
     is_superuser: bool
+    is_verified: bool
     created_at: UTCDateTime
     updated_at: UTCDateTime
 

@@ -3,9 +3,11 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, BackgroundTasks, Query, status
 
-from core.deps import DatabaseDep, PasswordHasherDep
+from core.config import Settings
+from core.db import Database
+from core.deps import DatabaseDep, PasswordHasherDep, SettingsDep
 from core.errors import ForbiddenError, UnauthorizedError, error_responses
 from features.users import service
 from features.users.dependencies import CurrentUser, Superuser
@@ -13,6 +15,7 @@ from features.users.errors import EmailTaken, LastSuperuser, UserNotFound, Wrong
 from features.users.models import (
     LIST_LIMIT_MAX,
     PasswordChange,
+    User,
     UserCreate,
     UserPublic,
     UsersPublic,
@@ -28,6 +31,15 @@ router = APIRouter(
 admin_only = error_responses(ForbiddenError)
 
 
+def announce_email_change(
+    tasks: BackgroundTasks, db: Database, settings: Settings, previous_email: str, user: User
+) -> None:
+    """Let other features (verification mails) react once the response has been sent."""
+    if user.email != previous_email:
+        for listener in service.email_changed_listeners:
+            tasks.add_task(listener, db, settings, user)
+
+
 @router.get("/me", response_model=UserPublic, summary="Read my account")
 async def read_me(user: CurrentUser) -> UserPublic:
     """The account the access token belongs to."""
@@ -40,9 +52,17 @@ async def read_me(user: CurrentUser) -> UserPublic:
     summary="Update my name or email",
     responses=error_responses(EmailTaken),
 )
-async def update_me(user: CurrentUser, changes: UserUpdateMe, db: DatabaseDep) -> UserPublic:
-    """Change name and/or email. Other fields in the body are ignored."""
+async def update_me(
+    user: CurrentUser,
+    changes: UserUpdateMe,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    tasks: BackgroundTasks,
+) -> UserPublic:
+    """Change name and/or email. A new email is unverified until its link is followed.
+    Other fields in the body are ignored."""
     updated = await db.run(service.update_user, user.id, changes)
+    announce_email_change(tasks, db, settings, user.email, updated)
     return UserPublic.model_validate(updated)
 
 
@@ -119,9 +139,15 @@ async def update_user(
     changes: UserUpdate,
     db: DatabaseDep,
     hasher: PasswordHasherDep,
+    settings: SettingsDep,
+    tasks: BackgroundTasks,
 ) -> UserPublic:
-    """Any field but the id; a new password or deactivation ends the user's sessions."""
+    """Any field but the id; a new password or deactivation ends the user's sessions,
+    a new email is unverified until its link is followed."""
+    previous_email = (await db.run(service.get, user_id)).email if changes.email else ""
     user = await service.update_with_password(db, hasher, user_id, changes)
+    if changes.email:
+        announce_email_change(tasks, db, settings, previous_email, user)
     return UserPublic.model_validate(user)
 
 

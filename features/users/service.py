@@ -6,12 +6,14 @@ never holds a connection while a password is being hashed.
 """
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from core.config import Settings
 from core.db import Database
 from core.security import PasswordHasher
 from features.users.errors import (
@@ -33,6 +35,17 @@ from features.users.models import (
     normalize_email,
     utc_now,
 )
+
+# Features that react to a changed address (auth mails a verification link) register here,
+# so users never imports them. The users router runs each one after its response is sent.
+EmailChangedListener = Callable[[Database, Settings, User], Awaitable[None]]
+email_changed_listeners: list[EmailChangedListener] = []
+
+
+def on_email_changed(listener: EmailChangedListener) -> None:
+    if listener not in email_changed_listeners:
+        email_changed_listeners.append(listener)
+
 
 # --- reads -------------------------------------------------------------------------------
 
@@ -123,6 +136,9 @@ def update_user(
     if values.get("is_active") is False and user.is_active:
         # A deactivated account's tokens die with it, not just until it is reactivated.
         user.token_version += 1
+    if values.get("email", user.email) != user.email:
+        # Proof of the old address says nothing about the new one.
+        user.is_verified = False
     for key, value in values.items():
         setattr(user, key, value)
     if hashed_password is not None:
@@ -134,23 +150,39 @@ def update_user(
     return user
 
 
-def set_password(
-    session: Session, user_id: uuid.UUID, hashed_password: str, expected_version: int
-) -> None:
-    """Store a new hash and kill every token issued before it.
+def replace_password(
+    session: Session,
+    user_id: uuid.UUID,
+    hashed_password: str,
+    expected_version: int,
+    *,
+    mark_verified: bool = False,
+) -> bool:
+    """Store a new hash and bump the token version, so every token issued before dies;
+    False when the version moved meanwhile. Does not commit: the caller's use case does.
 
     The version check makes two concurrent changes safe: only the first one wins.
     """
+    values: dict[str, Any] = {
+        "hashed_password": hashed_password,
+        "token_version": User.token_version + 1,
+        "updated_at": utc_now(),
+    }
+    if mark_verified:
+        values["is_verified"] = True
     result = session.execute(
         update(User)
         .where(col(User.id) == user_id, col(User.token_version) == expected_version)
-        .values(
-            hashed_password=hashed_password,
-            token_version=User.token_version + 1,
-            updated_at=utc_now(),
-        )
+        .values(**values)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def set_password(
+    session: Session, user_id: uuid.UUID, hashed_password: str, expected_version: int
+) -> None:
+    """Store a new hash and kill every token issued before it."""
+    if not replace_password(session, user_id, hashed_password, expected_version):
         session.rollback()
         raise InvalidAccessToken
     session.commit()
@@ -177,6 +209,8 @@ def ensure_first_superuser(session: Session, email: str, hashed_password: str) -
             email=normalize_email(email),
             hashed_password=hashed_password,
             is_superuser=True,
+            # Whoever deploys chose this address; nobody is waiting to click a link.
+            is_verified=True,
         )
     )
     try:

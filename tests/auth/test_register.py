@@ -1,7 +1,16 @@
 from starlette.testclient import TestClient
 
 REGISTER = "/api/v1/auth/register"
-PUBLIC_FIELDS = {"id", "name", "email", "is_active", "is_superuser", "created_at", "updated_at"}
+PUBLIC_FIELDS = {
+    "id",
+    "name",
+    "email",
+    "is_active",
+    "is_superuser",
+    "is_verified",
+    "created_at",
+    "updated_at",
+}
 
 
 def register(client: TestClient, **fields: object) -> tuple[int, dict[str, object]]:

@@ -1,0 +1,121 @@
+"""Outgoing mail: build a plain-text and HTML message and hand it to an SMTP server.
+
+Knows no feature: callers give a recipient, a subject and the two bodies. Sending never
+raises: a mail that cannot be delivered is logged (recipient masked) and the caller's request
+goes on, because the person waiting for a link must not learn from an error page whether
+an account exists, and a flaky mail server must not take sign-ups down with it.
+"""
+
+import logging
+import smtplib
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+import anyio
+
+from core.config import Settings
+
+logger = logging.getLogger("app.mail")
+
+SMTP_TIMEOUT_SECONDS = 10
+
+
+def mask_address(address: str) -> str:
+    """`jane@example.com` -> `j***@example.com`: enough to trace a log line, not to harvest."""
+    local, at, domain = address.partition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"
+
+
+def build_message(
+    *, sender: str, recipient: str, subject: str, text: str, html: str
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+@dataclass(frozen=True, slots=True)
+class Mailer:
+    """SMTP delivery as configured; with no SMTP_HOST, mails go to the log instead."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    starttls: bool
+    ssl: bool
+    sender: str
+    # Mails written to the log carry live links: fine on a laptop, never in production.
+    log_bodies: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Mailer":
+        return cls(
+            host=settings.SMTP_HOST,
+            port=settings.SMTP_PORT,
+            user=settings.SMTP_USER,
+            password=settings.SMTP_PASSWORD,
+            starttls=settings.SMTP_STARTTLS,
+            ssl=settings.SMTP_SSL,
+            sender=settings.EMAILS_FROM,
+            log_bodies=settings.ENVIRONMENT != "production",
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
+
+    async def send(self, *, recipient: str, subject: str, text: str, html: str) -> bool:
+        """Deliver one mail from a worker thread; False (and an error log line) on failure."""
+        message = build_message(
+            sender=self.sender, recipient=recipient, subject=subject, text=text, html=html
+        )
+        if not self.configured:
+            self._write_to_log(message, text)
+            return True
+        try:
+            await anyio.to_thread.run_sync(self._deliver, message)
+        except (smtplib.SMTPException, OSError) as error:
+            logger.error(
+                "mail to %s not sent: %s: %s", mask_address(recipient), type(error).__name__, error
+            )
+            return False
+        return True
+
+    def _deliver(self, message: EmailMessage) -> None:
+        smtp: smtplib.SMTP
+        if self.ssl:
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=SMTP_TIMEOUT_SECONDS)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=SMTP_TIMEOUT_SECONDS)
+        with smtp:
+            if self.starttls and not self.ssl:
+                smtp.starttls()
+            if self.user:
+                smtp.login(self.user, self.password)
+            smtp.send_message(message)
+
+    def _write_to_log(self, message: EmailMessage, text: str) -> None:
+        recipient = str(message["To"])
+        if self.log_bodies:
+            logger.info(
+                "mail (SMTP_HOST not set, not sent) to %s: %s\n%s",
+                recipient,
+                message["Subject"],
+                text,
+            )
+        else:
+            logger.warning("mail to %s dropped: SMTP_HOST is not set", mask_address(recipient))
+
+
+def warn_when_unconfigured(settings: Settings) -> None:
+    """Say once, at start-up, that mails will not leave this process."""
+    if not settings.SMTP_HOST:
+        where = "written to the log" if settings.ENVIRONMENT != "production" else "dropped"
+        logger.warning("SMTP_HOST is not set: mails are %s, not sent", where)
