@@ -61,6 +61,11 @@ migration: $(STAMP) ## Autogenerate a migration: make migration m="add widgets"
 	@test -n "$(m)" || { echo 'usage: make migration m="what it does"'; exit 1; }
 	$(BIN)/alembic revision --autogenerate -m "$(m)"
 
+.PHONY: feature
+feature: $(STAMP) ## Scaffold features/<name> and its tests: make feature name=widgets
+	@test -n "$(name)" || { echo 'usage: make feature name=widgets (plural snake_case)'; exit 2; }
+	$(BIN)/python -m scaffold "$(name)"
+
 .PHONY: superuser
 superuser: $(STAMP) ## Create FIRST_SUPERUSER_EMAIL unless it exists
 	$(BIN)/python manage.py superuser
