@@ -52,6 +52,10 @@ format: $(STAMP) ## Fix what ruff can fix and format the code
 typecheck: $(STAMP) ## mypy --strict over the project
 	$(BIN)/mypy .
 
+.PHONY: audit
+audit: $(STAMP) ## Known-vulnerability check of the pinned runtime requirements (needs network)
+	$(BIN)/pip-audit -r requirements.txt --strict --ignore-vuln GHSA-wj6h-64fc-37mp
+
 .PHONY: migrate
 migrate: $(STAMP) ## Apply the migrations to DATABASE_URL
 	$(BIN)/python manage.py migrate

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     DATABASE_MAX_OVERFLOW: int = Field(default=0, ge=0)
     DATABASE_POOL_TIMEOUT: float = Field(default=10.0, gt=0)
     DATABASE_CONNECT_TIMEOUT: int = Field(default=3, ge=1)
+    # Longest a request waits on one unit of database work before it answers 503: a database
+    # that stops answering (hung host, network partition) must not hang every request.
+    DATABASE_WORK_TIMEOUT: float = Field(default=10.0, gt=0)
 
     REDIS_URL: str = ""
 

@@ -13,6 +13,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 from sqlalchemy import Engine, MetaData, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -63,7 +64,16 @@ def build_engine(url: str, settings: Settings) -> Engine:
         pool_timeout=settings.DATABASE_POOL_TIMEOUT,
         # A connection that died while idle (database restart) is replaced, not handed out.
         pool_pre_ping=True,
-        connect_args={"connect_timeout": settings.DATABASE_CONNECT_TIMEOUT},
+        connect_args={
+            "connect_timeout": settings.DATABASE_CONNECT_TIMEOUT,
+            # A peer that vanished (failover, partition) is noticed by the kernel in seconds,
+            # so its connection is dropped instead of blocking a thread for hours.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 15_000,
+        },
     )
 
 
@@ -79,7 +89,9 @@ class Database:
         read_session: SessionFactory,
         max_threads: int,
         engines: tuple[Engine, ...] = (),
+        work_timeout: float | None = None,
     ) -> None:
+        self._work_timeout = work_timeout
         self._write_session = write_session
         self._read_session = read_session
         self._engines = engines
@@ -99,6 +111,7 @@ class Database:
             read_session=lambda: Session(read_engine, expire_on_commit=False),
             max_threads=settings.DATABASE_POOL_SIZE + settings.DATABASE_MAX_OVERFLOW,
             engines=engines,
+            work_timeout=settings.DATABASE_WORK_TIMEOUT,
         )
 
     @contextmanager
@@ -111,17 +124,36 @@ class Database:
         self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run `work(session, ...)` in a worker thread; the work commits what it changes."""
-        return await anyio.to_thread.run_sync(
-            self._in_session, work, False, args, kwargs, limiter=self._limiter
-        )
+        return await self._in_thread(work, False, args, kwargs)
 
     async def run_read(
         self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Like `run`, on the read session (a replica when DATABASE_READ_URL is set)."""
-        return await anyio.to_thread.run_sync(
-            self._in_session, work, True, args, kwargs, limiter=self._limiter
-        )
+        return await self._in_thread(work, True, args, kwargs)
+
+    async def _in_thread(
+        self,
+        work: Callable[..., T],
+        read_only: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> T:
+        try:
+            with anyio.fail_after(self._work_timeout):
+                # abandon_on_cancel: at the deadline the request answers 503 at once; the
+                # thread finishes (or fails) on its own and its session closes then.
+                return await anyio.to_thread.run_sync(
+                    self._in_session,
+                    work,
+                    read_only,
+                    args,
+                    kwargs,
+                    limiter=self._limiter,
+                    abandon_on_cancel=True,
+                )
+        except TimeoutError as error:
+            raise sa_exc.TimeoutError("database work timed out") from error
 
     def _in_session(
         self,

@@ -142,8 +142,9 @@ async def login(
     limit = parse_limit(settings.LOGIN_RATE_LIMIT)
     if limit is not None:
         await limiter.hit(limit, "login", f"account:{email}", f"ip:{client_ip}")
-    if len(password.encode("utf-8")) > PASSWORD_MAX_BYTES:
-        # No stored password can be this long, so it cannot match: skip bcrypt entirely.
+    if "\x00" in email or len(password.encode("utf-8")) > PASSWORD_MAX_BYTES:
+        # No account can have either (a NUL would also crash the PostgreSQL driver), so it
+        # cannot match: answer without the database and without bcrypt.
         raise InvalidCredentials
     user = await db.run(users_service.get_by_email, email)
     matches = await hasher.verify_async(password, user.hashed_password if user else None)

@@ -1,0 +1,162 @@
+"""Real concurrency against a real server: uvicorn in a subprocess, its own database, separate
+connections per request."""
+
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import httpx2
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.hardening.conftest import (
+    LiveServer,
+    fresh_database,
+    migrate,
+    register_and_login,
+    run_server,
+)
+
+REGISTER = "/api/v1/auth/register"
+ME = "/api/v1/users/me"
+POOL_SIZE = 5
+CLIENT_TIMEOUT_SECONDS = 15.0
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with fresh_database(tmp_path_factory.mktemp("live")) as url:
+        migrate(url)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with run_server(
+        database_url,
+        tmp_path_factory.mktemp("logs"),
+        DATABASE_POOL_SIZE=str(POOL_SIZE),
+        DATABASE_MAX_OVERFLOW="0",
+        MAX_BODY_BYTES="65536",
+    ) as live:
+        yield live
+
+
+def parallel_client(connections: int) -> httpx2.Client:
+    """One thread-safe client with a connection per thread: real parallel connections, without
+    building a client (and its TLS context) per request."""
+    limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=0)
+    return httpx2.Client(timeout=CLIENT_TIMEOUT_SECONDS, limits=limits)
+
+
+def all_at_once(count: int, call: Callable[[int], T]) -> list[T]:
+    """Run `call(0..count-1)` on `count` threads released by one barrier, so they overlap."""
+    barrier = threading.Barrier(count)
+
+    def released(index: int) -> T:
+        barrier.wait()
+        return call(index)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(released, range(count)))
+
+
+def test_parallel_registrations_of_one_email_give_one_account(
+    server: LiveServer, database_url: str
+) -> None:
+    email = "race@example.com"
+    spellings = [email.upper(), email, email.title(), "RACE@example.com"]
+
+    with parallel_client(24) as client:
+
+        def register(index: int) -> int:
+            response = client.post(
+                f"{server.base_url}{REGISTER}",
+                json={
+                    "name": f"Racer {index}",
+                    "email": spellings[index % len(spellings)],
+                    "password": "race-password",
+                },
+            )
+            return response.status_code
+
+        statuses = Counter(all_at_once(24, register))
+    print(f"\n24 parallel registrations of one email: {dict(statuses)}")
+    assert statuses == Counter({201: 1, 409: 23}), server.log()
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT count(*) FROM users WHERE lower(email) = :email"), {"email": email}
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert rows == 1
+
+
+@pytest.mark.parametrize("concurrency", [64, 256])
+def test_many_concurrent_requests_on_a_small_pool_all_complete(
+    server: LiveServer, concurrency: int
+) -> None:
+    with httpx2.Client(timeout=CLIENT_TIMEOUT_SECONDS) as client:
+        headers = register_and_login(server.base_url, client)
+
+    with parallel_client(concurrency) as client:
+
+        def read_me(_: int) -> int:
+            try:
+                return client.get(f"{server.base_url}{ME}", headers=headers).status_code
+            except httpx2.TimeoutException:
+                return 0  # hung: the assertion below names it
+
+        started = time.monotonic()
+        statuses = Counter(all_at_once(concurrency, read_me))
+        elapsed = time.monotonic() - started
+    print(
+        f"\n{concurrency} concurrent GET /users/me, pool {POOL_SIZE}: {dict(statuses)} "
+        f"in {elapsed:.2f} s"
+    )
+    assert set(statuses) <= {200, 503}, server.log()
+    assert statuses[200] > 0
+
+
+def _raw_exchange(server: LiveServer, request: bytes, then_send: bytes = b"") -> bytes:
+    host, port = server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=CLIENT_TIMEOUT_SECONDS) as sock:
+        sock.sendall(request)
+        if then_send:
+            sock.sendall(then_send)
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+
+
+def test_a_declared_oversized_body_is_413_before_it_is_sent(server: LiveServer) -> None:
+    headers = (
+        f"POST {REGISTER} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {10 * 1024 * 1024}\r\n\r\n"
+    ).encode()
+    # Only the headers go out; the answer must come without waiting for ten megabytes.
+    reply = _raw_exchange(server, headers)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert json.loads(reply.partition(b"\r\n\r\n")[2]) == {"detail": "Request body too large"}
+
+
+def test_a_chunked_oversized_body_is_413(server: LiveServer) -> None:
+    headers = (
+        f"POST {REGISTER} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    chunk = b"8000\r\n" + b" " * 0x8000 + b"\r\n"
+    reply = _raw_exchange(server, headers, chunk * 3)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
