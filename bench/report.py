@@ -1,0 +1,267 @@
+"""Turning wrk runs into the table, the targets and bench/results/latest.json."""
+
+import json
+import os
+import statistics
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loadgen import WrkResult
+
+RESULTS_PATH = Path(__file__).resolve().parent / "results" / "latest.json"
+HIGH_LOAD_KEYS = ("single_me_c256", "single_list_c256")
+
+
+@dataclass
+class Measurement:
+    """One endpoint on one server, over every round."""
+
+    key: str
+    endpoint: str
+    app: str
+    server: str
+    connections: int
+    runs: list[WrkResult] = field(default_factory=list)
+    cpu_ms_per_request: list[float] = field(default_factory=list)
+    db_cpu_ms_per_request: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "app": self.app,
+            "server": self.server,
+            "connections": self.connections,
+            "rounds": len(self.runs),
+            "requests_per_second": _median([r.requests_per_second for r in self.runs]),
+            "p50_ms": _median([r.p50_ms for r in self.runs]),
+            "p99_ms": _median([r.p99_ms for r in self.runs]),
+            "errors": sum(r.errors for r in self.runs),
+            "timeouts": sum(r.timeouts for r in self.runs),
+            "cpu_ms_per_request": _median(self.cpu_ms_per_request),
+            "db_cpu_ms_per_request": _median(self.db_cpu_ms_per_request),
+            "runs": [r.as_dict() for r in self.runs],
+        }
+
+
+@dataclass
+class Observations:
+    measurements: dict[str, Measurement]
+    rss_kib: dict[str, list[int]]
+    cold_start_s: dict[str, list[float]]
+    health_after_high_load: dict[str, int]
+    bcrypt_verify_ms: float
+    plan: dict[str, float]
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def _paired_ratio(values: list[float], ceilings: list[float]) -> float | None:
+    """Median of the per-round ratios: each pair ran back to back, so a change in machine
+    load between rounds does not tilt the comparison."""
+    ratios = [value / ceiling for value, ceiling in zip(values, ceilings, strict=False) if ceiling]
+    return statistics.median(ratios) if ratios else None
+
+
+# Each table row: the measurement, then how its "ratio to ceiling" is read.
+# (key, ceiling key or None, kind) where kind says which figures are compared.
+ROWS: list[tuple[str, str | None, str]] = [
+    ("health", "ping", "rps"),
+    ("ping", None, "ceiling"),
+    ("me", "select1", "rps"),
+    ("list", "select1", "rps"),
+    ("select1", None, "ceiling"),
+    ("login", None, "verify"),
+    ("login_flood", None, "none"),
+    ("health_idle_probe", None, "ceiling"),
+    ("health_under_flood", "health_idle_probe", "p99"),
+    ("single_health", "single_ping", "rps"),
+    ("single_ping", None, "ceiling"),
+    ("single_me", "single_select1", "rps"),
+    ("single_list", "single_select1", "rps"),
+    ("single_select1", None, "ceiling"),
+    ("single_me_c256", "single_select1_c256", "rps"),
+    ("single_list_c256", "single_select1_c256", "rps"),
+    ("single_select1_c256", None, "ceiling"),
+]
+
+
+def build(observations: Observations, *, quick: bool, elapsed_s: float) -> dict[str, Any]:
+    summaries = {key: m.summary() for key, m in observations.measurements.items()}
+    rows = []
+    for key, ceiling, kind in ROWS:
+        if key not in summaries:
+            continue
+        row = dict(summaries[key], key=key, ratio=None, ratio_text="")
+        ceiling_row = summaries.get(ceiling) if ceiling else None
+        runs = observations.measurements[key].runs
+        ceiling_runs = observations.measurements[ceiling].runs if ceiling_row and ceiling else []
+        if kind == "rps" and ceiling_row:
+            row["ratio"] = _paired_ratio(
+                [r.requests_per_second for r in runs],
+                [r.requests_per_second for r in ceiling_runs],
+            )
+            ceiling_path = ceiling_row["endpoint"].split()[-1]
+            row["ratio_text"] = (
+                f"{row['ratio']:.2f}x {ceiling_path}"
+                if row["ratio"] is not None
+                else f"{ceiling_path} stalled"
+            )
+        elif kind == "p99" and ceiling_row:
+            row["ratio"] = _paired_ratio([r.p99_ms for r in runs], [r.p99_ms for r in ceiling_runs])
+            row["ratio_text"] = "-" if row["ratio"] is None else f"p99 {row['ratio']:.1f}x idle"
+        elif kind == "verify" and row["cpu_ms_per_request"]:
+            row["ratio"] = row["cpu_ms_per_request"] / observations.bcrypt_verify_ms
+            row["ratio_text"] = f"{row['ratio']:.2f} verifies"
+        elif kind == "ceiling":
+            row["ratio_text"] = "ceiling"
+        rows.append(row)
+    rss = {key: statistics.mean(values) for key, values in observations.rss_kib.items() if values}
+    cold = {key: statistics.median(values) for key, values in observations.cold_start_s.items()}
+    return {
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "elapsed_s": round(elapsed_s, 1),
+        "cpus": os.cpu_count(),
+        "plan": observations.plan,
+        "rows": rows,
+        "rss_kib_per_worker": observations.rss_kib,
+        "rss_kib_mean": rss,
+        "cold_start_s": observations.cold_start_s,
+        "cold_start_median_s": cold,
+        "health_after_high_load": observations.health_after_high_load,
+        "bcrypt_verify_ms": observations.bcrypt_verify_ms,
+        "targets": _targets(summaries, rows, rss, cold, observations),
+    }
+
+
+def _row_ratio(rows: list[dict[str, Any]], key: str) -> float | None:
+    for row in rows:
+        if row["key"] == key:
+            ratio: float | None = row["ratio"]
+            return ratio
+    return None
+
+
+def _targets(
+    summaries: dict[str, dict[str, Any]],
+    rows: list[dict[str, Any]],
+    rss: dict[str, float],
+    cold: dict[str, float],
+    observations: Observations,
+) -> list[dict[str, Any]]:
+    def at_least(name: str, value: float | None, bound: float) -> dict[str, Any]:
+        passed = value is not None and value >= bound
+        shown = "n/a" if value is None else f"{value:.2f}x"
+        return {"target": name, "value": value, "shown": shown, "passed": passed}
+
+    def at_most(name: str, value: float | None, bound: float) -> dict[str, Any]:
+        passed = value is not None and value <= bound
+        shown = "n/a" if value is None else f"{value:.2f}x"
+        return {"target": name, "value": value, "shown": shown, "passed": passed}
+
+    high = [summaries[key] for key in HIGH_LOAD_KEYS if key in summaries]
+    high_errors = sum(s["errors"] for s in high)
+    stalled = [
+        key
+        for key in HIGH_LOAD_KEYS
+        if key in summaries
+        and (
+            not summaries[key]["requests_per_second"]
+            or summaries[key]["timeouts"]
+            or observations.health_after_high_load.get(key) != 200
+        )
+    ]
+    high_load = {
+        "target": "0 errors at 256 connections, no stall (uvicorn x1, /users/me and list)",
+        "value": high_errors,
+        "shown": f"{high_errors} errors" + (f", stalled: {', '.join(stalled)}" if stalled else ""),
+        "passed": len(high) == len(HIGH_LOAD_KEYS) and high_errors == 0 and not stalled,
+    }
+    return [
+        at_least("/health >= 0.9x /ping", _row_ratio(rows, "health"), 0.9),
+        at_least("/users/me >= 1.0x select1", _row_ratio(rows, "me"), 1.0),
+        at_least("list >= 0.3x select1", _row_ratio(rows, "list"), 0.3),
+        at_most(
+            "/health p99 under login flood <= 5x idle p99",
+            _row_ratio(rows, "health_under_flood"),
+            5.0,
+        ),
+        high_load,
+        at_most("cold start <= 1.2x bare", _ratio(cold.get("app"), cold.get("bare")), 1.2),
+        at_most(
+            "RSS per worker <= 1.1x bare",
+            _ratio(rss.get("production_app"), rss.get("production_bare")),
+            1.1,
+        ),
+    ]
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_report(results: dict[str, Any]) -> None:
+    header = (
+        "endpoint",
+        "server",
+        "conns",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "CPU ms/req",
+        "DB CPU ms/req",
+        "ratio to ceiling",
+    )
+    widths = (30, 11, 5, 7, 8, 8, 6, 10, 13, 18)
+    lines = [header, tuple("-" * w for w in widths)]
+    for row in results["rows"]:
+        lines.append(
+            (
+                row["endpoint"] + ("" if row["app"] == "app" else " (bare)"),
+                row["server"],
+                str(row["connections"]),
+                _cell(row["requests_per_second"], 0),
+                _cell(row["p50_ms"], 2),
+                _cell(row["p99_ms"], 2),
+                str(row["errors"]),
+                _cell(row["cpu_ms_per_request"], 2),
+                _cell(row["db_cpu_ms_per_request"], 2),
+                row["ratio_text"],
+            )
+        )
+    print()
+    for cells in lines:
+        print(
+            " | ".join(
+                cell.ljust(width) if index < 2 else cell.rjust(width)
+                for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+            )
+        )
+    print()
+    rss, cold = results["rss_kib_mean"], results["cold_start_median_s"]
+    for key in sorted(rss):
+        print(f"RSS per worker {key:<16} {rss[key] / 1024:7.1f} MiB")
+    for key in sorted(cold):
+        print(f"cold start {key:<5} (median)  {cold[key] * 1000:7.0f} ms")
+    print(f"one bcrypt verify in process   {results['bcrypt_verify_ms']:7.1f} ms CPU")
+    print()
+    for target in results["targets"]:
+        verdict = "PASS" if target["passed"] else "FAIL"
+        print(f"{verdict}  {target['target']:<66} {target['shown']}")
+
+
+def write(results: dict[str, Any]) -> Path:
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_PATH.write_text(json.dumps(results, indent=2) + "\n")
+    return RESULTS_PATH
