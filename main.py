@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hasher: PasswordHasher = app.state.password_hasher
         # In the background: serving starts at once, and the dummy hash is ready well before
         # the first login can tell an unknown email by its timing.
-        warm_up = asyncio.get_running_loop().run_in_executor(None, hasher.warm_up)
+        warm_up = asyncio.create_task(hasher.warm_up_async())
         yield
         await warm_up
         hasher.shutdown()

@@ -24,12 +24,17 @@ class Settings(BaseSettings):
     DATABASE_URL: str = "sqlite:///./app.db"
     # Reads may go to a replica; empty means "same as DATABASE_URL".
     DATABASE_READ_URL: str = ""
-    # Every request holds at most one connection, and only inside one worker thread, so a pool
-    # as large as the thread limiter never makes a thread wait for a connection.
-    DATABASE_POOL_SIZE: int = Field(default=20, ge=1)
+    # Every request holds at most one connection, and only inside one worker thread, and the
+    # threads doing database work are capped at this size: a thread never waits for a
+    # connection. On PostgreSQL a worker keeps two pools of this size (transactions, and
+    # reads without one), so up to 2 x this many connections per worker.
+    DATABASE_POOL_SIZE: int = Field(default=10, ge=1)
     DATABASE_MAX_OVERFLOW: int = Field(default=0, ge=0)
     DATABASE_POOL_TIMEOUT: float = Field(default=10.0, gt=0)
     DATABASE_CONNECT_TIMEOUT: int = Field(default=3, ge=1)
+    # Ping each connection before use (one more round trip per request); see core/db.py.
+    DATABASE_PRE_PING: bool = False
+    DATABASE_POOL_RECYCLE: int = Field(default=1800, ge=-1)
     # Longest a request waits on one unit of database work before it answers 503: a database
     # that stops answering (hung host, network partition) must not hang every request.
     DATABASE_WORK_TIMEOUT: float = Field(default=10.0, gt=0)

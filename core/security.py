@@ -12,11 +12,12 @@ import hashlib
 import os
 import secrets
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from jose import JWTError, jwt
@@ -97,6 +98,11 @@ class PasswordHasher:
         """Compute the dummy hash now, so the first unknown-email login is not slower."""
         _ = self._dummy_hash
 
+    async def warm_up_async(self) -> None:
+        """`warm_up` on the low-priority hashing threads: a worker that is starting must not
+        lose CPU to it (nor its neighbours, starting at the same moment)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.warm_up)
+
     def shutdown(self) -> None:
         if "_executor" in self.__dict__:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -129,6 +135,22 @@ def create_access_token(
 
 def decode_access_token(token: str, *, secret_key: str) -> AccessClaims:
     """Verify signature, algorithm, expiry and kind; anything else is an InvalidTokenError."""
+    claims, expires_at = _verified_claims(token, secret_key)
+    # The cache below remembers a token's signature check, not its expiry: check that now.
+    if expires_at <= time.time():
+        raise InvalidTokenError
+    return claims
+
+
+# A client sends the same access token with every request until it expires, and checking
+# its signature is a pure function of (token, key): remembering the answer is always right.
+# Whether the account may still use it (revocation, deactivation) is checked in the database
+# on every request, never cached. Only valid tokens are remembered, so junk cannot flush it.
+VERIFIED_TOKEN_CACHE_SIZE = 4096
+
+
+@lru_cache(maxsize=VERIFIED_TOKEN_CACHE_SIZE)
+def _verified_claims(token: str, secret_key: str) -> tuple[AccessClaims, float]:
     try:
         claims = jwt.decode(
             token,
@@ -138,15 +160,21 @@ def decode_access_token(token: str, *, secret_key: str) -> AccessClaims:
         )
     except (JWTError, ValueError, TypeError, UnicodeError) as error:
         raise InvalidTokenError from error
-    subject, version, jti = claims.get("sub"), claims.get("ver"), claims.get("jti")
+    subject, version, jti, expires_at = (
+        claims.get("sub"),
+        claims.get("ver"),
+        claims.get("jti"),
+        claims.get("exp"),
+    )
     if (
         claims.get("type") != ACCESS_TOKEN_TYPE
         or not isinstance(subject, str)
         or type(version) is not int
         or not isinstance(jti, str)
+        or not isinstance(expires_at, int | float)
     ):
         raise InvalidTokenError
-    return AccessClaims(subject=subject, token_version=version, jti=jti)
+    return AccessClaims(subject=subject, token_version=version, jti=jti), float(expires_at)
 
 
 def new_opaque_token() -> str:

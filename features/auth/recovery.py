@@ -158,7 +158,7 @@ async def limit_mail_requests(
 
 
 async def reset_password(db: Database, hasher: PasswordHasher, data: PasswordReset) -> None:
-    await db.run(check_reset_token, data.token)
+    await db.run_fresh_read(check_reset_token, data.token)
     hashed = await hasher.hash_async(data.new_password)
     await db.run(complete_reset, data.token, hashed)
 

@@ -146,7 +146,7 @@ async def login(
         # No account can have either (a NUL would also crash the PostgreSQL driver), so it
         # cannot match: answer without the database and without bcrypt.
         raise InvalidCredentials
-    user = await db.run(users_service.get_by_email, email)
+    user = await db.run_fresh_read(users_service.get_by_email, email)
     matches = await hasher.verify_async(password, user.hashed_password if user else None)
     if (
         user is None

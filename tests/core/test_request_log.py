@@ -13,13 +13,21 @@ class TestRequestId:
         assert response.headers["x-request-id"] == "abc-123"
 
     def test_a_missing_id_is_generated(self, client: TestClient) -> None:
-        first = client.get("/health").headers["x-request-id"]
-        second = client.get("/health").headers["x-request-id"]
+        first = client.get("/api/v1/users/me").headers["x-request-id"]
+        second = client.get("/api/v1/users/me").headers["x-request-id"]
         assert len(first) == 32
         assert first != second
 
+    def test_a_probe_without_an_id_gets_none_and_one_with_an_id_gets_it_back(
+        self, client: TestClient
+    ) -> None:
+        assert "x-request-id" not in client.get("/health").headers
+        assert client.get("/health", headers={"X-Request-ID": "lb-1"}).headers["x-request-id"] == (
+            "lb-1"
+        )
+
     def test_an_unsafe_id_is_replaced(self, client: TestClient) -> None:
-        response = client.get("/health", headers={"X-Request-ID": "evil\tid" + "x" * 200})
+        response = client.get("/api/v1/users/me", headers={"X-Request-ID": "evil\tid" + "x" * 200})
         assert response.headers["x-request-id"] != "evil\tid" + "x" * 200
         assert len(response.headers["x-request-id"]) == 32
 

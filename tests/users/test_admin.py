@@ -58,6 +58,18 @@ class TestListUsers:
         ]
         assert all("hashed_password" not in user for user in everyone)
 
+    def test_total_is_right_on_every_kind_of_page(
+        self, client: TestClient, superuser: Account, make_account: Callable[..., Account]
+    ) -> None:
+        for _ in range(4):
+            make_account()
+        # 5 users: a full page, the short last page, an exact end, and past the end.
+        for offset, limit, expected_items in ((0, 2, 2), (4, 2, 1), (3, 2, 2), (9, 2, 0)):
+            page = client.get(
+                USERS, params={"offset": offset, "limit": limit}, headers=superuser.headers
+            ).json()
+            assert (page["total"], len(page["items"])) == (5, expected_items), (offset, limit)
+
     def test_limit_is_capped_at_100(self, client: TestClient, superuser: Account) -> None:
         response = client.get(USERS, params={"limit": 5000}, headers=superuser.headers)
         assert response.status_code == 200
