@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 
 import psycopg2
@@ -12,29 +11,17 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from tests.conftest import ROOT, alembic_config
+from tests.support import fresh_postgres_database, postgres_test_url
 
 REPLICAS = 3
 
 
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
-    base = os.environ.get("TEST_DATABASE_URL", "")
-    if not base.startswith("postgresql"):
+    if not postgres_test_url():
         pytest.skip("needs PostgreSQL (TEST_DATABASE_URL)")
-    url = make_url(base)
-    name = f"migrate_race_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(
-        host=url.host, port=url.port or 5432, user=url.username, dbname=url.database
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def test_simultaneous_migrate_steps_do_not_collide(fresh_postgres_url: str) -> None:

@@ -4,9 +4,6 @@ Two separate SQLite databases stand in for primary and replica, each migrated; t
 holds a user the primary does not, so a response shows which database answered.
 """
 
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -15,18 +12,13 @@ from starlette.testclient import TestClient
 from core.db import Database
 from features.users.models import User
 from main import create_app
-from tests.conftest import ROOT, make_settings
+from tests.conftest import make_settings
+from tests.support import migrate
 
 
 def migrated_sqlite(path: Path) -> str:
     url = f"sqlite:///{path}"
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        check=True,
-        capture_output=True,
-    )
+    migrate(url)
     return url
 
 

@@ -4,7 +4,6 @@ or a rate limit, the other must agree: the state lives in the database and in Re
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,41 +12,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
-import psycopg2
 import pytest
-from sqlalchemy.engine import make_url
+
+from tests.support import free_port, fresh_postgres_database, migrate, postgres_test_url
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTANCES = 2
 LOGIN_LIMIT = 6
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def shared_database() -> Iterator[str]:
-    base = os.environ.get("TEST_DATABASE_URL", "")
-    if not base.startswith("postgresql") or not os.environ.get("TEST_REDIS_URL"):
+    if not postgres_test_url() or not os.environ.get("TEST_REDIS_URL"):
         pytest.skip("needs PostgreSQL and Redis (TEST_DATABASE_URL, TEST_REDIS_URL)")
-    url = make_url(base)
-    name = f"instances_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(
-        host=url.host, port=url.port or 5432, user=url.username, dbname=url.database
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -67,13 +46,7 @@ def instances(
         "WEB_CONCURRENCY": "2",
         "LOG_LEVEL": "WARNING",
     }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    migrate(shared_database)
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     processes: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []

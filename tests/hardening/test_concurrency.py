@@ -14,13 +14,8 @@ import httpx2
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.hardening.conftest import (
-    LiveServer,
-    fresh_database,
-    migrate,
-    register_and_login,
-    run_server,
-)
+from tests.hardening.conftest import register_and_login
+from tests.support import LiveServer, fresh_database, migrate, run_server
 
 REGISTER = "/api/v1/auth/register"
 ME = "/api/v1/users/me"

@@ -17,14 +17,8 @@ import httpx2
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.hardening.conftest import (
-    LiveServer,
-    fresh_database,
-    migrate,
-    register_and_login,
-    requires_postgres,
-    run_server,
-)
+from tests.hardening.conftest import register_and_login
+from tests.support import LiveServer, fresh_database, migrate, requires_postgres, run_server
 
 pytestmark = requires_postgres
 

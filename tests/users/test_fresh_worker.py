@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.support import migrate
+
 ROOT = Path(__file__).resolve().parents[2]
 
 FIRST_REQUEST = textwrap.dedent(
@@ -47,13 +49,7 @@ def test_the_first_request_of_a_fresh_worker_can_be_users_me(tmp_path: Path) -> 
         "ENVIRONMENT": "test",
         "SECRET_KEY": "fresh-worker-secret-key-0123456789abcdef",
     }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    migrate(env["DATABASE_URL"])
     result = subprocess.run(
         [sys.executable, "-c", FIRST_REQUEST, str(database)],
         cwd=ROOT,
