@@ -63,3 +63,18 @@ class TestErrorShapes:
 
     def test_unknown_route_is_404_json(self, client: TestClient) -> None:
         assert client.get("/api/v1/nope").json() == {"detail": "Not Found"}
+
+
+class TestReadinessWithRedis:
+    def test_readiness_is_503_when_the_configured_redis_is_down(self, database_url: str) -> None:
+        from main import create_app
+        from tests.conftest import make_settings
+
+        # Port 1 on loopback: nothing listens there, so the connection is refused at once.
+        app = create_app(make_settings(database_url, REDIS_URL="redis://127.0.0.1:1/0"))
+        with TestClient(app) as client:
+            response = client.get("/health/ready")
+            liveness = client.get("/health")
+        assert response.status_code == 503
+        assert response.json()["redis"] == "unavailable"
+        assert liveness.status_code == 200
