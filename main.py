@@ -1,6 +1,5 @@
 """Composition root: builds the app from settings and mounts every installed feature."""
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,13 +25,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        hasher: PasswordHasher = app.state.password_hasher
-        # In the background: serving starts at once, and the dummy hash is ready well before
-        # the first login can tell an unknown email by its timing.
-        warm_up = asyncio.create_task(hasher.warm_up_async())
         yield
-        await warm_up
-        hasher.shutdown()
+        app.state.password_hasher.shutdown()
         app.state.database.dispose()
 
     app = FastAPI(

@@ -42,6 +42,7 @@ class AccessClaims:
 
 
 HASHING_THREAD_NICENESS = 10
+BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def _lower_thread_priority() -> None:
@@ -56,6 +57,7 @@ class PasswordHasher:
 
     def __init__(self, rounds: int, concurrency: int) -> None:
         self._context = CryptContext(schemes=["bcrypt"], bcrypt__rounds=rounds)
+        self._rounds = rounds
         self._concurrency = concurrency
 
     @cached_property
@@ -68,8 +70,15 @@ class PasswordHasher:
 
     @cached_property
     def _dummy_hash(self) -> str:
-        # Made on first use, not at start-up: a bcrypt hash would add its cost to cold start.
-        return self._context.hash(secrets.token_urlsafe(16))
+        """A well-formed bcrypt hash at the configured cost that matches no password.
+
+        Verifying against it costs exactly what a real verify costs (the cost factor is in
+        the string), and building it costs nothing: no hashing at start-up.
+        """
+        salt = "".join(secrets.choice(BCRYPT_ALPHABET) for _ in range(21)) + "."
+        checksum = "".join(secrets.choice(BCRYPT_ALPHABET) for _ in range(30)) + "."
+        # "." in the last place leaves the unused low bits zero, as bcrypt requires.
+        return f"$2b${self._rounds:02d}${salt}{checksum}"
 
     def hash(self, password: str) -> str:
         return self._context.hash(password)
@@ -93,15 +102,6 @@ class PasswordHasher:
     async def verify_async(self, password: str, hashed: str | None) -> bool:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.verify, password, hashed)
-
-    def warm_up(self) -> None:
-        """Compute the dummy hash now, so the first unknown-email login is not slower."""
-        _ = self._dummy_hash
-
-    async def warm_up_async(self) -> None:
-        """`warm_up` on the low-priority hashing threads: a worker that is starting must not
-        lose CPU to it (nor its neighbours, starting at the same moment)."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.warm_up)
 
     def shutdown(self) -> None:
         if "_executor" in self.__dict__:

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from jose import jwt
+from passlib.hash import bcrypt as bcrypt_handler
 from starlette.testclient import TestClient
 
 from core.security import (
@@ -98,6 +99,15 @@ class TestPureFunctions:
         for junk in ("", "a.b", "a.b.c.d.e", "x" * 16_000, "ÿÿÿ.ÿÿÿ.ÿÿÿ"):
             with pytest.raises(InvalidTokenError):
                 decode_access_token(junk, secret_key=TEST_SECRET_KEY)
+
+    def test_the_dummy_hash_costs_a_real_verify_and_matches_nothing(self) -> None:
+        hasher = PasswordHasher(rounds=5, concurrency=1)
+        dummy = hasher._dummy_hash
+        # Same scheme and cost factor as a real hash: bcrypt spends the same time on it.
+        assert bcrypt_handler.from_string(dummy).rounds == 5
+        assert bcrypt_handler.identify(dummy)
+        assert not hasher.verify("", None)
+        assert not hasher.verify("correct-horse", None)
 
     def test_hasher_verifies_and_refuses(self) -> None:
         hasher = PasswordHasher(rounds=4, concurrency=1)
