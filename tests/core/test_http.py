@@ -5,6 +5,9 @@ from collections.abc import Iterator
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
+from main import create_app
+from tests.conftest import TEST_SECRET_KEY, make_settings
+
 
 class TestHealth:
     def test_liveness(self, client: TestClient) -> None:
@@ -67,8 +70,6 @@ class TestErrorShapes:
 
 class TestReadinessWithRedis:
     def test_readiness_is_503_when_the_configured_redis_is_down(self, database_url: str) -> None:
-        from main import create_app
-        from tests.conftest import make_settings
 
         # Port 1 on loopback: nothing listens there, so the connection is refused at once.
         app = create_app(make_settings(database_url, REDIS_URL="redis://127.0.0.1:1/0"))
@@ -78,3 +79,36 @@ class TestReadinessWithRedis:
         assert response.status_code == 503
         assert response.json()["redis"] == "unavailable"
         assert liveness.status_code == 200
+
+
+class TestDocsAndCors:
+    def test_docs_are_served_in_production(self, database_url: str) -> None:
+
+        app = create_app(
+            make_settings(database_url, ENVIRONMENT="production", SECRET_KEY=TEST_SECRET_KEY)
+        )
+        with TestClient(app) as client:
+            for path in ("/docs", "/redoc", "/openapi.json", "/docs-assets/swagger-ui.css"):
+                assert client.get(path).status_code == 200, path
+
+    def test_docs_enabled_false_removes_them(self, database_url: str) -> None:
+
+        app = create_app(make_settings(database_url, DOCS_ENABLED=False))
+        with TestClient(app) as client:
+            for path in ("/docs", "/redoc", "/openapi.json"):
+                assert client.get(path).status_code == 404, path
+            assert client.get("/health").status_code == 200
+
+    def test_cors_allows_only_the_configured_origins(self, database_url: str) -> None:
+
+        app = create_app(make_settings(database_url, CORS_ORIGINS=["https://app.example"]))
+        preflight = {"Access-Control-Request-Method": "GET"}
+        with TestClient(app) as client:
+            allowed = client.options(
+                "/api/v1/users/me", headers={"Origin": "https://app.example", **preflight}
+            )
+            refused = client.options(
+                "/api/v1/users/me", headers={"Origin": "https://evil.example", **preflight}
+            )
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+        assert "access-control-allow-origin" not in refused.headers
