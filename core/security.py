@@ -41,7 +41,9 @@ class AccessClaims:
     jti: str
 
 
-HASHING_THREAD_NICENESS = 10
+# The lowest priority that still gets CPU under load (SCHED_IDLE could starve logins for as
+# long as other work keeps the cores busy); event-loop threads outweigh it about 70 to 1.
+HASHING_THREAD_NICENESS = 19
 BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 

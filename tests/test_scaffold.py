@@ -33,7 +33,7 @@ SOURCES = (
 )
 # What the generated tests/widgets/test_widgets.py holds (parametrized cases counted):
 # update it with the template, so a test silently dropped from the template is noticed.
-EXPECTED_WIDGET_TESTS = 22
+EXPECTED_WIDGET_TESTS = 23
 FEATURE_FILES = {"__init__.py", "models.py", "errors.py", "service.py", "router.py"}
 # Folders .gitignore keeps out of `git diff`: the linters' caches, bytecode, the virtualenv.
 UNTRACKED = {".venv", "__pycache__", ".ruff_cache", ".mypy_cache", ".pytest_cache"}

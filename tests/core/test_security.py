@@ -1,5 +1,7 @@
 import base64
 import json
+import os
+import threading
 import time
 from datetime import timedelta
 
@@ -9,6 +11,7 @@ from passlib.hash import bcrypt as bcrypt_handler
 from starlette.testclient import TestClient
 
 from core.security import (
+    HASHING_THREAD_NICENESS,
     InvalidTokenError,
     PasswordHasher,
     create_access_token,
@@ -108,6 +111,17 @@ class TestPureFunctions:
         assert bcrypt_handler.identify(dummy)
         assert not hasher.verify("", None)
         assert not hasher.verify("correct-horse", None)
+
+    def test_hashing_threads_run_at_the_lowest_priority(self) -> None:
+        hasher = PasswordHasher(rounds=4, concurrency=1)
+
+        def own_priority() -> int:
+            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        try:
+            assert hasher._executor.submit(own_priority).result() == HASHING_THREAD_NICENESS
+        finally:
+            hasher.shutdown()
 
     def test_hasher_verifies_and_refuses(self) -> None:
         hasher = PasswordHasher(rounds=4, concurrency=1)
