@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,24 +142,31 @@ def run_server(database_url: str, log_dir: Path, **overrides: str) -> Iterator[L
         )
     server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
     try:
-        _wait_until_serving(server)
+        wait_until_healthy(server.base_url, process, server.log)
         yield server
     finally:
         _stop(process)
 
 
-def _wait_until_serving(server: LiveServer) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
+def wait_until_healthy(
+    base_url: str,
+    process: subprocess.Popen[bytes],
+    read_log: Callable[[], str] = lambda: "",
+    path: str = "/health",
+    timeout: float = SERVER_START_TIMEOUT_SECONDS,
+) -> None:
+    """Poll `path` until it answers 200; fail with the server's log if it dies or never does."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"server exited early:\n{server.log()}")
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}:\n{read_log()}")
         try:
-            if httpx2.get(f"{server.base_url}/health", timeout=1).status_code == 200:
+            if httpx2.get(f"{base_url}{path}", timeout=1).status_code == 200:
                 return
         except httpx2.HTTPError:
             pass
         time.sleep(0.1)
-    pytest.fail(f"server did not start:\n{server.log()}")
+    pytest.fail(f"{base_url}{path} did not answer 200 in {timeout} s:\n{read_log()}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -32,27 +32,40 @@ def _html(project: str, lines: list[str], link: str, action: str, footer: str) -
     )
 
 
-def password_reset(project: str, link: str, lifetime: timedelta) -> MailContent:
-    lines = [
-        "Someone asked to reset the password of your account.",
-        f"The link works once and expires in {describe_lifetime(lifetime)}.",
-    ]
-    footer = "If it was not you, ignore this mail: your password stays as it is."
+def _mail(
+    project: str, subject: str, lines: list[str], action: str, link: str, footer: str
+) -> MailContent:
+    """The same words twice: as plain text, and as HTML with the link as a button-like anchor."""
     return MailContent(
-        subject=f"{project}: reset your password",
-        text="\n\n".join([*lines, f"Reset your password: {link}", footer]) + "\n",
-        html=_html(project, lines, link, "Reset your password", footer),
+        subject=f"{project}: {subject}",
+        text="\n\n".join([*lines, f"{action}: {link}", footer]) + "\n",
+        html=_html(project, lines, link, action, footer),
+    )
+
+
+def password_reset(project: str, link: str, lifetime: timedelta) -> MailContent:
+    return _mail(
+        project,
+        "reset your password",
+        [
+            "Someone asked to reset the password of your account.",
+            f"The link works once and expires in {describe_lifetime(lifetime)}.",
+        ],
+        "Reset your password",
+        link,
+        "If it was not you, ignore this mail: your password stays as it is.",
     )
 
 
 def email_verification(project: str, link: str, lifetime: timedelta) -> MailContent:
-    lines = [
-        "Please confirm that this address belongs to your account.",
-        f"The link expires in {describe_lifetime(lifetime)}.",
-    ]
-    footer = "If you did not sign up, ignore this mail."
-    return MailContent(
-        subject=f"{project}: confirm your email address",
-        text="\n\n".join([*lines, f"Confirm your address: {link}", footer]) + "\n",
-        html=_html(project, lines, link, "Confirm your address", footer),
+    return _mail(
+        project,
+        "confirm your email address",
+        [
+            "Please confirm that this address belongs to your account.",
+            f"The link expires in {describe_lifetime(lifetime)}.",
+        ],
+        "Confirm your address",
+        link,
+        "If you did not sign up, ignore this mail.",
     )

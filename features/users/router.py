@@ -15,7 +15,6 @@ from features.users.errors import EmailTaken, LastSuperuser, UserNotFound, Wrong
 from features.users.models import (
     LIST_LIMIT_MAX,
     PasswordChange,
-    User,
     UserCreate,
     UserPublic,
     UsersPublic,
@@ -32,12 +31,12 @@ admin_only = error_responses(ForbiddenError)
 
 
 def announce_email_change(
-    tasks: BackgroundTasks, db: Database, settings: Settings, previous_email: str, user: User
+    tasks: BackgroundTasks, db: Database, settings: Settings, updated: service.UpdatedUser
 ) -> None:
     """Let other features (verification mails) react once the response has been sent."""
-    if user.email != previous_email:
+    if updated.email_changed:
         for listener in service.email_changed_listeners:
-            tasks.add_task(listener, db, settings, user)
+            tasks.add_task(listener, db, settings, updated.user)
 
 
 @router.get("/me", response_model=UserPublic, summary="Read my account")
@@ -62,8 +61,8 @@ async def update_me(
     """Change name and/or email. A new email is unverified until its link is followed.
     Other fields in the body are ignored."""
     updated = await db.run(service.update_user, user.id, changes)
-    announce_email_change(tasks, db, settings, user.email, updated)
-    return UserPublic.model_validate(updated)
+    announce_email_change(tasks, db, settings, updated)
+    return UserPublic.model_validate(updated.user)
 
 
 @router.post(
@@ -144,11 +143,9 @@ async def update_user(
 ) -> UserPublic:
     """Any field but the id; a new password or deactivation ends the user's sessions,
     a new email is unverified until its link is followed."""
-    previous_email = (await db.run(service.get, user_id)).email if changes.email else ""
-    user = await service.update_with_password(db, hasher, user_id, changes)
-    if changes.email:
-        announce_email_change(tasks, db, settings, previous_email, user)
-    return UserPublic.model_validate(user)
+    updated = await service.update_with_password(db, hasher, user_id, changes)
+    announce_email_change(tasks, db, settings, updated)
+    return UserPublic.model_validate(updated.user)
 
 
 @router.delete(

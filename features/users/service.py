@@ -7,7 +7,7 @@ never holds a connection while a password is being hashed.
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, update
 from sqlalchemy.exc import IntegrityError
@@ -147,12 +147,17 @@ def _ensure_not_last_superuser(session: Session, user: User) -> None:
         raise LastSuperuser
 
 
+class UpdatedUser(NamedTuple):
+    user: User
+    email_changed: bool
+
+
 def update_user(
     session: Session,
     user_id: uuid.UUID,
     changes: UserUpdateMe | UserUpdate,
     hashed_password: str | None = None,
-) -> User:
+) -> UpdatedUser:
     """Apply only the fields the schema allows and the caller sent."""
     user = get(session, user_id)
     values: dict[str, Any] = changes.model_dump(exclude_unset=True, exclude={"password"})
@@ -163,7 +168,8 @@ def update_user(
     if values.get("is_active") is False and user.is_active:
         # A deactivated account's tokens die with it, not just until it is reactivated.
         user.token_version += 1
-    if values.get("email", user.email) != user.email:
+    email_changed = values.get("email", user.email) != user.email
+    if email_changed:
         # Proof of the old address says nothing about the new one.
         user.is_verified = False
     for key, value in values.items():
@@ -174,7 +180,7 @@ def update_user(
     user.updated_at = utc_now()
     session.add(user)
     _commit_or_email_taken(session)
-    return user
+    return UpdatedUser(user, email_changed)
 
 
 def replace_password(
@@ -258,7 +264,7 @@ async def create_with_password(db: Database, hasher: PasswordHasher, data: UserC
 
 async def update_with_password(
     db: Database, hasher: PasswordHasher, user_id: uuid.UUID, changes: UserUpdate
-) -> User:
+) -> UpdatedUser:
     hashed = await hasher.hash_async(changes.password) if changes.password else None
     return await db.run(update_user, user_id, changes, hashed)
 

@@ -4,7 +4,6 @@ import email
 import email.policy
 import logging
 import re
-import socket
 import statistics
 import threading
 import time
@@ -25,6 +24,7 @@ from features.auth import recovery
 from features.auth.errors import InvalidAccountToken
 from features.auth.models import AccountToken, AccountTokenPurpose
 from tests.conftest import Account
+from tests.support import free_port
 
 RECOVERY = "/api/v1/auth/password-recovery"
 RESET = "/api/v1/auth/reset-password"
@@ -70,13 +70,6 @@ class Inbox:
     def sent_to(self, address: str) -> list[EmailMessage]:
         with self.lock:
             return [message for message in self.messages if message["To"] == address]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")

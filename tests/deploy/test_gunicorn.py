@@ -6,11 +6,9 @@ while registrations are being hashed, as an orchestrator does on every deploy.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +17,8 @@ from pathlib import Path
 
 import httpx2
 import pytest
+
+from tests.support import free_port, wait_until_healthy
 
 pytest.importorskip("gunicorn")
 pytest.importorskip("uvicorn_worker")
@@ -38,29 +38,6 @@ class Server:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_until_healthy(server: Server) -> None:
-    deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"gunicorn exited at start-up:\n{server.output()}")
-        try:
-            if httpx2.get(f"{server.base_url}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(
-        f"gunicorn did not answer /health in {STARTUP_DEADLINE_SECONDS}s:\n{server.output()}"
-    )
 
 
 @pytest.fixture
@@ -103,7 +80,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
         )
     running = Server(process, f"http://127.0.0.1:{port}", home, log)
     try:
-        wait_until_healthy(running)
+        wait_until_healthy(
+            running.base_url, running.process, running.output, timeout=STARTUP_DEADLINE_SECONDS
+        )
         yield running
     finally:
         if process.poll() is None:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,13 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.support import free_port, fresh_postgres_database, migrate, postgres_test_url
+from tests.support import (
+    free_port,
+    fresh_postgres_database,
+    migrate,
+    postgres_test_url,
+    wait_until_healthy,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTANCES = 2
@@ -63,16 +68,8 @@ def instances(
                 )
             )
             urls.append(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 30
-        for url in urls:
-            while True:
-                try:
-                    if httpx2.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    pass
-                assert time.monotonic() < deadline, f"{url} did not become ready"
-                time.sleep(0.1)
+        for url, process in zip(urls, processes, strict=True):
+            wait_until_healthy(url, process, path="/health/ready")
         yield urls
     finally:
         for process in processes:

@@ -10,10 +10,8 @@ package is missing, so `make test` still runs on a machine without a browser; CI
 """
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +23,7 @@ import httpx2
 import pytest
 
 from tests.conftest import DEFAULT_PASSWORD, ROOT, TEST_SECRET_KEY
+from tests.support import free_port, wait_until_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -81,13 +80,6 @@ class BrowserLog:
     console_errors: list[str] = field(default_factory=list)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOCAL_HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def server_environment(database_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -106,20 +98,6 @@ def server_environment(database_path: Path) -> dict[str, str]:
         }
     )
     return env
-
-
-def wait_until_healthy(server: Server, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"uvicorn exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx2.get(f"{server.url()}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"uvicorn not healthy after {STARTUP_TIMEOUT_SECONDS} s:\n{log_path.read_text()}")
 
 
 @contextmanager
@@ -149,7 +127,9 @@ def running_app(directory: Path) -> Iterator[Server]:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until_healthy(server, process, log_path)
+        wait_until_healthy(
+            server.url(), process, log_path.read_text, timeout=STARTUP_TIMEOUT_SECONDS
+        )
         yield server
     finally:
         process.terminate()
