@@ -14,9 +14,14 @@ INSTALLED_FEATURES: tuple[str, ...] = (
 )
 
 
+# Tables core itself owns, imported with the features' so Alembic sees them too.
+CORE_MODELS: tuple[str, ...] = ("core.row_counts",)
+
+
 def import_models() -> list[ModuleType]:
-    """Import every feature's models so their tables join the shared metadata."""
-    return [importlib.import_module(f"features.{name}.models") for name in INSTALLED_FEATURES]
+    """Import every table model (core's and each feature's) so they join the shared metadata."""
+    names = (*CORE_MODELS, *(f"features.{name}.models" for name in INSTALLED_FEATURES))
+    return [importlib.import_module(name) for name in names]
 
 
 def import_routers() -> list[ModuleType]:

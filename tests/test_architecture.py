@@ -42,7 +42,7 @@ def test_every_feature_router_is_mounted_under_the_api_prefix(app: FastAPI) -> N
 
 def test_every_table_reaches_alembic_metadata() -> None:
     import_models()
-    assert {"users", "refresh_tokens", "account_tokens"} <= set(metadata.tables)
+    assert {"users", "refresh_tokens", "account_tokens", "row_counts"} <= set(metadata.tables)
 
 
 def test_import_contracts_hold() -> None:
