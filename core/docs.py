@@ -1,6 +1,7 @@
 """/docs and /redoc served with assets from the installed fastapi-offline package, so the
 docs work with no internet access (air-gapped networks, strict CSPs, CDN outages)."""
 
+from functools import cache
 from pathlib import Path
 
 import fastapi_offline
@@ -23,15 +24,21 @@ REDOC_CDN_LOGO_URL = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 EMPTY_IMAGE_URL = b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
 
 
+@cache
+def redoc_bundle() -> bytes:
+    # Read on the first request for it, not at start-up: the bundle is 1 MiB, and a worker
+    # that never serves /redoc should not hold it.
+    bundle = (ASSETS_DIR / "redoc.standalone.js").read_bytes()
+    return bundle.replace(REDOC_CDN_LOGO_URL, EMPTY_IMAGE_URL)
+
+
 def install_docs(app: FastAPI) -> None:
     openapi_url = app.openapi_url or "/openapi.json"
-    redoc_bundle = (ASSETS_DIR / "redoc.standalone.js").read_bytes()
-    redoc_bundle = redoc_bundle.replace(REDOC_CDN_LOGO_URL, EMPTY_IMAGE_URL)
 
     # Declared before the mount, so it answers for the bundle instead of the file on disk.
     @app.get(REDOC_BUNDLE_URL, include_in_schema=False)
     async def redoc_bundle_js() -> Response:
-        return Response(redoc_bundle, media_type="text/javascript")
+        return Response(redoc_bundle(), media_type="text/javascript")
 
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
 

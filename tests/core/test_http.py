@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
+from core import docs
 from main import create_app
 from tests.conftest import TEST_SECRET_KEY, make_settings
 
@@ -90,6 +91,14 @@ class TestDocsAndCors:
         with TestClient(app) as client:
             for path in ("/docs", "/redoc", "/openapi.json", "/docs-assets/swagger-ui.css"):
                 assert client.get(path).status_code == 200, path
+
+    def test_the_redoc_bundle_points_at_no_cdn(self, client: TestClient) -> None:
+        response = client.get(docs.REDOC_BUNDLE_URL)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/javascript")
+        assert docs.REDOC_CDN_LOGO_URL not in response.content
+        assert docs.EMPTY_IMAGE_URL in response.content
+        assert len(response.content) > 500_000  # the whole bundle, not a stub
 
     def test_docs_enabled_false_removes_them(self, database_url: str) -> None:
 
