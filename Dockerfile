@@ -26,6 +26,9 @@ COPY alembic.ini gunicorn.conf.py main.py manage.py ./
 COPY core ./core
 COPY features ./features
 COPY migrations ./migrations
+# Bytecode compiled once, here: the app runs with PYTHONDONTWRITEBYTECODE and cannot write to
+# /app, so without it every worker would compile every module from source at each start.
+RUN python -m compileall -q core features migrations gunicorn.conf.py main.py manage.py
 # Numeric, so orchestrators can verify the user is not root (runAsNonRoot).
 USER 10001:10001
 EXPOSE 8000

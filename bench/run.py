@@ -316,6 +316,7 @@ def run(plan: Plan, quick: bool) -> int:
             regular=regular,
         )
         env = servers.production_env(database.sqlalchemy_url, BCRYPT_ROUNDS)
+        servers.compile_bytecode()
         login_body = urlencode({"username": regular.email, "password": regular.password})
         login_request = Request(
             method="POST",
