@@ -2,7 +2,7 @@
 
 # Building the app creates about 110,000 objects (modules, models, routes) that live as long
 # as the process. The cyclic garbage collector would walk them again and again while they are
-# being created, a sixth of a worker's start-up (see `make bench`), and again in every full
+# being created (about 60 ms of a worker's half-second start-up here) and again in every full
 # collection while serving. So nothing is collected during the build, and gc.freeze() then
 # moves what was built to a generation that is never scanned. The build leaves under a
 # thousand unreachable objects behind, which is less than a collection would cost.

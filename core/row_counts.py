@@ -1,8 +1,8 @@
 """Exact row counts for paged lists: one primary-key read instead of a scan.
 
 PostgreSQL keeps no row count, so `count(*)` reads the whole table: a paged list that shows
-its total pays a scan on every page (1 ms of database CPU at 10,000 users, about 100 ms at a
-million). A table that opts in gets triggers, installed by its migration with the statements
+its total pays a scan on every page (0.8 ms of database CPU at 10,000 users, growing with the
+table). A table that opts in gets triggers, installed by its migration with the statements
 below, that add and subtract in `row_counts` inside the transaction of every insert and delete.
 The figure is therefore exact, rolls back with its transaction, and is the same for every
 worker and instance, whatever wrote the rows (the app, manage.py, psql).
@@ -90,7 +90,8 @@ _POSTGRESQL_FUNCTIONS = (
 
 
 def _checked(table: str) -> str:
-    # Table names go into the SQL text (DDL takes no parameters): plain identifiers only.
+    # Table names go into the SQL text (DDL takes no parameters): plain identifiers only, short
+    # enough for the trigger names built from them to fit PostgreSQL's 63 characters.
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", table):
         raise ValueError(f"not a plain table name: {table!r}")
     return table
