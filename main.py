@@ -8,6 +8,7 @@
 # thousand unreachable objects behind, which is less than a collection would cost.
 import gc
 
+_collector_was_enabled = gc.isenabled()
 gc.disable()
 
 from collections.abc import AsyncIterator
@@ -76,6 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
-gc.freeze()
-gc.enable()
+try:
+    app = create_app()
+finally:
+    # Also when the build fails (settings refused, say): whoever imported this module gets its
+    # collector back as it was.
+    gc.freeze()
+    if _collector_was_enabled:
+        gc.enable()
