@@ -9,11 +9,20 @@ worker and instance, whatever wrote the rows (the app, manage.py, psql).
 
 The price: a write that adds or removes rows holds the table's counter row until it commits,
 so such writes to one counted table commit one at a time. Sign-ups, paced by bcrypt, never
-notice; do not opt in a table that takes thousands of inserts a second.
+notice; do not opt in a table that takes thousands of inserts a second. Writers at REPEATABLE
+READ or SERIALIZABLE (the app uses neither) get serialization failures instead of waiting.
+
+What bypasses triggers bypasses the count: on PostgreSQL, `session_replication_role =
+replica` (logical replication subscribers, `pg_restore --disable-triggers`); on SQLite,
+`INSERT OR REPLACE` without `PRAGMA recursive_triggers`. After such a load, recount:
+`UPDATE row_counts SET total = (SELECT count(*) FROM users) WHERE table_name = 'users'`.
 
 On SQLite, a migration that rebuilds a counted table (alembic batch mode does that for most
 column changes) drops its triggers: install them again in that migration.
 `tests/core/test_row_counts.py` fails when a counted table's triggers are missing.
+
+Migrations run these statements as they are when the migration runs: to change them, add new
+ones for a new migration to use rather than editing what earlier migrations call.
 """
 
 import re
@@ -57,10 +66,13 @@ def row_count_column(table_name: str) -> Label[int]:
 # --- migration statements ----------------------------------------------------------------------
 # PostgreSQL counts per statement, through the rows it changed (transition tables), so a bulk
 # insert or delete updates the counter once. TRUNCATE fires no row triggers; it has its own.
+# SET search_path FROM CURRENT pins the schema the functions were created in, so a session with
+# another search_path (pg_dump's restore scripts empty it) still finds row_counts.
 
 _POSTGRESQL_FUNCTIONS = (
     """
-    CREATE OR REPLACE FUNCTION row_counts_add() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE OR REPLACE FUNCTION row_counts_add() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
     DECLARE changed bigint := (SELECT count(*) FROM changed_rows);
     BEGIN
         IF changed > 0 THEN
@@ -70,7 +82,8 @@ _POSTGRESQL_FUNCTIONS = (
     END $$
     """,
     """
-    CREATE OR REPLACE FUNCTION row_counts_subtract() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE OR REPLACE FUNCTION row_counts_subtract() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
     DECLARE changed bigint := (SELECT count(*) FROM changed_rows);
     BEGIN
         IF changed > 0 THEN
@@ -80,7 +93,8 @@ _POSTGRESQL_FUNCTIONS = (
     END $$
     """,
     """
-    CREATE OR REPLACE FUNCTION row_counts_reset() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE OR REPLACE FUNCTION row_counts_reset() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
     BEGIN
         UPDATE row_counts SET total = 0 WHERE table_name = TG_TABLE_NAME;
         RETURN NULL;
