@@ -26,8 +26,9 @@ ones for a new migration to use rather than editing what earlier migrations call
 """
 
 import re
+from typing import Any
 
-from sqlalchemy import BigInteger, Label, bindparam, select
+from sqlalchemy import BigInteger, Label, Select, bindparam, select
 from sqlmodel import Field, Session, SQLModel
 
 # Every table whose count the database keeps; the tests check each one.
@@ -40,9 +41,15 @@ class RowCount(SQLModel, table=True):
     total: int = Field(sa_type=BigInteger)
 
 
-_TOTAL = select(RowCount.total).where(  # type: ignore[call-overload]
-    RowCount.table_name == bindparam("table_name")
-)
+def _total_of(table_name: Any) -> Select[int]:
+    """The counter's read, for a table name or a bound parameter standing for one."""
+    statement: Select[int] = select(RowCount.total).where(  # type: ignore[call-overload]
+        RowCount.table_name == table_name
+    )
+    return statement
+
+
+_TOTAL = _total_of(bindparam("table_name"))
 TOTAL_LABEL = "total_rows"
 
 
@@ -58,9 +65,7 @@ def row_count(session: Session, table_name: str) -> int:
 def row_count_column(table_name: str) -> Label[int]:
     """The kept count as a column (`total_rows`), to select with a page of the table's rows:
     the page and its total then come in one round trip and from one snapshot."""
-    total = select(RowCount.total).where(RowCount.table_name == table_name)  # type: ignore[call-overload]
-    column: Label[int] = total.scalar_subquery().label(TOTAL_LABEL)
-    return column
+    return _total_of(table_name).scalar_subquery().label(TOTAL_LABEL)
 
 
 # --- migration statements ----------------------------------------------------------------------

@@ -5,9 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import ROOT
 from tests.support import server_env
-
-ROOT = Path(__file__).resolve().parents[1]
 
 REPORT_COLLECTOR = """
 import gc

@@ -8,9 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.conftest import ROOT
 from tests.support import migrate
-
-ROOT = Path(__file__).resolve().parents[2]
 
 FIRST_REQUEST = textwrap.dedent(
     """
