@@ -31,6 +31,31 @@ class TestBodyLimit:
         assert response.status_code == 413
         assert response.json() == {"detail": "Request body too large"}
 
+    def test_a_body_of_exactly_the_limit_reaches_the_app(
+        self, client: TestClient, app: FastAPI
+    ) -> None:
+        limit = app.state.settings.MAX_BODY_BYTES
+        body = b'{"name": "x", "email": "not-an-email", "password": "long-enough"}'
+        padded = body[:-1] + b" " * (limit - len(body)) + b"}"
+        assert len(padded) == limit
+        declared = client.post(
+            "/api/v1/auth/register", content=padded, headers={"content-type": "application/json"}
+        )
+        # The app read it and judged it (an invalid email): the size itself was fine.
+        assert declared.status_code == 422, declared.text
+        streamed = client.post(
+            "/api/v1/auth/register",
+            content=iter([padded[: limit // 2], padded[limit // 2 :]]),
+            headers={"content-type": "application/json"},
+        )
+        assert streamed.status_code == 422, streamed.text
+        one_more = client.post(
+            "/api/v1/auth/register",
+            content=padded + b" ",
+            headers={"content-type": "application/json"},
+        )
+        assert one_more.status_code == 413
+
     def test_streamed_oversized_body_is_413(self, client: TestClient, app: FastAPI) -> None:
         limit = app.state.settings.MAX_BODY_BYTES
 

@@ -4,12 +4,14 @@ import os
 import threading
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from jose import jwt
 from passlib.hash import bcrypt as bcrypt_handler
 from starlette.testclient import TestClient
 
+from core import security
 from core.security import (
     HASHING_THREAD_NICENESS,
     InvalidTokenError,
@@ -85,6 +87,17 @@ class TestAccessTokens:
         payload = b64(claims_for(account, sub="00000000-0000-0000-0000-000000000000"))
         forged = f"{header}.{payload}.{signature}"
         assert status_with(client, forged) == 401
+
+    def test_a_token_accepted_while_valid_is_refused_once_it_expires(
+        self, client: TestClient, account: Account, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Accepted once, the token's signature check is remembered; its expiry must still be
+        # read on every use.
+        token = jwt.encode(claims_for(account, exp=int(time.time()) + 60), TEST_SECRET_KEY, "HS256")
+        assert status_with(client, token) == 200
+        later = time.time() + 61
+        monkeypatch.setattr(security, "time", SimpleNamespace(time=lambda: later))
+        assert status_with(client, token) == 401
 
 
 class TestPureFunctions:

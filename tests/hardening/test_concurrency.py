@@ -1,10 +1,12 @@
 """Real concurrency against a real server: uvicorn in a subprocess, its own database, separate
 connections per request."""
 
+import hashlib
 import json
 import socket
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,9 +15,10 @@ from typing import TypeVar
 import httpx2
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection
 
 from tests.hardening.conftest import register_and_login
-from tests.support import LiveServer, fresh_database, migrate, run_server
+from tests.support import LiveServer, fresh_database, migrate, postgres_test_url, run_server
 
 REGISTER = "/api/v1/auth/register"
 ME = "/api/v1/users/me"
@@ -155,3 +158,70 @@ def test_a_chunked_oversized_body_is_413(server: LiveServer) -> None:
     chunk = b"8000\r\n" + b" " * 0x8000 + b"\r\n"
     reply = _raw_exchange(server, headers, chunk * 3)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+
+
+def _wait_for_lock_waiters(connection: Connection, count: int, timeout: float = 10.0) -> None:
+    """Until `count` other sessions of this database wait on a lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        waiting = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+        if waiting >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {count} requests reached the lock in {timeout} s")
+
+
+@pytest.mark.skipif(not postgres_test_url(), reason="row locks need PostgreSQL")
+def test_a_refresh_token_that_loses_a_race_burns_its_family(
+    server: LiveServer, database_url: str
+) -> None:
+    """Two refreshes with one token both find it unspent; the one whose spend comes second
+    must treat it as a replay and revoke the family, the winner's new token included."""
+    with httpx2.Client(timeout=CLIENT_TIMEOUT_SECONDS) as client:
+        email = f"race-{uuid.uuid4().hex[:8]}@example.com"
+        created = client.post(
+            f"{server.base_url}{REGISTER}",
+            json={"name": "Racer", "email": email, "password": "race-password"},
+        )
+        assert created.status_code == 201, created.text
+        tokens = client.post(
+            f"{server.base_url}/api/v1/auth/login",
+            data={"username": email, "password": "race-password"},
+        ).json()
+    refresh_token = tokens["refresh_token"]
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as lock, parallel_client(2) as client:
+            # Hold the token's row: both requests read it as unspent (reads are not blocked),
+            # then both wait to spend it.
+            lock.execute(
+                text("SELECT id FROM refresh_tokens WHERE token_hash = :digest FOR UPDATE"),
+                {"digest": hashlib.sha256(refresh_token.encode()).hexdigest()},
+            ).one()
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                racing = [
+                    pool.submit(
+                        client.post,
+                        f"{server.base_url}/api/v1/auth/refresh",
+                        json={"refresh_token": refresh_token},
+                    )
+                    for _ in range(2)
+                ]
+                _wait_for_lock_waiters(lock, 2)
+                lock.rollback()
+                responses = [future.result() for future in racing]
+    finally:
+        engine.dispose()
+    assert sorted(response.status_code for response in responses) == [200, 401], server.log()
+    (winner,) = [response for response in responses if response.status_code == 200]
+    with httpx2.Client(timeout=CLIENT_TIMEOUT_SECONDS) as client:
+        again = client.post(
+            f"{server.base_url}/api/v1/auth/refresh",
+            json={"refresh_token": winner.json()["refresh_token"]},
+        )
+    assert again.status_code == 401

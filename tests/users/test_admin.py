@@ -172,6 +172,20 @@ class TestLastSuperuser:
         assert client.delete(url, headers=superuser.headers).status_code == 409
         assert client.get("/api/v1/users/me", headers=superuser.headers).json()["is_superuser"]
 
+    def test_an_inactive_superuser_does_not_count_as_another(
+        self, client: TestClient, make_account: Callable[..., Account]
+    ) -> None:
+        active = make_account(is_superuser=True)
+        make_account(is_superuser=True, is_active=False)
+        url = f"{USERS}/{active.id}"
+        for change in ({"is_superuser": False}, {"is_active": False}):
+            response = client.patch(url, headers=active.headers, json=change)
+            assert response.status_code == 409, change
+        assert client.delete(url, headers=active.headers).status_code == 409
+        assert client.delete("/api/v1/users/me", headers=active.headers).status_code == 409
+        me = client.get("/api/v1/users/me", headers=active.headers).json()
+        assert (me["is_superuser"], me["is_active"]) == (True, True)
+
     def test_with_another_superuser_demotion_is_allowed(
         self, client: TestClient, make_account: Callable[..., Account]
     ) -> None:
