@@ -63,6 +63,9 @@ migrate: $(STAMP) ## Apply the migrations to DATABASE_URL
 .PHONY: migration
 migration: $(STAMP) ## Autogenerate a migration: make migration m="add widgets"
 	@test -n "$(m)" || { echo 'usage: make migration m="what it does"'; exit 1; }
+	@# Autogenerate compares the models with the database, so the database is brought to the
+	@# latest migration first (on a fresh clone it does not exist yet).
+	$(BIN)/python manage.py migrate
 	$(BIN)/alembic revision --autogenerate -m "$(m)"
 
 .PHONY: feature

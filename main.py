@@ -1,15 +1,5 @@
-"""Composition root: builds the app from settings and mounts every installed feature."""
-
-# Building the app creates about 110,000 objects (modules, models, routes) that live as long
-# as the process. The cyclic garbage collector would walk them again and again while they are
-# being created (about 60 ms of a worker's half-second start-up here) and again in every full
-# collection while serving. So nothing is collected during the build, and gc.freeze() then
-# moves what was built to a generation that is never scanned. The build leaves under a
-# thousand unreachable objects behind, which is less than a collection would cost.
-import gc
-
-_collector_was_enabled = gc.isenabled()
-gc.disable()
+"""Composition root: builds the app from settings, mounts every installed feature and wires
+the features' reactions to one another."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from core import docs, health
+from core import docs, health, mail
 from core.config import Settings, get_settings
 from core.db import Database
 from core.errors import install_error_handlers
@@ -25,17 +15,30 @@ from core.logging import RequestLogMiddleware, configure_logging
 from core.middleware import BodySizeLimitMiddleware
 from core.ratelimit import RateLimiter
 from core.security import PasswordHasher
+from features.recovery import service as recovery_service
 from features.registry import import_routers
+from features.users import service as users_service
 
 API_PREFIX = "/api/v1"
+
+
+def connect_features() -> None:
+    """Every reaction of one feature to another, in one place, so none hides in an import.
+
+    An account with an address nobody has confirmed yet (a sign-up, an email change) gets a
+    verification link from the recovery feature.
+    """
+    users_service.on_new_address(recovery_service.send_verification)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.LOG_LEVEL, json_lines=settings.ENVIRONMENT == "production")
+    connect_features()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        mail.warn_when_unconfigured(settings)
         yield
         app.state.password_hasher.shutdown()
         app.state.database.dispose()
@@ -77,11 +80,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-try:
-    app = create_app()
-finally:
-    # Also when the build fails (settings refused, say): whoever imported this module gets its
-    # collector back as it was.
-    gc.freeze()
-    if _collector_was_enabled:
-        gc.enable()
+app = create_app()

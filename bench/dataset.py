@@ -1,5 +1,7 @@
 """A throwaway PostgreSQL database for one benchmark run: created, migrated, seeded, dropped."""
 
+import csv
+import io
 import os
 import shutil
 import subprocess
@@ -9,14 +11,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg2
 from passlib.context import CryptContext
-from sqlalchemy import MetaData, Table, create_engine, insert, text
+from sqlalchemy import MetaData, Table, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SERVER_URL = "postgresql+psycopg2://root@127.0.0.1:5432"
-SEED_BATCH = 1000
+# Rows per COPY: a million users load in well under a minute this way.
+SEED_BATCH = 50_000
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ def seed_users(
     """`total` accounts sharing one precomputed hash, so seeding costs one bcrypt, not 10,000.
 
     Both named accounts use the same password, which is what makes the shared hash valid.
+    Rows go in by COPY, which fires the row-count triggers like any insert.
     """
     if superuser.password != regular.password:
         raise ValueError("the seeded accounts share one password hash")
@@ -142,15 +147,24 @@ def seed_users(
         if unknown:
             raise RuntimeError(f"seeding has no value for users.{', users.'.join(unknown)}")
         columns = [c.name for c in users.columns if c.name in known]
+        copy = f"COPY users ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
+        libpq_dsn = database.url.set(drivername="postgresql").render_as_string(hide_password=False)
         for start in range(0, total, SEED_BATCH):
-            batch = [
-                {name: value for name, value in row(index).items() if name in columns}
-                for index in range(start, min(start + SEED_BATCH, total))
-            ]
-            with engine.begin() as connection:
-                connection.execute(insert(users), batch)
-            if sys.stdout.isatty() or start + len(batch) == total:
-                print(f"\rseeding users: {start + len(batch)}/{total}", end="", flush=True)
+            end = min(start + SEED_BATCH, total)
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            for index in range(start, end):
+                values = row(index)
+                writer.writerow([values[name] for name in columns])
+            buffer.seek(0)
+            loader = psycopg2.connect(libpq_dsn)
+            try:
+                with loader, loader.cursor() as cursor:  # commits when the block ends
+                    cursor.copy_expert(copy, buffer)
+            finally:
+                loader.close()
+            if sys.stdout.isatty() or end == total:
+                print(f"\rseeding users: {end}/{total}", end="", flush=True)
         with engine.begin() as connection:
             connection.execute(text("ANALYZE users"))
     finally:

@@ -26,8 +26,7 @@ class Settings(BaseSettings):
     DATABASE_READ_URL: str = ""
     # Every request holds at most one connection, and only inside one worker thread, and the
     # threads doing database work are capped at this size: a thread never waits for a
-    # connection. On PostgreSQL a worker keeps two pools of this size (transactions, and
-    # reads without one), so up to 2 x this many connections per worker.
+    # connection. A worker keeps one pool per database URL (two with a read replica).
     DATABASE_POOL_SIZE: int = Field(default=10, ge=1)
     DATABASE_MAX_OVERFLOW: int = Field(default=0, ge=0)
     DATABASE_POOL_TIMEOUT: float = Field(default=10.0, gt=0)
@@ -121,10 +120,6 @@ class Settings(BaseSettings):
                 '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
             )
         return self
-
-    @property
-    def read_database_url(self) -> str:
-        return self.DATABASE_READ_URL or self.DATABASE_URL
 
 
 @lru_cache

@@ -1,20 +1,28 @@
 """Engines, sessions and the one way route code reaches the database.
 
-Route handlers are `async def`; they hand a whole unit of database work (a service call) to
-`Database.run`, which runs it in a worker thread with its own session. A request therefore
-holds at most one connection, only while its thread runs, and the number of such threads is
-capped at the pool size: threads never wait on the pool and the pool never waits on threads,
-so no level of concurrency can deadlock the two.
+Route handlers are `async def`. A service function that needs the database is a plain function
+taking a `Session` first, marked `@transaction` (runs on the primary) or `@read_only` (may run
+on the read replica); a route calls it as `await service.fn(db, ...)`. The call hands the whole
+unit of work to a database thread with a session of its own. A request therefore holds at most
+one connection, only while its thread runs, and those threads are capped at the pool size:
+threads never wait on the pool and the pool never waits on threads, so no level of concurrency
+can deadlock the two. (The tutorial pattern, a sync session dependency plus a sync route, holds
+a connection in one thread while it waits for another, and deadlocks from about 40 concurrent
+requests per worker: `make bench` shows it.)
+
+Password hashing never runs inside a unit of work: the async use cases in a service hash first,
+on the hasher's own threads, then hand the result to a unit of work, so no request holds a
+connection while bcrypt runs.
 """
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from enum import Enum
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, MetaData, event
+from sqlalchemy import CursorResult, Engine, Executable, MetaData, Select, bindparam, event, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, SQLModel, create_engine
@@ -23,6 +31,7 @@ from core.config import Settings
 
 P = ParamSpec("P")
 T = TypeVar("T")
+ModelT = TypeVar("ModelT", bound=SQLModel)
 
 # Stable constraint names, so migrations can drop or alter them by name on every backend.
 NAMING_CONVENTION = {
@@ -53,20 +62,14 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN")
 
 
-def build_engine(url: str, settings: Settings, *, autocommit: bool = False) -> Engine:
-    """One engine per URL (and transaction mode), tuned for the backend it talks to.
-
-    `autocommit` engines serve reads that need no transaction: no BEGIN and no ROLLBACK, so
-    one round trip instead of three. They get a pool of their own, because switching a pooled
-    connection between modes costs a round trip each way.
-    """
+def build_engine(url: str, settings: Settings) -> Engine:
+    """One engine, and so one pool, per database URL, tuned for the backend it talks to."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
         _configure_sqlite(engine)
         return engine
     return create_engine(
         url,
-        isolation_level="AUTOCOMMIT" if autocommit else None,
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
         pool_timeout=settings.DATABASE_POOL_TIMEOUT,
@@ -93,94 +96,72 @@ def build_engine(url: str, settings: Settings, *, autocommit: bool = False) -> E
 SessionFactory = Callable[[], Session]
 
 
-class SessionKind(Enum):
-    WRITE = "write"  # a transaction on the primary
-    READ = "read"  # no transaction, on the replica (the primary when none is configured)
-    FRESH_READ = "fresh_read"  # no transaction, on the primary: sees every committed write
-
-
 class Database:
-    """Sessions for writes and for reads, and the bounded thread hop that uses them."""
+    """Sessions on the primary and on the read replica, and the bounded thread hop that runs
+    a unit of work in one of them."""
 
     def __init__(
         self,
-        write_session: SessionFactory,
-        read_session: SessionFactory,
+        session: SessionFactory,
+        read_only_session: SessionFactory | None = None,
+        *,
         max_threads: int,
         engines: tuple[Engine, ...] = (),
         work_timeout: float = 10.0,
-        fresh_read_session: SessionFactory | None = None,
     ) -> None:
-        self._work_timeout = work_timeout
-        self._factories = {
-            SessionKind.WRITE: write_session,
-            SessionKind.READ: read_session,
-            SessionKind.FRESH_READ: fresh_read_session or write_session,
-        }
+        self._session = session
+        self._read_only_session = read_only_session or session
         self._engines = engines
+        self._work_timeout = work_timeout
         # The threads that do database work: never more than connections in a pool.
         self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="db")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
-        write_engine = build_engine(settings.DATABASE_URL, settings)
-        # SQLite transactions cost no round trip, so one engine serves everything there.
-        fresh_read_engine = (
-            write_engine
-            if write_engine.dialect.name == "sqlite"
-            else build_engine(settings.DATABASE_URL, settings, autocommit=True)
+        primary = build_engine(settings.DATABASE_URL, settings)
+        replica = (
+            build_engine(settings.DATABASE_READ_URL, settings)
+            if settings.DATABASE_READ_URL and settings.DATABASE_READ_URL != settings.DATABASE_URL
+            else primary
         )
-        read_engine = (
-            fresh_read_engine
-            if settings.read_database_url == settings.DATABASE_URL
-            else build_engine(settings.read_database_url, settings, autocommit=True)
-        )
-        engines = tuple({id(e): e for e in (write_engine, fresh_read_engine, read_engine)}.values())
         return cls(
-            write_session=lambda: Session(write_engine, expire_on_commit=False),
-            read_session=lambda: Session(read_engine, expire_on_commit=False),
-            fresh_read_session=lambda: Session(fresh_read_engine, expire_on_commit=False),
+            lambda: Session(primary, expire_on_commit=False),
+            lambda: Session(replica, expire_on_commit=False),
             max_threads=settings.DATABASE_POOL_SIZE + settings.DATABASE_MAX_OVERFLOW,
-            engines=engines,
+            engines=(primary,) if replica is primary else (primary, replica),
             work_timeout=settings.DATABASE_WORK_TIMEOUT,
         )
 
     @contextmanager
     def session(self, *, read_only: bool = False) -> Iterator[Session]:
-        kind = SessionKind.READ if read_only else SessionKind.WRITE
-        with self._factories[kind]() as session:
+        """A session in the calling thread, for commands and tests (routes use `run`)."""
+        with (self._read_only_session if read_only else self._session)() as session:
             yield session
 
     async def run(
         self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run `work(session, ...)` in a worker thread; the work commits what it changes."""
-        return await self._in_thread(work, SessionKind.WRITE, args, kwargs)
+        """`work(session, ...)` on a database thread, in a session on the primary."""
+        return await self._in_thread(self._session, work, args, kwargs)
 
-    async def run_read(
+    async def run_read_only(
         self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Read-only work outside a transaction, on the replica when DATABASE_READ_URL is set."""
-        return await self._in_thread(work, SessionKind.READ, args, kwargs)
-
-    async def run_fresh_read(
-        self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """Read-only work outside a transaction on the primary, for checks that must see the
-        latest commit (a token revoked a moment ago), which a lagging replica might not."""
-        return await self._in_thread(work, SessionKind.FRESH_READ, args, kwargs)
+        """`work(session, ...)` on a database thread, on the replica when DATABASE_READ_URL
+        names one: it may lag the primary by a moment."""
+        return await self._in_thread(self._read_only_session, work, args, kwargs)
 
     async def _in_thread(
         self,
+        new_session: SessionFactory,
         work: Callable[..., T],
-        kind: SessionKind,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
         # A plain executor future and a loop timer: the cheapest bounded hop asyncio offers
         # (an anyio cancel scope per request cost about 7% of the CPU of GET /users/me).
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self._in_session, work, kind, args, kwargs)
+        future = loop.run_in_executor(self._executor, _in_session, new_session, work, args, kwargs)
         timed_out = False
 
         def expire() -> None:
@@ -200,17 +181,79 @@ class Database:
         finally:
             timer.cancel()
 
-    def _in_session(
-        self,
-        work: Callable[..., T],
-        kind: SessionKind,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> T:
-        with self._factories[kind]() as session:
-            return work(session, *args, **kwargs)
-
     def dispose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         for engine in self._engines:
             engine.dispose()
+
+
+def _in_session(
+    new_session: SessionFactory,
+    work: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> T:
+    with new_session() as session:
+        return work(session, *args, **kwargs)
+
+
+class UnitOfWork(Generic[P, T]):
+    """A service function that runs in a session of its own: `await fn(db, ...)` from a route.
+
+    `fn.in_session(session, ...)` runs the same function inside another unit of work, in that
+    unit's session and transaction.
+    """
+
+    def __init__(self, function: Callable[Concatenate[Session, P], T], *, read_only: bool):
+        self.in_session = function
+        self.read_only = read_only
+        functools.update_wrapper(self, function)
+
+    async def __call__(self, db: Database, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self.read_only:
+            return await db.run_read_only(self.in_session, *args, **kwargs)
+        return await db.run(self.in_session, *args, **kwargs)
+
+
+def transaction(function: Callable[Concatenate[Session, P], T]) -> UnitOfWork[P, T]:
+    """Marks a service function that runs on the primary; it commits what it changes, once.
+    Reads that must see the latest commit (is this token revoked?) are marked so too."""
+    return UnitOfWork(function, read_only=False)
+
+
+def read_only(function: Callable[Concatenate[Session, P], T]) -> UnitOfWork[P, T]:
+    """Marks a service function that only reads and may be served by the replica."""
+    return UnitOfWork(function, read_only=True)
+
+
+def changed_rows(session: Session, statement: Executable) -> int:
+    """Run an UPDATE or DELETE in the session's transaction and say how many rows it changed.
+
+    Two requests racing to spend one token both try a conditional UPDATE; the count says which
+    one won, because the database serializes the two writes to the row.
+    """
+    result = session.execute(statement)
+    assert isinstance(result, CursorResult)  # what UPDATE and DELETE always return
+    return result.rowcount
+
+
+@functools.cache
+def _by_primary_key(model: type[SQLModel]) -> Select[Any]:
+    # Built once per model: a statement built per call costs its construction and cache key.
+    table = model.__table__  # type: ignore[attr-defined]
+    (key,) = table.primary_key.columns
+    return select(table).where(key == bindparam("key"))
+
+
+def get_detached(session: Session, model: type[ModelT], key: Any) -> ModelT | None:
+    """One row by primary key, as an instance the session does not track.
+
+    For reads the caller will not change, on a hot path: it skips the identity map and the
+    ORM's instance bookkeeping, which cost a third of the CPU of `session.get()` for the user
+    lookup that runs on every authenticated request. To change the row, load it again with
+    `session.get()`.
+    """
+    row = session.execute(_by_primary_key(model), {"key": key}).mappings().first()
+    # model_validate, not model_construct: a constructed table model skips the ORM's instance
+    # state, and its attributes then read as missing.
+    return None if row is None else model.model_validate(row)

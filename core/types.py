@@ -1,10 +1,11 @@
 """Field types shared by every feature's schemas."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
+from core.clock import as_utc
 from core.security import password_byte_length_error
 
 
@@ -25,11 +26,6 @@ def _check_password(value: str) -> str:
     return value
 
 
-def _as_utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC, so say so in the JSON.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 # Text a person typed: trimmed, no control characters.
 CleanStr = Annotated[
     str, StringConstraints(strip_whitespace=True), AfterValidator(_reject_control_characters)
@@ -41,4 +37,5 @@ Password = Annotated[
     Field(max_length=72, json_schema_extra={"format": "password"}),
     AfterValidator(_check_password),
 ]
-UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+# Every stored time is UTC; the JSON says so, whatever the database handed back.
+UTCDateTime = Annotated[datetime, AfterValidator(as_utc)]

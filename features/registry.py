@@ -11,6 +11,7 @@ from types import ModuleType
 INSTALLED_FEATURES: tuple[str, ...] = (
     "users",
     "auth",
+    "recovery",
 )
 
 

@@ -122,7 +122,7 @@ def settings(database_url: str, settings_overrides: dict[str, object]) -> Settin
 def app(settings: Settings, session_factory: Callable[[], Session]) -> Iterator[FastAPI]:
     app = create_app(settings)
     app.state.database.dispose()  # its engines are replaced by the test's connection
-    app.state.database = Database(session_factory, session_factory, max_threads=4)
+    app.state.database = Database(session_factory, max_threads=4)
     # A fresh key space per test, so counts never leak from one test into the next.
     app.state.rate_limiter = RateLimiter(settings.REDIS_URL, key_prefix=f"test-{uuid.uuid4()}")
     yield app

@@ -27,10 +27,35 @@ def test_every_feature_folder_is_registered() -> None:
     assert not unregistered, f"add {sorted(unregistered)} to features/registry.py"
 
 
-def test_every_registered_feature_exists_with_the_standard_files() -> None:
-    for name in INSTALLED_FEATURES:
-        for module in ("models.py", "service.py", "router.py"):
-            assert (FEATURES_DIR / name / module).exists(), f"features/{name}/{module}"
+# Every feature folder has the scaffold's files, so copying one is mechanical...
+REQUIRED_FILES = {"__init__.py", "models.py", "errors.py", "service.py", "router.py"}
+# ...and may add only these, each for one job (the README lists them too).
+OPTIONAL_FILES = {
+    "dependencies.py",  # FastAPI dependencies other features import (users: CurrentUser)
+    "mails.py",  # the words of the feature's mails
+    "jobs.py",  # the feature's background jobs
+}
+
+
+def test_every_feature_folder_has_the_scaffolds_shape() -> None:
+    for name in sorted(feature_folders()):
+        files = {path.name for path in (FEATURES_DIR / name).glob("*.py")}
+        missing = REQUIRED_FILES - files
+        assert not missing, f"features/{name} lacks {sorted(missing)}"
+        extra = files - REQUIRED_FILES - OPTIONAL_FILES
+        assert not extra, f"features/{name} has {sorted(extra)}: not one of {OPTIONAL_FILES}"
+        folders = [path.name for path in (FEATURES_DIR / name).iterdir() if path.is_dir()]
+        assert set(folders) <= {"__pycache__"}, f"features/{name} has folders {folders}"
+
+
+def test_feature_code_uses_no_orm_internals() -> None:
+    """Speed idioms live in core as named helpers; feature code (and the scaffold, whose output
+    is feature code) reads like plain SQLModel."""
+    sources = [*FEATURES_DIR.rglob("*.py"), *(ROOT / "scaffold" / "templates").rglob("*.tmpl")]
+    for path in sources:
+        text = path.read_text()
+        for internal in ("__table__", "type: ignore", ".connection()", "bindparam"):
+            assert internal not in text, f"{path.relative_to(ROOT)} uses {internal!r}"
 
 
 def test_every_feature_router_is_mounted_under_the_api_prefix(app: FastAPI) -> None:

@@ -1,6 +1,6 @@
 """The auth feature's failures."""
 
-from core.errors import BadRequestError, UnauthorizedError
+from core.errors import UnauthorizedError
 
 
 class InvalidCredentials(UnauthorizedError):
@@ -11,9 +11,3 @@ class InvalidCredentials(UnauthorizedError):
 
 class InvalidRefreshToken(UnauthorizedError):
     default_detail = "Invalid or expired refresh token"
-
-
-class InvalidAccountToken(BadRequestError):
-    # One message for used, expired, tampered and unknown links: which one it was helps
-    # nobody but someone guessing.
-    default_detail = "Invalid or expired link"

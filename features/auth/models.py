@@ -1,19 +1,14 @@
-"""Server-side refresh tokens and one-time account links (only their SHA-256 is stored),
-and the token schemas."""
+"""Server-side refresh tokens (only their SHA-256 is stored) and the token schemas."""
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 
-from pydantic import EmailStr
 from sqlalchemy import DateTime
 from sqlmodel import Field, SQLModel
 
-from core.types import Password
-from features.users.models import EMAIL_MAX_LENGTH, utc_now
+from core.clock import utc_now
 
 REFRESH_TOKEN_MAX_LENGTH = 512
-ACCOUNT_TOKEN_MAX_LENGTH = 512
 
 
 class RefreshToken(SQLModel, table=True):
@@ -42,46 +37,3 @@ class TokenPair(SQLModel):
 
 class RefreshRequest(SQLModel):
     refresh_token: str = Field(min_length=1, max_length=REFRESH_TOKEN_MAX_LENGTH)
-
-
-class AccountTokenPurpose(StrEnum):
-    RESET = "reset"
-    VERIFY = "verify"
-
-
-class AccountToken(SQLModel, table=True):
-    """A one-time link mailed to `email`: a password reset or an address confirmation."""
-
-    __tablename__ = "account_tokens"
-
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
-    # Plain text, not a database enum: a new purpose needs no ALTER TYPE.
-    purpose: str = Field(max_length=16)
-    token_hash: str = Field(max_length=64, unique=True)
-    # The address the link was sent to: it only ever vouches for that address.
-    email: str = Field(max_length=EMAIL_MAX_LENGTH)
-    # The user's token_version at issue: any password change kills outstanding reset links.
-    token_version: int
-    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
-    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
-    used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-
-
-class EmailRequest(SQLModel):
-    email: EmailStr = Field(max_length=EMAIL_MAX_LENGTH)
-
-
-class PasswordReset(SQLModel):
-    token: str = Field(min_length=1, max_length=ACCOUNT_TOKEN_MAX_LENGTH)
-    new_password: Password
-
-
-class EmailVerification(SQLModel):
-    token: str = Field(min_length=1, max_length=ACCOUNT_TOKEN_MAX_LENGTH)
-
-
-class Accepted(SQLModel):
-    """The same answer whether or not the address has an account."""
-
-    message: str

@@ -1,16 +1,19 @@
-"""Auth use cases: register, login, rotate and revoke refresh tokens.
+"""Auth use cases: register, log in, rotate and revoke refresh tokens.
 
-Recovery and email verification live in `recovery.py`.
+Routes call the `@transaction` functions as `await service.fn(db, ...)` (see core/db.py) and
+the async ones, which meter the request and run bcrypt on the hasher's threads around their
+units of work, so no request holds a connection while a password is checked.
 """
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from core.clock import as_utc, utc_now
 from core.config import Settings
-from core.db import Database
+from core.db import Database, changed_rows, transaction
 from core.ratelimit import RateLimiter, parse_limit
 from core.security import (
     PASSWORD_MAX_BYTES,
@@ -22,11 +25,7 @@ from core.security import (
 from features.auth.errors import InvalidCredentials, InvalidRefreshToken
 from features.auth.models import RefreshToken, TokenPair
 from features.users import service as users_service
-from features.users.models import User, UserCreate, UserRegister, normalize_email, utc_now
-
-
-def _as_aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+from features.users.models import User, UserCreate, UserRegister, normalize_email
 
 
 def issue_tokens(
@@ -73,7 +72,11 @@ def _revoke_family(session: Session, family_id: uuid.UUID) -> None:
     session.commit()
 
 
-def rotate(session: Session, refresh_token: str, settings: Settings) -> TokenPair:
+# --- units of work -----------------------------------------------------------------------
+
+
+@transaction
+def refresh(session: Session, *, refresh_token: str, settings: Settings) -> TokenPair:
     """Spend a refresh token and issue its successor; a replayed one burns its family."""
     stored = _find(session, refresh_token)
     if stored is None:
@@ -83,7 +86,7 @@ def rotate(session: Session, refresh_token: str, settings: Settings) -> TokenPai
         raise InvalidRefreshToken
     user = session.get(User, stored.user_id)
     if (
-        _as_aware(stored.expires_at) <= utc_now()
+        as_utc(stored.expires_at) <= utc_now()
         or user is None
         or not user.is_active
         or user.token_version != stored.token_version
@@ -91,28 +94,49 @@ def rotate(session: Session, refresh_token: str, settings: Settings) -> TokenPai
         raise InvalidRefreshToken
     # Spend it atomically: of two requests racing with the same token, one wins and the
     # other is treated as a replay.
-    spent = session.execute(
+    spend = (
         update(RefreshToken)
         .where(col(RefreshToken.id) == stored.id, col(RefreshToken.revoked_at).is_(None))
         .values(revoked_at=utc_now())
     )
-    if spent.rowcount != 1:  # type: ignore[attr-defined]
+    if changed_rows(session, spend) != 1:
         session.rollback()
         _revoke_family(session, stored.family_id)
         raise InvalidRefreshToken
     return issue_tokens(session, user, settings, family_id=stored.family_id)
 
 
-def revoke(session: Session, refresh_token: str) -> None:
+@transaction
+def logout(session: Session, *, refresh_token: str) -> None:
     """Log out the session the token belongs to; unknown or spent tokens change nothing."""
     stored = _find(session, refresh_token)
     if stored is not None:
         _revoke_family(session, stored.family_id)
 
 
+# On the primary: an account deactivated a moment ago must already be refused.
+_find_account = transaction(users_service.get_by_email)
+
+
+@transaction
+def _start_session(session: Session, *, user: User, settings: Settings) -> TokenPair:
+    return issue_tokens(session, user, settings)
+
+
+@transaction
+def _create_account(session: Session, *, data: UserRegister, hashed_password: str) -> User:
+    account = UserCreate(name=data.name, email=data.email, password=data.password)
+    user = users_service.add(session, account, hashed_password)
+    session.commit()
+    return user
+
+
+# --- use cases that check or hash a password ------------------------------------------------
+
+
 async def register(
     db: Database,
-    hasher: PasswordHasher,
+    passwords: PasswordHasher,
     limiter: RateLimiter,
     settings: Settings,
     *,
@@ -122,14 +146,13 @@ async def register(
     limit = parse_limit(settings.REGISTER_RATE_LIMIT)
     if limit is not None:
         await limiter.hit(limit, "register", f"ip:{client_ip}")
-    hashed = await hasher.hash_async(data.password)
-    account = UserCreate(name=data.name, email=data.email, password=data.password)
-    return await db.run(users_service.create, account, hashed)
+    hashed = await passwords.hash_async(data.password)
+    return await _create_account(db, data=data, hashed_password=hashed)
 
 
 async def login(
     db: Database,
-    hasher: PasswordHasher,
+    passwords: PasswordHasher,
     limiter: RateLimiter,
     settings: Settings,
     *,
@@ -146,8 +169,8 @@ async def login(
         # No account can have either (a NUL would also crash the PostgreSQL driver), so it
         # cannot match: answer without the database and without bcrypt.
         raise InvalidCredentials
-    user = await db.run_fresh_read(users_service.get_by_email, email)
-    matches = await hasher.verify_async(password, user.hashed_password if user else None)
+    user = await _find_account(db, email)
+    matches = await passwords.verify_async(password, user.hashed_password if user else None)
     if (
         user is None
         or not matches
@@ -155,4 +178,4 @@ async def login(
         or (settings.REQUIRE_VERIFIED_EMAIL and not user.is_verified)
     ):
         raise InvalidCredentials
-    return await db.run(issue_tokens, user, settings)
+    return await _start_session(db, user=user, settings=settings)

@@ -33,8 +33,7 @@ async def get_current_user(
         user_id = uuid.UUID(claims.subject)
     except (InvalidTokenError, ValueError) as error:
         raise InvalidAccessToken from error
-    # The primary, not a replica: a token revoked a moment ago must already be refused.
-    return await db.run_fresh_read(service.get_authenticated, user_id, claims.token_version)
+    return await service.get_authenticated(db, user_id=user_id, token_version=claims.token_version)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

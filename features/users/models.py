@@ -1,21 +1,18 @@
 """The `User` table and its schema family."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
-from pydantic import EmailStr, field_validator
+from pydantic import EmailStr, field_validator, model_validator
 from sqlalchemy import DateTime, Index, false
 from sqlmodel import Field, SQLModel
 
+from core.clock import utc_now
+from core.pagination import PageRequest
 from core.types import CleanStr, Password, UTCDateTime
 
 NAME_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
-LIST_LIMIT_MAX = 100
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def normalize_email(email: str) -> str:
@@ -101,8 +98,23 @@ class UserPublic(SQLModel):
     updated_at: UTCDateTime
 
 
+class UserPageRequest(PageRequest):
+    """A page of the admin list: by `cursor` (any depth, same cost) or by `offset`."""
+
+    offset: int = Field(default=0, ge=0, le=1_000_000_000, description="Rows to skip")
+
+    @model_validator(mode="after")
+    def cursor_or_offset(self) -> "UserPageRequest":
+        if self.cursor is not None and self.offset:
+            raise ValueError("use either cursor or offset, not both")
+        return self
+
+
 class UsersPublic(SQLModel):
     items: list[UserPublic]
     total: int
     offset: int
     limit: int
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last one"
+    )

@@ -13,9 +13,9 @@ from features.users import service
 from features.users.dependencies import CurrentUser, Superuser
 from features.users.errors import EmailTaken, LastSuperuser, UserNotFound, WrongPassword
 from features.users.models import (
-    LIST_LIMIT_MAX,
     PasswordChange,
     UserCreate,
+    UserPageRequest,
     UserPublic,
     UsersPublic,
     UserUpdate,
@@ -35,7 +35,7 @@ def announce_email_change(
 ) -> None:
     """Let other features (verification mails) react once the response has been sent."""
     if updated.email_changed:
-        for listener in service.email_changed_listeners:
+        for listener in service.new_address_listeners:
             tasks.add_task(listener, db, settings, updated.user)
 
 
@@ -60,7 +60,7 @@ async def update_me(
 ) -> UserPublic:
     """Change name and/or email. A new email is unverified until its link is followed.
     Other fields in the body are ignored."""
-    updated = await db.run(service.update_user, user.id, changes)
+    updated = await service.update_me(db, user_id=user.id, changes=changes)
     announce_email_change(tasks, db, settings, updated)
     return UserPublic.model_validate(updated.user)
 
@@ -72,10 +72,10 @@ async def update_me(
     responses=error_responses(WrongPassword),
 )
 async def change_password(
-    user: CurrentUser, change: PasswordChange, db: DatabaseDep, hasher: PasswordHasherDep
+    user: CurrentUser, change: PasswordChange, db: DatabaseDep, passwords: PasswordHasherDep
 ) -> None:
     """Needs the current password. Every token issued before stops working."""
-    await service.change_own_password(db, hasher, user, change)
+    await service.change_password(db, passwords, user=user, change=change)
 
 
 @router.delete(
@@ -86,18 +86,16 @@ async def change_password(
 )
 async def delete_me(user: CurrentUser, db: DatabaseDep) -> None:
     """Deletes the account and every session it has."""
-    await db.run(service.delete, user.id)
+    await service.delete_user(db, user_id=user.id)
 
 
 @router.get("", response_model=UsersPublic, summary="List users", responses=admin_only)
 async def list_users(
-    _: Superuser,
-    db: DatabaseDep,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1_000_000)] = LIST_LIMIT_MAX,
+    _: Superuser, db: DatabaseDep, page: Annotated[UserPageRequest, Query()]
 ) -> UsersPublic:
-    """Oldest first; `limit` is capped at 100."""
-    return await db.run_read(service.list_users, offset, limit)
+    """Oldest first, at most 100 per page. Follow `next_cursor` to walk any number of users
+    at the same cost per page; `offset` still works, but costs more the deeper it goes."""
+    return await service.list_users(db, page=page)
 
 
 @router.post(
@@ -108,10 +106,10 @@ async def list_users(
     responses={**admin_only, **error_responses(EmailTaken)},
 )
 async def create_user(
-    _: Superuser, data: UserCreate, db: DatabaseDep, hasher: PasswordHasherDep
+    _: Superuser, data: UserCreate, db: DatabaseDep, passwords: PasswordHasherDep
 ) -> UserPublic:
     """A superuser may set is_active and is_superuser."""
-    user = await service.create_with_password(db, hasher, data)
+    user = await service.create_user(db, passwords, data=data)
     return UserPublic.model_validate(user)
 
 
@@ -123,7 +121,7 @@ async def create_user(
 )
 async def read_user(_: Superuser, user_id: uuid.UUID, db: DatabaseDep) -> UserPublic:
     """Any account, by id."""
-    return UserPublic.model_validate(await db.run_read(service.get, user_id))
+    return UserPublic.model_validate(await service.read_user(db, user_id=user_id))
 
 
 @router.patch(
@@ -137,13 +135,13 @@ async def update_user(
     user_id: uuid.UUID,
     changes: UserUpdate,
     db: DatabaseDep,
-    hasher: PasswordHasherDep,
+    passwords: PasswordHasherDep,
     settings: SettingsDep,
     tasks: BackgroundTasks,
 ) -> UserPublic:
     """Any field but the id; a new password or deactivation ends the user's sessions,
     a new email is unverified until its link is followed."""
-    updated = await service.update_with_password(db, hasher, user_id, changes)
+    updated = await service.update_user(db, passwords, user_id=user_id, changes=changes)
     announce_email_change(tasks, db, settings, updated)
     return UserPublic.model_validate(updated.user)
 
@@ -156,4 +154,4 @@ async def update_user(
 )
 async def delete_user(_: Superuser, user_id: uuid.UUID, db: DatabaseDep) -> None:
     """Deletes the account and every session it has."""
-    await db.run(service.delete, user_id)
+    await service.delete_user(db, user_id=user_id)

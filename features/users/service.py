@@ -1,21 +1,23 @@
-"""Users use cases: plain functions, session first, domain errors out, one commit each.
+"""Users use cases: plain functions taking a Session first, domain errors out, one commit each.
 
-The sync functions run inside `Database.run` (a worker thread with its own session). The
-async ones orchestrate bcrypt (on its own bounded threads) and database work, so a request
-never holds a connection while a password is being hashed.
+Routes call the `@transaction` and `@read_only` functions as `await service.fn(db, ...)` (see
+core/db.py) and the async ones, which hash a password on the hasher's threads before they
+hand the result to a unit of work. The undecorated functions are building blocks that other
+units of work, other features and manage.py call with a session of their own.
 """
 
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from core.clock import utc_now
 from core.config import Settings
-from core.db import Database
-from core.row_counts import TOTAL_LABEL, row_count, row_count_column
+from core.db import Database, changed_rows, get_detached, read_only, transaction
+from core.pagination import fetch_page
 from core.security import PasswordHasher
 from features.users.errors import (
     EmailTaken,
@@ -25,30 +27,34 @@ from features.users.errors import (
     WrongPassword,
 )
 from features.users.models import (
-    LIST_LIMIT_MAX,
     PasswordChange,
     User,
     UserCreate,
+    UserPageRequest,
     UserPublic,
     UsersPublic,
     UserUpdate,
     UserUpdateMe,
     normalize_email,
-    utc_now,
 )
 
-# Features that react to a changed address (auth mails a verification link) register here,
-# so users never imports them. The users router runs each one after its response is sent.
-EmailChangedListener = Callable[[Database, Settings, User], Awaitable[None]]
-email_changed_listeners: list[EmailChangedListener] = []
+# Features that react when an account gets an address nobody has confirmed yet (on sign-up
+# or an email change; recovery mails a link) are connected here by the composition root,
+# main.py. The route that made the change runs each one after its response is sent.
+NewAddressListener = Callable[[Database, Settings, User], Awaitable[None]]
+new_address_listeners: list[NewAddressListener] = []
 
 
-def on_email_changed(listener: EmailChangedListener) -> None:
-    if listener not in email_changed_listeners:
-        email_changed_listeners.append(listener)
+def on_new_address(listener: NewAddressListener) -> None:
+    if listener not in new_address_listeners:
+        new_address_listeners.append(listener)
 
 
-# --- reads -------------------------------------------------------------------------------
+# --- building blocks ---------------------------------------------------------------------
+
+
+def get_by_email(session: Session, email: str) -> User | None:
+    return session.exec(select(User).where(User.email == normalize_email(email))).first()
 
 
 def get(session: Session, user_id: uuid.UUID) -> User:
@@ -58,70 +64,8 @@ def get(session: Session, user_id: uuid.UUID) -> User:
     return user
 
 
-def get_by_email(session: Session, email: str) -> User | None:
-    return session.exec(select(User).where(User.email == normalize_email(email))).first()
-
-
-_USERS = User.__table__  # type: ignore[attr-defined]
-
-
-# Built once: a statement made per request costs its construction and its cache key.
-_USER_BY_ID = select(_USERS).where(_USERS.c.id == bindparam("user_id"))
-
-
-def get_authenticated(session: Session, user_id: uuid.UUID, token_version: int) -> User:
-    """The user an access token speaks for, if the token is still good for them.
-
-    Runs on every authenticated request, so it reads one row with a plain select and builds
-    a detached `User` from it without the ORM's identity-map work (a third of its CPU).
-    Callers read it; to change the account they load it again in their own session.
-    """
-    row = session.execute(_USER_BY_ID, {"user_id": user_id}).mappings().first()
-    if row is None or not row["is_active"] or row["token_version"] != token_version:
-        raise InvalidAccessToken
-    # model_validate, not model_construct: a constructed table model skips the ORM's
-    # instance state, and its attributes then read as missing.
-    return User.model_validate(row)
-
-
-# The public columns only: a page of 100 rows as plain tuples, validated once as a whole,
-# costs a fraction of building 100 ORM objects and validating each of them. The statement is
-# run on the session's connection, which skips the ORM's result machinery as well. Each row
-# also carries the table's total (core/row_counts.py), which the schema then ignores.
-_PUBLIC_COLUMNS = tuple(User.__table__.c[name] for name in UserPublic.model_fields)  # type: ignore[attr-defined]
-_PAGE_COLUMNS = (*_PUBLIC_COLUMNS, row_count_column("users"))
-_PAGE = (
-    select(*_PAGE_COLUMNS)
-    .order_by(col(User.created_at), col(User.id))
-    .offset(bindparam("offset"))
-    .limit(bindparam("limit"))
-)
-
-
-def list_users(session: Session, offset: int, limit: int) -> UsersPublic:
-    limit = min(limit, LIST_LIMIT_MAX)
-    page = session.connection().execute(_PAGE, {"offset": offset, "limit": limit})
-    rows = page.mappings().all()
-    # Past the last page no row brings the total along, so it is read on its own.
-    total = rows[0][TOTAL_LABEL] if rows else row_count(session, "users")
-    return UsersPublic.model_validate(
-        {"items": rows, "total": total, "offset": offset, "limit": limit}
-    )
-
-
-# --- writes ------------------------------------------------------------------------------
-
-
-def _commit_or_email_taken(session: Session) -> None:
-    """Commit; the unique index on email is the arbiter when two requests race for one."""
-    try:
-        session.commit()
-    except IntegrityError as error:
-        session.rollback()
-        raise EmailTaken from error
-
-
-def create(session: Session, data: UserCreate, hashed_password: str) -> User:
+def add(session: Session, data: UserCreate, hashed_password: str) -> User:
+    """Add an account to the session's transaction; the caller commits."""
     user = User(
         name=data.name,
         email=data.email,
@@ -130,56 +74,13 @@ def create(session: Session, data: UserCreate, hashed_password: str) -> User:
         is_superuser=data.is_superuser,
     )
     session.add(user)
-    _commit_or_email_taken(session)
+    # The unique index on email is the arbiter when two requests race for one address.
+    try:
+        session.flush()
+    except IntegrityError as error:
+        session.rollback()
+        raise EmailTaken from error
     return user
-
-
-def _ensure_not_last_superuser(session: Session, user: User) -> None:
-    if not (user.is_superuser and user.is_active):
-        return
-    others = session.exec(
-        select(func.count())
-        .select_from(User)
-        .where(User.is_superuser, User.is_active, User.id != user.id)
-    ).one()
-    if others == 0:
-        raise LastSuperuser
-
-
-class UpdatedUser(NamedTuple):
-    user: User
-    email_changed: bool
-
-
-def update_user(
-    session: Session,
-    user_id: uuid.UUID,
-    changes: UserUpdateMe | UserUpdate,
-    hashed_password: str | None = None,
-) -> UpdatedUser:
-    """Apply only the fields the schema allows and the caller sent."""
-    user = get(session, user_id)
-    values: dict[str, Any] = changes.model_dump(exclude_unset=True, exclude={"password"})
-    values = {key: value for key, value in values.items() if value is not None}
-    demoted = values.get("is_superuser") is False or values.get("is_active") is False
-    if demoted:
-        _ensure_not_last_superuser(session, user)
-    if values.get("is_active") is False and user.is_active:
-        # A deactivated account's tokens die with it, not just until it is reactivated.
-        user.token_version += 1
-    email_changed = values.get("email", user.email) != user.email
-    if email_changed:
-        # Proof of the old address says nothing about the new one.
-        user.is_verified = False
-    for key, value in values.items():
-        setattr(user, key, value)
-    if hashed_password is not None:
-        user.hashed_password = hashed_password
-        user.token_version += 1
-    user.updated_at = utc_now()
-    session.add(user)
-    _commit_or_email_taken(session)
-    return UpdatedUser(user, email_changed)
 
 
 def replace_password(
@@ -202,29 +103,23 @@ def replace_password(
     }
     if mark_verified:
         values["is_verified"] = True
-    result = session.execute(
+    statement = (
         update(User)
         .where(col(User.id) == user_id, col(User.token_version) == expected_version)
         .values(**values)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return changed_rows(session, statement) == 1
 
 
-def set_password(
-    session: Session, user_id: uuid.UUID, hashed_password: str, expected_version: int
-) -> None:
-    """Store a new hash and kill every token issued before it."""
-    if not replace_password(session, user_id, hashed_password, expected_version):
-        session.rollback()
-        raise InvalidAccessToken
-    session.commit()
-
-
-def delete(session: Session, user_id: uuid.UUID) -> None:
-    user = get(session, user_id)
-    _ensure_not_last_superuser(session, user)
-    session.delete(user)
-    session.commit()
+def mark_email_verified(session: Session, user_id: uuid.UUID, email: str) -> None:
+    """The owner proved they read mail at `email`; nothing changes if the account has moved
+    to another address since. Does not commit."""
+    changed_rows(
+        session,
+        update(User)
+        .where(col(User.id) == user_id, col(User.email) == email)
+        .values(is_verified=True, updated_at=utc_now()),
+    )
 
 
 def ensure_first_superuser(session: Session, email: str, hashed_password: str) -> bool:
@@ -253,25 +148,150 @@ def ensure_first_superuser(session: Session, email: str, hashed_password: str) -
     return True
 
 
-# --- use cases that hash passwords ---------------------------------------------------------
+def _ensure_not_last_superuser(session: Session, user: User) -> None:
+    if not (user.is_superuser and user.is_active):
+        return
+    others = session.exec(
+        select(func.count())
+        .select_from(User)
+        .where(User.is_superuser, User.is_active, User.id != user.id)
+    ).one()
+    if others == 0:
+        raise LastSuperuser
 
 
-async def create_with_password(db: Database, hasher: PasswordHasher, data: UserCreate) -> User:
-    hashed = await hasher.hash_async(data.password)
-    return await db.run(create, data, hashed)
+class UpdatedUser(NamedTuple):
+    user: User
+    email_changed: bool
 
 
-async def update_with_password(
-    db: Database, hasher: PasswordHasher, user_id: uuid.UUID, changes: UserUpdate
+def _apply_changes(
+    session: Session,
+    user_id: uuid.UUID,
+    changes: UserUpdateMe | UserUpdate,
+    hashed_password: str | None,
 ) -> UpdatedUser:
-    hashed = await hasher.hash_async(changes.password) if changes.password else None
-    return await db.run(update_user, user_id, changes, hashed)
+    """Apply only the fields the schema allows and the caller sent, and commit."""
+    user = get(session, user_id)
+    values: dict[str, Any] = changes.model_dump(exclude_unset=True, exclude={"password"})
+    values = {key: value for key, value in values.items() if value is not None}
+    if values.get("is_superuser") is False or values.get("is_active") is False:
+        _ensure_not_last_superuser(session, user)
+    if values.get("is_active") is False and user.is_active:
+        # A deactivated account's tokens die with it, not just until it is reactivated.
+        user.token_version += 1
+    email_changed = values.get("email", user.email) != user.email
+    if email_changed:
+        # Proof of the old address says nothing about the new one.
+        user.is_verified = False
+    for key, value in values.items():
+        setattr(user, key, value)
+    if hashed_password is not None:
+        user.hashed_password = hashed_password
+        user.token_version += 1
+    user.updated_at = utc_now()
+    session.add(user)
+    try:
+        session.commit()
+    except IntegrityError as error:  # the new address was taken a moment ago
+        session.rollback()
+        raise EmailTaken from error
+    return UpdatedUser(user, email_changed)
 
 
-async def change_own_password(
-    db: Database, hasher: PasswordHasher, user: User, change: PasswordChange
+# --- reads -------------------------------------------------------------------------------
+
+
+@transaction  # the primary, not a replica: a token revoked a moment ago must be refused
+def get_authenticated(session: Session, *, user_id: uuid.UUID, token_version: int) -> User:
+    """The user an access token speaks for, if the token is still good for them."""
+    user = get_detached(session, User, user_id)
+    if user is None or not user.is_active or user.token_version != token_version:
+        raise InvalidAccessToken
+    return user
+
+
+@read_only
+def list_users(session: Session, *, page: UserPageRequest) -> UsersPublic:
+    found = fetch_page(session, User, UserPublic, page=page, offset=page.offset, with_total=True)
+    assert found.total is not None
+    return UsersPublic(
+        items=found.items,
+        total=found.total,
+        offset=page.offset,
+        limit=page.size,
+        next_cursor=found.next_cursor,
+    )
+
+
+@read_only
+def read_user(session: Session, *, user_id: uuid.UUID) -> User:
+    return get(session, user_id)
+
+
+# --- writes ------------------------------------------------------------------------------
+
+
+@transaction
+def update_me(session: Session, *, user_id: uuid.UUID, changes: UserUpdateMe) -> UpdatedUser:
+    return _apply_changes(session, user_id, changes, hashed_password=None)
+
+
+@transaction
+def delete_user(session: Session, *, user_id: uuid.UUID) -> None:
+    """Deletes the account; its sessions and links go with it (ON DELETE CASCADE)."""
+    user = get(session, user_id)
+    _ensure_not_last_superuser(session, user)
+    session.delete(user)
+    session.commit()
+
+
+@transaction
+def _insert(session: Session, *, data: UserCreate, hashed_password: str) -> User:
+    user = add(session, data, hashed_password)
+    session.commit()
+    return user
+
+
+@transaction
+def _update(
+    session: Session, *, user_id: uuid.UUID, changes: UserUpdate, hashed_password: str | None
+) -> UpdatedUser:
+    return _apply_changes(session, user_id, changes, hashed_password)
+
+
+@transaction
+def _store_password(
+    session: Session, *, user_id: uuid.UUID, hashed_password: str, token_version: int
 ) -> None:
-    if not await hasher.verify_async(change.current_password, user.hashed_password):
+    if not replace_password(session, user_id, hashed_password, token_version):
+        # Another change won the race: the token this request came with is already dead.
+        session.rollback()
+        raise InvalidAccessToken
+    session.commit()
+
+
+# --- use cases that hash a password first -------------------------------------------------
+
+
+async def create_user(db: Database, passwords: PasswordHasher, *, data: UserCreate) -> User:
+    hashed = await passwords.hash_async(data.password)
+    return await _insert(db, data=data, hashed_password=hashed)
+
+
+async def update_user(
+    db: Database, passwords: PasswordHasher, *, user_id: uuid.UUID, changes: UserUpdate
+) -> UpdatedUser:
+    hashed = await passwords.hash_async(changes.password) if changes.password else None
+    return await _update(db, user_id=user_id, changes=changes, hashed_password=hashed)
+
+
+async def change_password(
+    db: Database, passwords: PasswordHasher, *, user: User, change: PasswordChange
+) -> None:
+    if not await passwords.verify_async(change.current_password, user.hashed_password):
         raise WrongPassword
-    hashed = await hasher.hash_async(change.new_password)
-    await db.run(set_password, user.id, hashed, user.token_version)
+    hashed = await passwords.hash_async(change.new_password)
+    await _store_password(
+        db, user_id=user.id, hashed_password=hashed, token_version=user.token_version
+    )

@@ -32,6 +32,3 @@ class TestCorsOrigins:
     def test_json_list(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("CORS_ORIGINS", '["https://a.example"]')
         assert settings().CORS_ORIGINS == ["https://a.example"]
-
-    def test_read_url_defaults_to_the_write_url(self) -> None:
-        assert settings(DATABASE_URL="sqlite:///x.db").read_database_url == "sqlite:///x.db"

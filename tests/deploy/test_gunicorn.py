@@ -4,7 +4,9 @@ Starts gunicorn with two uvicorn workers on a migrated SQLite file, then stops i
 while registrations are being hashed, as an orchestrator does on every deploy.
 """
 
+import gc
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -129,3 +131,20 @@ def test_sigterm_lets_in_flight_requests_finish_and_master_exits_cleanly(server:
     assert "Shutting down: Master" in output
     # control_socket_disable: gunicorn leaves the home directory alone.
     assert list(server.home.iterdir()) == []
+
+
+def test_workers_build_the_app_with_the_collector_off_then_freeze_it() -> None:
+    """gunicorn.conf.py's worker hooks, in the order gunicorn calls them around the import."""
+    hooks = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    was_enabled, frozen_before = gc.isenabled(), gc.get_freeze_count()
+    try:
+        hooks["post_fork"](None, None)
+        assert not gc.isenabled()
+        hooks["post_worker_init"](None)
+        # The collector is back for whatever the worker allocates while serving.
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > frozen_before
+    finally:
+        gc.unfreeze()
+        if not was_enabled:
+            gc.disable()

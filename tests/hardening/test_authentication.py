@@ -222,7 +222,7 @@ class TestSharedRateLimit:
         app = create_app(settings)
         assert isinstance(app.state.rate_limiter, RateLimiter)
         assert app.state.rate_limiter.shared
-        app.state.database = Database(session_factory, session_factory, max_threads=4)
+        app.state.database = Database(session_factory, max_threads=4)
         # Same Redis, same prefix as a sibling instance: the way two replicas are deployed.
         app.state.rate_limiter = RateLimiter(REDIS_URL, key_prefix=key_prefix)
         return app

@@ -1,8 +1,12 @@
 import uuid
 from collections.abc import Callable
 
+import pytest
+from sqlmodel import Session
 from starlette.testclient import TestClient
 
+from core.clock import utc_now
+from features.users.models import User
 from tests.conftest import Account
 
 USERS = "/api/v1/users"
@@ -48,7 +52,7 @@ class TestListUsers:
         first = client.get(USERS, params={"offset": 0, "limit": 2}, headers=superuser.headers)
         assert first.status_code == 200
         page = first.json()
-        assert set(page) == {"items", "total", "offset", "limit"}
+        assert set(page) == {"items", "total", "offset", "limit", "next_cursor"}
         assert page["total"] == 5
         assert (page["offset"], page["limit"], len(page["items"])) == (0, 2, 2)
         everyone = client.get(USERS, headers=superuser.headers).json()["items"]
@@ -70,6 +74,59 @@ class TestListUsers:
                 USERS, params={"offset": offset, "limit": limit}, headers=superuser.headers
             ).json()
             assert (page["total"], len(page["items"])) == (5, expected_items), (offset, limit)
+
+    def test_a_cursor_walk_sees_every_user_once_in_order_even_with_equal_times(
+        self, client: TestClient, superuser: Account, session: Session
+    ) -> None:
+        same_moment = utc_now()
+        for number in range(5):
+            session.add(
+                User(
+                    name=f"Twin {number}",
+                    email=f"twin-{number}@example.com",
+                    hashed_password="x",
+                    created_at=same_moment,
+                )
+            )
+        session.commit()
+        everyone = client.get(USERS, headers=superuser.headers).json()
+        walked, cursor, pages = [], None, 0
+        while True:
+            params = {"limit": "2"} if cursor is None else {"limit": "2", "cursor": cursor}
+            page = client.get(USERS, params=params, headers=superuser.headers).json()
+            assert page["total"] == 6
+            walked += [user["id"] for user in page["items"]]
+            cursor, pages = page["next_cursor"], pages + 1
+            if cursor is None:
+                break
+        assert walked == [user["id"] for user in everyone["items"]]
+        assert len(set(walked)) == 6
+        assert pages == 3
+        assert everyone["next_cursor"] is None
+
+    @pytest.mark.parametrize(
+        "cursor",
+        ["", "not-a-cursor", "W10", "WyJ4IiwgInkiXQ", "x" * 201, "WyIyMDI2LTAxLTAxIiwgMV0"],
+        ids=["empty", "garbage", "empty-list", "bad-values", "too-long", "wrong-types"],
+    )
+    def test_a_cursor_this_api_did_not_make_is_422(
+        self, client: TestClient, superuser: Account, cursor: str
+    ) -> None:
+        response = client.get(USERS, params={"cursor": cursor}, headers=superuser.headers)
+        assert response.status_code == 422, response.text
+
+    def test_cursor_and_offset_together_are_422(
+        self, client: TestClient, superuser: Account, make_account: Callable[..., Account]
+    ) -> None:
+        make_account()
+        cursor = client.get(USERS, params={"limit": 1}, headers=superuser.headers).json()[
+            "next_cursor"
+        ]
+        assert cursor
+        response = client.get(
+            USERS, params={"cursor": cursor, "offset": 1}, headers=superuser.headers
+        )
+        assert response.status_code == 422
 
     def test_limit_is_capped_at_100(self, client: TestClient, superuser: Account) -> None:
         response = client.get(USERS, params={"limit": 5000}, headers=superuser.headers)

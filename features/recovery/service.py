@@ -1,38 +1,36 @@
-"""Account recovery and email verification: one-time links sent by mail.
+"""Password recovery and email verification use cases.
 
 The routes that ask for a mail answer before anything is looked up: finding the account,
-issuing the token and sending happen in a background task, so the answer and its timing
-are the same whether or not the address has an account. Tokens are random, stored as their
-SHA-256, bound to the address they were mailed to, and spent by one atomic UPDATE.
+issuing the link and sending it happen after the response, so the answer and its timing are
+the same whether or not the address has an account. Links are random, stored as their
+SHA-256, bound to the address they were mailed to, and spent by one atomic UPDATE. Accounts
+change only through the users feature's service.
 """
 
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from core.clock import as_utc, utc_now
 from core.config import Settings
-from core.db import Database
+from core.db import Database, changed_rows, transaction
 from core.mail import Mailer, mask_address
 from core.ratelimit import RateLimiter, parse_limit
 from core.security import PasswordHasher, digest_token, new_opaque_token
-from features.auth import mails
-from features.auth.errors import InvalidAccountToken
-from features.auth.models import AccountToken, AccountTokenPurpose, PasswordReset
+from features.recovery import mails
+from features.recovery.errors import InvalidAccountToken
+from features.recovery.models import AccountToken, AccountTokenPurpose, PasswordReset
 from features.users import service as users_service
-from features.users.models import User, normalize_email, utc_now
+from features.users.models import User, normalize_email
 
-logger = logging.getLogger("app.auth.recovery")
+logger = logging.getLogger("app.recovery")
 
 ACCEPTED_MESSAGE = "If an account uses this address, a mail with a link is on its way."
-
-
-def _as_aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def reset_lifetime(settings: Settings) -> timedelta:
@@ -43,7 +41,7 @@ def verify_lifetime(settings: Settings) -> timedelta:
     return timedelta(hours=settings.VERIFY_EMAIL_EXPIRE_HOURS)
 
 
-# --- database work (runs inside Database.run) ----------------------------------------------
+# --- building blocks ---------------------------------------------------------------------
 
 
 def _issue(session: Session, user: User, purpose: AccountTokenPurpose, lifetime: timedelta) -> str:
@@ -60,6 +58,35 @@ def _issue(session: Session, user: User, purpose: AccountTokenPurpose, lifetime:
     )
     session.commit()
     return token
+
+
+def _usable(session: Session, token: str, purpose: AccountTokenPurpose) -> AccountToken:
+    """The stored link if it may still be spent; InvalidAccountToken otherwise."""
+    stored = session.exec(
+        select(AccountToken).where(
+            AccountToken.token_hash == digest_token(token), AccountToken.purpose == purpose
+        )
+    ).first()
+    if stored is None or stored.used_at is not None or as_utc(stored.expires_at) <= utc_now():
+        raise InvalidAccountToken
+    user = session.get(User, stored.user_id)
+    if user is None or not user.is_active or user.email != stored.email:
+        raise InvalidAccountToken
+    if purpose is AccountTokenPurpose.RESET and user.token_version != stored.token_version:
+        raise InvalidAccountToken  # the password changed since the link was mailed
+    return stored
+
+
+def _spend(session: Session, stored: AccountToken) -> None:
+    # Of two requests racing with one link, exactly one changes the row.
+    spend = (
+        update(AccountToken)
+        .where(col(AccountToken.id) == stored.id, col(AccountToken.used_at).is_(None))
+        .values(used_at=utc_now())
+    )
+    if changed_rows(session, spend) != 1:
+        session.rollback()
+        raise InvalidAccountToken
 
 
 def issue_reset_token(session: Session, email: str, settings: Settings) -> tuple[str, str] | None:
@@ -87,41 +114,17 @@ def issue_verify_token_by_email(
     return None if user is None else issue_verify_token(session, user.id, settings)
 
 
-def _usable(session: Session, token: str, purpose: AccountTokenPurpose) -> AccountToken:
-    """The stored token if it may still be spent; InvalidAccountToken otherwise."""
-    stored = session.exec(
-        select(AccountToken).where(
-            AccountToken.token_hash == digest_token(token), AccountToken.purpose == purpose
-        )
-    ).first()
-    if stored is None or stored.used_at is not None or _as_aware(stored.expires_at) <= utc_now():
-        raise InvalidAccountToken
-    user = session.get(User, stored.user_id)
-    if user is None or not user.is_active or user.email != stored.email:
-        raise InvalidAccountToken
-    if purpose is AccountTokenPurpose.RESET and user.token_version != stored.token_version:
-        raise InvalidAccountToken  # the password changed since the link was mailed
-    return stored
+# --- units of work -----------------------------------------------------------------------
 
 
-def _spend(session: Session, stored: AccountToken) -> None:
-    # Of two requests racing with one link, exactly one sees rowcount 1.
-    spent = session.execute(
-        update(AccountToken)
-        .where(col(AccountToken.id) == stored.id, col(AccountToken.used_at).is_(None))
-        .values(used_at=utc_now())
-    )
-    if spent.rowcount != 1:  # type: ignore[attr-defined]
-        session.rollback()
-        raise InvalidAccountToken
-
-
-def check_reset_token(session: Session, token: str) -> None:
+@transaction  # the primary: a link spent a moment ago must already be refused
+def check_reset_token(session: Session, *, token: str) -> None:
     """Refuse a bad link before paying for bcrypt."""
     _usable(session, token, AccountTokenPurpose.RESET)
 
 
-def complete_reset(session: Session, token: str, hashed_password: str) -> None:
+@transaction
+def complete_reset(session: Session, *, token: str, hashed_password: str) -> None:
     """Spend the link and store the new password in one commit; every earlier token dies."""
     stored = _usable(session, token, AccountTokenPurpose.RESET)
     _spend(session, stored)
@@ -134,22 +137,19 @@ def complete_reset(session: Session, token: str, hashed_password: str) -> None:
     session.commit()
 
 
-def verify_email(session: Session, token: str) -> None:
+@transaction
+def verify_email(session: Session, *, token: str) -> None:
     """Spend a verification link and mark the address it was mailed to as verified."""
     stored = _usable(session, token, AccountTokenPurpose.VERIFY)
     _spend(session, stored)
-    session.execute(
-        update(User)
-        .where(col(User.id) == stored.user_id, col(User.email) == stored.email)
-        .values(is_verified=True, updated_at=utc_now())
-    )
+    users_service.mark_email_verified(session, stored.user_id, stored.email)
     session.commit()
 
 
 # --- use cases called by the routes -------------------------------------------------------
 
 
-async def limit_mail_requests(
+async def _limit_mail_requests(
     limiter: RateLimiter, settings: Settings, namespace: str, email: str, client_ip: str
 ) -> None:
     limit = parse_limit(settings.RECOVERY_RATE_LIMIT)
@@ -157,10 +157,22 @@ async def limit_mail_requests(
         await limiter.hit(limit, namespace, f"email:{normalize_email(email)}", f"ip:{client_ip}")
 
 
-async def reset_password(db: Database, hasher: PasswordHasher, data: PasswordReset) -> None:
-    await db.run_fresh_read(check_reset_token, data.token)
-    hashed = await hasher.hash_async(data.new_password)
-    await db.run(complete_reset, data.token, hashed)
+async def request_password_recovery(
+    limiter: RateLimiter, settings: Settings, *, email: str, client_ip: str
+) -> None:
+    await _limit_mail_requests(limiter, settings, "recovery", email, client_ip)
+
+
+async def request_verification(
+    limiter: RateLimiter, settings: Settings, *, email: str, client_ip: str
+) -> None:
+    await _limit_mail_requests(limiter, settings, "verification", email, client_ip)
+
+
+async def reset_password(db: Database, passwords: PasswordHasher, *, data: PasswordReset) -> None:
+    await check_reset_token(db, token=data.token)
+    hashed = await passwords.hash_async(data.new_password)
+    await complete_reset(db, token=data.token, hashed_password=hashed)
 
 
 # --- background tasks: run after the response is sent, never raise -------------------------

@@ -20,9 +20,9 @@ from sqlmodel import Session
 from starlette.testclient import TestClient
 from starlette.types import Message
 
-from features.auth import recovery
-from features.auth.errors import InvalidAccountToken
-from features.auth.models import AccountToken, AccountTokenPurpose
+from features.recovery import service as recovery
+from features.recovery.errors import InvalidAccountToken
+from features.recovery.models import AccountToken, AccountTokenPurpose
 from tests.conftest import Account
 from tests.support import free_port
 
@@ -280,7 +280,9 @@ class TestPasswordRecovery:
         token = request_reset_token(client, inbox, account.email)
         # Both requests read the token as unused; only one UPDATE may win.
         stale = recovery._usable(session, token, AccountTokenPurpose.RESET)
-        recovery.complete_reset(session, token, "hash-from-the-winner")
+        recovery.complete_reset.in_session(
+            session, token=token, hashed_password="hash-from-the-winner"
+        )
         with pytest.raises(InvalidAccountToken):
             recovery._spend(session, stale)
         stored = session.get(AccountToken, stale.id)

@@ -1,4 +1,4 @@
-"""The words of the auth feature's mails: a plain-text and an HTML body for each link."""
+"""The words of the recovery feature's mails: a plain-text and an HTML body for each link."""
 
 from dataclasses import dataclass
 from datetime import timedelta

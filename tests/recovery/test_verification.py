@@ -9,9 +9,9 @@ from starlette.testclient import TestClient
 
 from features.users import service as users_service
 from features.users.models import User
-from tests.auth import test_recovery as mail_harness
-from tests.auth.test_recovery import PROJECT, SENDER, Inbox, link_token
 from tests.conftest import Account
+from tests.recovery import test_recovery as mail_harness
+from tests.recovery.test_recovery import PROJECT, SENDER, Inbox, link_token
 
 # The SMTP server and the settings pointing at it, shared with the recovery tests.
 smtp_server = mail_harness.smtp_server

@@ -1,0 +1,140 @@
+"""Lists that page through any number of rows at the same cost per page.
+
+A list is ordered oldest first, by `(created_at, id)`, and each page ends with a `next_cursor`
+naming its last row; the next request passes it back and the database continues right after
+that row through the table's `(created_at, id)` index (keyset pagination). Page 10,000 then
+costs what page 1 costs, where an `offset` page reads and throws away every row before it, and
+a row inserted meanwhile neither repeats nor skips a row across pages.
+
+A feature lists its rows in one line (`fetch_page(session, Widget, WidgetPublic, ...)`) and
+takes the query parameters with `PageRequest`, so every list in the app pages the same way.
+"""
+
+import base64
+import binascii
+import functools
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import AfterValidator, BaseModel, Field, TypeAdapter
+from sqlalchemy import ColumnElement, Table, select, tuple_
+from sqlmodel import Session, SQLModel
+
+from core.clock import as_utc
+from core.row_counts import TOTAL_LABEL, row_count, row_count_column
+
+MAX_PAGE_SIZE = 100
+CURSOR_MAX_LENGTH = 200
+
+SchemaT = TypeVar("SchemaT", bound=BaseModel)
+
+
+def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    """The position after a row, opaque to clients (they only pass it back)."""
+    position = json.dumps([as_utc(created_at).isoformat(), row_id.hex], separators=(",", ":"))
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The row a cursor names; ValueError for anything `encode_cursor` did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, row_id = json.loads(raw)
+        return as_utc(datetime.fromisoformat(created_at)), uuid.UUID(hex=row_id)
+    except (binascii.Error, UnicodeError, ValueError, TypeError, AttributeError) as error:
+        raise ValueError("not a cursor this API returned") from error
+
+
+def _check_cursor(cursor: str | None) -> str | None:
+    if cursor is not None:
+        decode_cursor(cursor)
+    return cursor
+
+
+class PageRequest(BaseModel):
+    """The query parameters of a list: `cursor` from the previous page, and `limit`."""
+
+    cursor: Annotated[
+        str | None,
+        Field(
+            default=None,
+            max_length=CURSOR_MAX_LENGTH,
+            description="`next_cursor` of the previous page; omit it for the first page",
+        ),
+        AfterValidator(_check_cursor),
+    ] = None
+    limit: int = Field(
+        default=MAX_PAGE_SIZE,
+        ge=1,
+        le=1_000_000,
+        description=f"Rows per page; larger values are capped at {MAX_PAGE_SIZE}",
+    )
+
+    @property
+    def size(self) -> int:
+        return min(self.limit, MAX_PAGE_SIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[SchemaT]):
+    items: list[SchemaT]
+    next_cursor: str | None
+    # The whole table's row count, when asked for (`with_total=True`).
+    total: int | None = None
+
+
+@functools.cache
+def _validator(schema: type[SchemaT]) -> TypeAdapter[list[SchemaT]]:
+    return TypeAdapter(list[schema])  # type: ignore[valid-type]
+
+
+def fetch_page(
+    session: Session,
+    model: type[SQLModel],
+    schema: type[SchemaT],
+    *,
+    page: PageRequest,
+    where: ColumnElement[bool] | None = None,
+    offset: int = 0,
+    with_total: bool = False,
+) -> Page[SchemaT]:
+    """One page of `model`'s rows as `schema` objects, oldest first, after `page.cursor`.
+
+    `model` needs `created_at` and `id` columns and an index on `(created_at, id)` (after
+    its filter columns: `(owner_id, created_at, id)` for a `where` on the owner). `offset`
+    skips rows on a first page, for clients of offset paging. `with_total` reads the table's
+    row count kept by triggers (`core/row_counts.py`), in the page's own statement: exact and
+    one round trip, for a table in `COUNTED_TABLES` and a list without `where`.
+
+    Only the columns `schema` shows are selected, run on the session's connection and
+    validated as one list: a page of 100 users costs 2.0 ms of CPU this way against 3.6 ms
+    as ORM objects validated one by one (`make bench`, list row).
+    """
+    if with_total and where is not None:
+        raise ValueError("the kept row count is the whole table's: no total with a filter")
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    order = (table.c.created_at, table.c.id)
+    columns: list[Any] = [table.c[name] for name in schema.model_fields if name in table.c]
+    columns += [column for column in order if column.name not in schema.model_fields]
+    if with_total:
+        columns.append(row_count_column(table.name))
+    statement = select(*columns).order_by(*order).limit(page.size + 1)
+    if where is not None:
+        statement = statement.where(where)
+    if page.cursor is not None:
+        statement = statement.where(tuple_(*order) > tuple_(*decode_cursor(page.cursor)))
+    elif offset:
+        statement = statement.offset(offset)
+
+    rows = session.connection().execute(statement).mappings().all()
+    has_more = len(rows) > page.size
+    rows = rows[: page.size]
+    next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if has_more else None
+    total = None
+    if with_total:
+        # Past the last row no row brings the count along: read it on its own.
+        total = rows[0][TOTAL_LABEL] if rows else row_count(session, table.name)
+    return Page(_validator(schema).validate_python(rows), next_cursor, total)

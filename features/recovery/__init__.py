@@ -1,0 +1,1 @@
+"""Password recovery and email verification: one-time links sent by mail."""
