@@ -53,6 +53,7 @@ class Observations:
     health_after_high_load: dict[str, int]
     bcrypt_verify_ms: float
     plan: dict[str, float]
+    users: int
 
 
 def _median(values: list[float]) -> float | None:
@@ -79,6 +80,9 @@ ROWS: list[tuple[str, str | None, str]] = [
     ("ping", None, "ceiling"),
     ("me", "select1", "rps"),
     ("list", "select1", "rps"),
+    # The end of the list: by cursor it costs what the first page does; by offset it does not.
+    ("list_last_cursor", "list", "rps"),
+    ("list_last_offset", "list", "rps"),
     ("select1", None, "ceiling"),
     ("login", None, "verify"),
     ("login_flood", None, "none"),
@@ -130,6 +134,7 @@ def build(observations: Observations, *, quick: bool, elapsed_s: float) -> dict[
     return {
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
+        "users": observations.users,
         "elapsed_s": round(elapsed_s, 1),
         "cpus": os.cpu_count(),
         "plan": observations.plan,
@@ -191,6 +196,11 @@ def _targets(
         at_least("/health >= 0.9x /ping", _row_ratio(rows, "health"), 0.9),
         at_least("/users/me >= 1.0x select1", _row_ratio(rows, "me"), 1.0),
         at_least("list >= 0.3x select1", _row_ratio(rows, "list"), 0.3),
+        at_least(
+            "last page by cursor >= 0.67x the first page",
+            _row_ratio(rows, "list_last_cursor"),
+            0.67,
+        ),
         at_most(
             "/health p99 under login flood <= 5x idle p99",
             _row_ratio(rows, "health_under_flood"),

@@ -1,7 +1,8 @@
 """Benchmark: the app, served as in production, against a bare FastAPI ceiling.
 
-    .venv/bin/python bench/run.py            # full run, about 4 minutes on 2 cores
-    .venv/bin/python bench/run.py --quick    # one short round, to check that it works
+    .venv/bin/python bench/run.py                   # full run, about 5 minutes on 2 cores
+    .venv/bin/python bench/run.py --quick           # one short round, to check that it works
+    .venv/bin/python bench/run.py --users 1000000   # the same against a million accounts
 
 It creates, seeds and drops its own PostgreSQL database (BENCH_DATABASE_URL names the server),
 drives both apps with wrk on 127.0.0.1 only, prints one table and the targets, and writes
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 from urllib.parse import urlencode
 
 import dataset
@@ -36,6 +38,7 @@ from report import Measurement, Observations
 
 BCRYPT_ROUNDS = 12
 USER_COUNT = 10_000
+PAGE_SIZE = 100
 # Starlette runs sync routes and dependencies on 40 threads; the tutorial pattern of the
 # ceiling can deadlock above that many requests per worker (the 256-connection runs show it),
 # so the side-by-side runs stay below it.
@@ -47,7 +50,7 @@ HIGH_CONNECTIONS = 256
 SINGLE_CONNECTIONS = 32
 LOGIN_PATH = "/api/v1/auth/login"
 ME_PATH = "/api/v1/users/me"
-LIST_PATH = "/api/v1/users?limit=100"
+LIST_PATH = f"/api/v1/users?limit={PAGE_SIZE}"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ QUICK = Plan(rounds=1, seconds=2, warmup_seconds=1, cold_starts=1, verify_sample
 @dataclass
 class Bench:
     plan: Plan
+    users: int
     work_dir: Path
     env: dict[str, str]
     login_request: Request
@@ -156,6 +160,30 @@ def bearer(token: str) -> Request:
     return Request(headers=(("Authorization", f"Bearer {token}"),))
 
 
+def get_json(port: int, path: str, headers: dict[str, str]) -> dict[str, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        body: dict[str, Any] = json.loads(response.read())
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise RuntimeError(f"GET {path} answered {response.status}: {body}")
+    return body
+
+
+def last_page_paths(port: int, admin: Request, users: int) -> tuple[str, str]:
+    """The last full page of the admin list, once by cursor and once by offset: the two ways a
+    client reaches the end of a long list."""
+    depth = max(users - PAGE_SIZE, 0)
+    before = get_json(port, f"{LIST_PATH}&offset={max(depth - PAGE_SIZE, 0)}", dict(admin.headers))
+    cursor = before["next_cursor"]
+    if not cursor:
+        raise RuntimeError("the page before the last one has no next_cursor")
+    return f"{LIST_PATH}&{urlencode({'cursor': cursor})}", f"{LIST_PATH}&offset={depth}"
+
+
 def start_pair(bench: Bench, shape: str) -> tuple[servers.Server, servers.Server]:
     app = servers.start("app", shape, free_port(), bench.env, bench.work_dir)
     bare = servers.start("bare", shape, free_port(), bench.env, bench.work_dir)
@@ -194,6 +222,7 @@ def production_phase(bench: Bench, superuser: Account, regular: Account) -> None
     expect_ok(app.port, ME_PATH, auth_header)
     expect_ok(app.port, LIST_PATH, dict(admin.headers))
     expect_ok(bare.port, "/select1")
+    deep_cursor_path, deep_offset_path = last_page_paths(app.port, admin, bench.users)
 
     def load(server: servers.Server, path: str, request: Request = Request()) -> Load:
         return Load(server.port, path, CONNECTIONS, plan.seconds, request)
@@ -204,6 +233,18 @@ def production_phase(bench: Bench, superuser: Account, regular: Account) -> None
         ("me", "GET /api/v1/users/me", app, load(app, ME_PATH, me)),
         ("select1", "GET /select1", bare, load(bare, "/select1")),
         ("list", "GET /api/v1/users?limit=100", app, load(app, LIST_PATH, admin)),
+        (
+            "list_last_cursor",
+            "GET users, last page by cursor",
+            app,
+            load(app, deep_cursor_path, admin),
+        ),
+        (
+            "list_last_offset",
+            "GET users, last page by offset",
+            app,
+            load(app, deep_offset_path, admin),
+        ),
     ]
     for _, _, _, step_load in steps:
         loadgen.run(replace(step_load, seconds=plan.warmup_seconds), bench.work_dir)
@@ -295,7 +336,7 @@ def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run(plan: Plan, quick: bool) -> int:
+def run(plan: Plan, quick: bool, users: int) -> int:
     database = dataset.database_for_this_run()
     password = secrets.token_urlsafe(12)
     superuser = Account("admin@bench.example.com", password)
@@ -310,7 +351,7 @@ def run(plan: Plan, quick: bool) -> int:
         dataset.migrate(database)
         dataset.seed_users(
             database,
-            total=USER_COUNT,
+            total=users,
             bcrypt_rounds=BCRYPT_ROUNDS,
             superuser=superuser,
             regular=regular,
@@ -327,6 +368,7 @@ def run(plan: Plan, quick: bool) -> int:
         cleanup.append(backends.dispose)
         bench = Bench(
             plan=plan,
+            users=users,
             work_dir=work_dir,
             env=env,
             login_request=login_request,
@@ -344,6 +386,7 @@ def run(plan: Plan, quick: bool) -> int:
             health_after_high_load=bench.health_after_high_load,
             bcrypt_verify_ms=bench.bcrypt_verify_ms,
             plan=asdict(plan),
+            users=users,
         )
         results = report.build(observations, quick=quick, elapsed_s=time.monotonic() - started)
         report.print_report(results)
@@ -361,13 +404,18 @@ def run(plan: Plan, quick: bool) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one round of 2 s runs")
+    parser.add_argument(
+        "--users", type=int, default=USER_COUNT, help=f"accounts to seed ({USER_COUNT:,})"
+    )
     args = parser.parse_args()
+    if args.users < 2 * PAGE_SIZE:
+        parser.error(f"--users must be at least {2 * PAGE_SIZE}")
     if loadgen.wrk_path() is None:
         print("wrk not found: install it with 'apt-get install -y wrk'", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        return run(QUICK if args.quick else FULL, args.quick)
+        return run(QUICK if args.quick else FULL, args.quick, args.users)
     except KeyboardInterrupt:
         print("\ninterrupted: servers stopped, database dropped", file=sys.stderr)
         return 130
