@@ -8,9 +8,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from core import docs, health, mail
+from core.cache import Cache
 from core.config import Settings, get_settings
 from core.db import Database
 from core.errors import install_error_handlers
+from core.http_cache import ConditionalGetMiddleware
 from core.logging import RequestLogMiddleware, configure_logging
 from core.middleware import BodySizeLimitMiddleware
 from core.ratelimit import RateLimiter
@@ -39,9 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         mail.warn_when_unconfigured(settings)
+        await app.state.cache.start()
         yield
         app.state.password_hasher.shutdown()
         app.state.database.dispose()
+        await app.state.cache.close()
 
     app = FastAPI(
         title=settings.PROJECT_NAME,
@@ -53,11 +57,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
-    app.state.database = Database.from_settings(settings)
+    app.state.cache = Cache(
+        settings.REDIS_URL,
+        secret=settings.SECRET_KEY,
+        timeout=settings.REDIS_TIMEOUT_SECONDS,
+        backoff=settings.REDIS_BACKOFF_SECONDS,
+        revocable_ttl=settings.CACHE_USER_TTL_SECONDS,
+    )
+    app.state.database = Database.from_settings(settings, app.state.cache)
     app.state.password_hasher = PasswordHasher(
         rounds=settings.BCRYPT_ROUNDS, concurrency=settings.HASHING_CONCURRENCY
     )
-    app.state.rate_limiter = RateLimiter(settings.REDIS_URL)
+    app.state.rate_limiter = RateLimiter(
+        settings.REDIS_URL,
+        timeout=settings.REDIS_TIMEOUT_SECONDS,
+        backoff=settings.REDIS_BACKOFF_SECONDS,
+    )
 
     if settings.CORS_ORIGINS:
         app.add_middleware(
@@ -67,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    app.add_middleware(ConditionalGetMiddleware, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
     # Added last so it is outermost: every response, 413s and 500s included, gets the id.
     app.add_middleware(RequestLogMiddleware)

@@ -38,7 +38,20 @@ class Settings(BaseSettings):
     # that stops answering (hung host, network partition) must not hang every request.
     DATABASE_WORK_TIMEOUT: float = Field(default=10.0, gt=0)
 
+    # Shared rate-limit counters and cache; empty: each process counts and caches on its own.
     REDIS_URL: str = ""
+    # How long a cached GET response may be served: a write through the app invalidates it at
+    # once; this bounds what a write from elsewhere (psql, another app) takes to show.
+    CACHE_TTL_SECONDS: float = Field(default=60, gt=0)
+    # How long the authenticated user read for a token is served from Redis. A revoking write
+    # invalidates it at once; while Redis cannot be reached, such a write waits this long
+    # before it answers, so no worker accepts the revoked token after the response.
+    CACHE_USER_TTL_SECONDS: float = Field(default=10, gt=0, le=300)
+    # A Redis call slower than this fails: the cache reads the database instead, rate limits
+    # count in this process. Redis is then left alone for the back-off before it is tried
+    # again, so an outage costs one timeout per worker and back-off, not one per request.
+    REDIS_TIMEOUT_SECONDS: float = Field(default=0.1, gt=0)
+    REDIS_BACKOFF_SECONDS: float = Field(default=2.0, ge=0)
 
     ACCESS_TOKEN_EXPIRE_MINUTES: float = Field(default=15, gt=0)
     REFRESH_TOKEN_EXPIRE_DAYS: float = Field(default=14, gt=0)

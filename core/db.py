@@ -16,22 +16,27 @@ connection while bcrypt runs.
 """
 
 import asyncio
+import concurrent.futures
 import functools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import CursorResult, Engine, Executable, MetaData, Select, bindparam, event, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, SQLModel, create_engine
 
+from core import cache as cache_tags
+from core.cache import Cache
 from core.config import Settings
 
 P = ParamSpec("P")
 T = TypeVar("T")
-ModelT = TypeVar("ModelT", bound=SQLModel)
+SchemaT = TypeVar("SchemaT", bound=BaseModel)
 
 # Stable constraint names, so migrations can drop or alter them by name on every backend.
 NAMING_CONVENTION = {
@@ -96,9 +101,20 @@ def build_engine(url: str, settings: Settings) -> Engine:
 SessionFactory = Callable[[], Session]
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What a unit of work did, carried back from its thread."""
+
+    result: Any
+    error: Exception | None
+    # The cache invalidation its commits asked for, already running on the event loop.
+    invalidating: concurrent.futures.Future[None] | None
+
+
 class Database:
     """Sessions on the primary and on the read replica, and the bounded thread hop that runs
-    a unit of work in one of them."""
+    a unit of work in one of them. With a cache, what a unit of work commits invalidates the
+    cache tags it named before the call returns (core/cache.py)."""
 
     def __init__(
         self,
@@ -108,16 +124,18 @@ class Database:
         max_threads: int,
         engines: tuple[Engine, ...] = (),
         work_timeout: float = 10.0,
+        cache: Cache | None = None,
     ) -> None:
         self._session = session
         self._read_only_session = read_only_session or session
         self._engines = engines
         self._work_timeout = work_timeout
+        self._cache = cache
         # The threads that do database work: never more than connections in a pool.
         self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="db")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Database":
+    def from_settings(cls, settings: Settings, cache: Cache | None = None) -> "Database":
         primary = build_engine(settings.DATABASE_URL, settings)
         replica = (
             build_engine(settings.DATABASE_READ_URL, settings)
@@ -130,6 +148,7 @@ class Database:
             max_threads=settings.DATABASE_POOL_SIZE + settings.DATABASE_MAX_OVERFLOW,
             engines=(primary,) if replica is primary else (primary, replica),
             work_timeout=settings.DATABASE_WORK_TIMEOUT,
+            cache=cache,
         )
 
     @contextmanager
@@ -161,28 +180,50 @@ class Database:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._work_timeout):
-                return await loop.run_in_executor(
-                    self._executor, _in_session, new_session, work, args, kwargs
+                outcome: _Outcome = await loop.run_in_executor(
+                    self._executor, self._in_session, loop, new_session, work, args, kwargs
                 )
         except TimeoutError:
             # A call still queued is cancelled; one already running finishes on its own and
             # its session closes then, while the request answers 503 now.
             raise sa_exc.TimeoutError("database work timed out") from None
+        if outcome.invalidating is not None:
+            # Before the response: once it is sent, no worker serves what the write changed.
+            await asyncio.wrap_future(outcome.invalidating)
+        if outcome.error is not None:
+            raise outcome.error
+        result: T = outcome.result
+        return result
+
+    def _in_session(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        new_session: SessionFactory,
+        work: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> _Outcome:
+        result: Any = None
+        error: Exception | None = None
+        with new_session() as session:
+            try:
+                result = work(session, *args, **kwargs)
+            except Exception as raised:  # carried back and raised again in the request
+                error = raised
+            invalidation = cache_tags.committed_invalidation(session)
+        invalidating = None
+        if invalidation is not None and self._cache is not None:
+            # Started here, on the loop, so it runs even if the request stopped waiting for
+            # this thread (the work timeout).
+            invalidating = asyncio.run_coroutine_threadsafe(
+                cache_tags.apply(self._cache, invalidation), loop
+            )
+        return _Outcome(result, error, invalidating)
 
     def dispose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         for engine in self._engines:
             engine.dispose()
-
-
-def _in_session(
-    new_session: SessionFactory,
-    work: Callable[..., T],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> T:
-    with new_session() as session:
-        return work(session, *args, **kwargs)
 
 
 class UnitOfWork(Generic[P, T]):
@@ -226,22 +267,24 @@ def changed_rows(session: Session, statement: Executable) -> int:
 
 
 @functools.cache
-def _by_primary_key(model: type[SQLModel]) -> Select[Any]:
-    # Built once per model: a statement built per call costs its construction and cache key.
+def _row_by_key(model: type[SQLModel], schema: type[BaseModel]) -> Select[Any]:
+    # Built once per model and schema: a statement built per call costs its construction and
+    # its cache key.
     table = model.__table__  # type: ignore[attr-defined]
     (key,) = table.primary_key.columns
-    return select(table).where(key == bindparam("key"))
+    columns = [column for column in table.columns if column.name in schema.model_fields]
+    return select(*columns).where(key == bindparam("key"))
 
 
-def get_detached(session: Session, model: type[ModelT], key: Any) -> ModelT | None:
-    """One row by primary key, as an instance the session does not track.
+def get_as(
+    session: Session, model: type[SQLModel], key: Any, schema: type[SchemaT]
+) -> SchemaT | None:
+    """One row of `model` by primary key, read straight into `schema` (any schema made of
+    some of the table's columns), or None.
 
-    For reads the caller will not change, on a hot path: it skips the identity map and the
-    ORM's instance bookkeeping, which cost a third of the CPU of `session.get()` for the user
-    lookup that runs on every authenticated request. To change the row, load it again with
-    `session.get()`.
+    For reads on a hot path that change nothing: it selects only the schema's columns and
+    skips the identity map and the ORM's instance bookkeeping, which cost a third of the CPU
+    of `session.get()` for the user lookup that runs on every authenticated request.
     """
-    row = session.execute(_by_primary_key(model), {"key": key}).mappings().first()
-    # model_validate, not model_construct: a constructed table model skips the ORM's instance
-    # state, and its attributes then read as missing.
-    return None if row is None else model.model_validate(row)
+    row = session.execute(_row_by_key(model, schema), {"key": key}).mappings().first()
+    return None if row is None else schema.model_validate(row)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from core.cache import Cache
 from core.config import Settings
 from core.db import Database
 from core.ratelimit import RateLimiter
@@ -29,6 +30,11 @@ async def get_password_hasher(request: Request) -> PasswordHasher:
     return hasher
 
 
+async def get_cache(request: Request) -> Cache:
+    cache: Cache = request.app.state.cache
+    return cache
+
+
 async def get_rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
@@ -38,6 +44,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+CacheDep = Annotated[Cache, Depends(get_cache)]
 
 
 async def get_client_ip(request: Request) -> str:

@@ -2,12 +2,12 @@
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlmodel import Session
 
+from core.cache import Cache
 from core.db import Database
-from core.ratelimit import RateLimiter
 
 router = APIRouter(tags=["health"])
 
@@ -17,7 +17,7 @@ class HealthStatus(BaseModel):
 
 
 class ReadinessStatus(BaseModel):
-    status: str
+    status: str = Field(description="ok; degraded (serving, Redis down); unavailable")
     database: str
     redis: str
 
@@ -40,30 +40,32 @@ async def health() -> Response:
     "/health/ready",
     response_model=ReadinessStatus,
     summary="Readiness",
-    responses={503: {"model": ReadinessStatus, "description": "A dependency is down"}},
+    responses={503: {"model": ReadinessStatus, "description": "The database is down"}},
 )
 async def ready(request: Request) -> JSONResponse:
-    """Ready when the database (and Redis, if configured) answer; 503 otherwise."""
+    """503 when the database does not answer. A configured Redis that does not answer shows
+    as `degraded` with 200: the app keeps serving (the cache reads the database, rate limits
+    count per process), so taking every replica out of rotation would only make it worse."""
     database: Database = request.app.state.database
-    limiter: RateLimiter = request.app.state.rate_limiter
-    database_state = redis_state = "ok"
+    cache: Cache = request.app.state.cache
+    database_state = "ok"
     try:
         await database.run(_select_one)
     except Exception:
         database_state = "unavailable"
-    if limiter.shared:
-        try:
-            if not await limiter.ping():
-                redis_state = "unavailable"
-        except Exception:
-            redis_state = "unavailable"
+    redis_state = "not configured"
+    if cache.shared:
+        redis_state = "ok" if await cache.ping() else "unavailable"
+    if database_state != "ok":
+        overall = "unavailable"
+    elif redis_state == "unavailable":
+        overall = "degraded"
     else:
-        redis_state = "not configured"
-    healthy = "unavailable" not in (database_state, redis_state)
-    body = ReadinessStatus(
-        status="ok" if healthy else "unavailable", database=database_state, redis=redis_state
-    )
+        overall = "ok"
+    body = ReadinessStatus(status=overall, database=database_state, redis=redis_state)
     return JSONResponse(
         body.model_dump(),
-        status_code=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE,
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE
+        if overall == "unavailable"
+        else status.HTTP_200_OK,
     )

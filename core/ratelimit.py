@@ -1,6 +1,13 @@
 """Rate limits counted in Redis when configured (shared by every worker and instance), in
-process memory otherwise. Counting is done by the `limits` library, not by hand."""
+process memory otherwise. Counting is done by the `limits` library, not by hand.
 
+When Redis cannot be reached (or answers slower than the timeout), counting goes on in this
+process's memory until Redis answers again: every limit still holds per process, so a brute
+force stays metered, and the routes stay up. Redis is left alone for the back-off after a
+failure, so an outage costs one timeout per worker and back-off, not one per request.
+"""
+
+import asyncio
 import logging
 import math
 import time
@@ -10,58 +17,90 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from core.errors import ServiceUnavailableError, TooManyRequestsError
+from core.errors import TooManyRequestsError
 
 logger = logging.getLogger("app.ratelimit")
 
 
+def _async_storage(uri: str, **options: float | str | bool) -> Storage:
+    storage = storage_from_string(uri, **options)
+    assert isinstance(storage, Storage)  # the async+ scheme always gives an async storage
+    return storage
+
+
 class RateLimiter:
-    def __init__(self, redis_url: str, key_prefix: str = "ratelimit") -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        key_prefix: str = "ratelimit",
+        *,
+        timeout: float = 0.1,
+        backoff: float = 2.0,
+    ) -> None:
         self.shared = bool(redis_url)
-        if redis_url:
-            uri = "async+" + redis_url
-            options: dict[str, float | str | bool] = {
-                "implementation": "redispy",
-                "key_prefix": key_prefix,
-                "socket_connect_timeout": 2,
-                "socket_timeout": 2,
-            }
-        else:
-            uri, options = "async+memory://", {}
-        self._store_errors: tuple[type[BaseException], ...] = (OSError,)
+        self._key_prefix = key_prefix
+        self._timeout = timeout
+        self._backoff = backoff
+        self._unavailable_until = 0.0
+        self._local = MovingWindowRateLimiter(_async_storage("async+memory://"))
+        self._storage: Storage | None = None
+        self._shared: MovingWindowRateLimiter | None = None
         if redis_url:
             # Imported only when used: redis-py adds about 6 MiB and 90 ms of start-up to
             # every worker, which a deployment without Redis should not pay.
-            from redis.exceptions import RedisError
-
-            self._store_errors = (RedisError, OSError)
-        storage = storage_from_string(uri, **options)
-        assert isinstance(storage, Storage)  # the async+ scheme always gives an async storage
-        self._storage = storage
-        self._strategy = MovingWindowRateLimiter(self._storage)
-        self._key_prefix = key_prefix
+            self._storage = _async_storage(
+                "async+" + redis_url,
+                implementation="redispy",
+                key_prefix=key_prefix,
+                socket_connect_timeout=timeout,
+                socket_timeout=timeout,
+            )
+            self._shared = MovingWindowRateLimiter(self._storage)
 
     async def hit(self, limit: RateLimitItem, namespace: str, *keys: str) -> None:
-        """Count one hit against every key; refuse (429) when any of them is over its limit.
-
-        When the shared counter store is down, refuse with 503 rather than let a brute force
-        through unmetered.
-        """
-        retry_after = 0
-        try:
-            for key in keys:
-                identifiers = (self._key_prefix, namespace, key)
-                if not await self._strategy.hit(limit, *identifiers):
-                    stats = await self._strategy.get_window_stats(limit, *identifiers)
-                    retry_after = max(retry_after, math.ceil(stats.reset_time - time.time()))
-        except self._store_errors as error:
-            logger.warning("rate limit store unavailable: %s", type(error).__name__)
-            raise ServiceUnavailableError from error
-        if retry_after:
-            raise TooManyRequestsError(retry_after_seconds=retry_after)
+        """Count one hit against every key; refuse (429) when any of them is over its limit."""
+        identifiers = [(self._key_prefix, namespace, key) for key in keys]
+        if self._shared is not None and time.monotonic() >= self._unavailable_until:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await _count(self._shared, limit, identifiers)
+                return
+            except TooManyRequestsError:
+                raise
+            except Exception as error:  # any store failure: count here instead
+                self._unavailable_until = time.monotonic() + self._backoff
+                logger.warning(
+                    "rate limit store unavailable (%s): counting in this process for %.0f s",
+                    type(error).__name__,
+                    self._backoff,
+                )
+        await _count(self._local, limit, identifiers)
 
     async def ping(self) -> bool:
-        return bool(await self._storage.check())
+        if self._storage is None:
+            return True
+        try:
+            async with asyncio.timeout(max(self._timeout, 1.0)):
+                return bool(await self._storage.check())
+        except Exception:
+            return False
+
+
+async def _count(
+    strategy: MovingWindowRateLimiter,
+    limit: RateLimitItem,
+    identifiers: list[tuple[str, str, str]],
+) -> None:
+    """Count one hit per key; 429, with the longest wait, when any key is over its limit."""
+    refused = False
+    retry_after = 0
+    for identifier in identifiers:
+        if not await strategy.hit(limit, *identifier):
+            refused = True
+            stats = await strategy.get_window_stats(limit, *identifier)
+            retry_after = max(retry_after, math.ceil(stats.reset_time - time.time()))
+    if refused:
+        raise TooManyRequestsError(retry_after_seconds=retry_after)
 
 
 def parse_limit(notation: str) -> RateLimitItem | None:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session
 from starlette.testclient import TestClient
 
+from core.cache import Cache
 from core.config import Settings
 from core.db import Database, build_engine
 from core.ratelimit import RateLimiter
@@ -121,10 +122,17 @@ def settings(database_url: str, settings_overrides: dict[str, object]) -> Settin
 @pytest.fixture
 def app(settings: Settings, session_factory: Callable[[], Session]) -> Iterator[FastAPI]:
     app = create_app(settings)
+    # A fresh key space per test, so counts and cache entries never leak between tests.
+    key_space = f"test-{uuid.uuid4()}"
+    app.state.cache = Cache(
+        settings.REDIS_URL,
+        secret=settings.SECRET_KEY,
+        revocable_ttl=settings.CACHE_USER_TTL_SECONDS,
+        key_prefix=key_space,
+    )
     app.state.database.dispose()  # its engines are replaced by the test's connection
-    app.state.database = Database(session_factory, max_threads=4)
-    # A fresh key space per test, so counts never leak from one test into the next.
-    app.state.rate_limiter = RateLimiter(settings.REDIS_URL, key_prefix=f"test-{uuid.uuid4()}")
+    app.state.database = Database(session_factory, max_threads=4, cache=app.state.cache)
+    app.state.rate_limiter = RateLimiter(settings.REDIS_URL, key_prefix=key_space)
     yield app
     app.state.database.dispose()
 

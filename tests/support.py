@@ -1,11 +1,14 @@
 """Helpers for tests that need real processes: a database of their own, a migrated schema,
 a uvicorn server in a subprocess on a free port."""
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -178,3 +181,158 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+# --- servers a test owns: a TCP proxy in front of one, a Redis of its own ----------------------
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to a server (PostgreSQL, Redis), one pair of threads per
+    connection, so a test can make the server vanish or hang without touching it."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.frozen = threading.Event()
+
+    def start(self) -> None:
+        listener = socket.create_server(("127.0.0.1", self.port))
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        """Refuse new connections and cut the open ones, as a crashed server would."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone would not.
+            _shutdown(listener)
+            listener.close()
+        with self._lock:
+            doomed, self._open = self._open, set()
+        for sock in doomed:
+            _shutdown(sock)
+            sock.close()
+
+    def freeze(self) -> None:
+        """Stop passing bytes but keep every socket open: a network partition, or a server
+        that hangs, rather than one that refuses."""
+        self.frozen.set()
+
+    def thaw(self) -> None:
+        """Pass bytes again. Connections that lost bytes meanwhile stay broken; new ones work."""
+        self.frozen.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                downstream, _ = listener.accept()
+            except OSError:
+                return
+            if self.frozen.is_set():
+                with self._lock:
+                    self._open.add(downstream)
+                continue
+            try:
+                upstream = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                downstream.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open.update((downstream, upstream))
+            for source, target in ((downstream, upstream), (upstream, downstream)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if self.frozen.is_set():
+                    continue  # the bytes go nowhere
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                _shutdown(sock)
+            with self._lock:
+                self._open.discard(source)
+                self._open.discard(target)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+requires_redis_server = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="needs redis-server (apt-get install redis-server)"
+)
+
+
+@dataclass
+class RedisServer:
+    """A redis-server of the test's own, on a free port: it can be stopped, started again on
+    the same port and flushed without touching anyone else's Redis."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.command("PING") == "+PONG":
+                return
+            time.sleep(0.05)
+        pytest.fail(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=SERVER_STOP_TIMEOUT_SECONDS)
+        self.process = None
+
+    def command(self, *words: str) -> str:
+        """One command in Redis's inline protocol; its first reply line, "" when unreachable."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+                sock.sendall(" ".join(words).encode() + b"\r\n")
+                return sock.recv(65536).split(b"\r\n", 1)[0].decode()
+        except OSError:
+            return ""
+
+
+@contextmanager
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -9,12 +9,12 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
 
-from core.deps import DatabaseDep, SettingsDep
+from core.deps import CacheDep, DatabaseDep, SettingsDep
 from core.errors import ForbiddenError
 from core.security import InvalidTokenError, decode_access_token
 from features.users import service
 from features.users.errors import InvalidAccessToken
-from features.users.models import User
+from features.users.models import AuthenticatedUser
 
 # auto_error=False: a missing or non-Bearer Authorization header becomes our own 401 below,
 # with the same body and WWW-Authenticate header as every other credential failure.
@@ -24,8 +24,9 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=F
 async def get_current_user(
     token: Annotated[str | None, Depends(oauth2_scheme)],
     db: DatabaseDep,
+    cache: CacheDep,
     settings: SettingsDep,
-) -> User:
+) -> AuthenticatedUser:
     if not token:
         raise InvalidAccessToken("Not authenticated")
     try:
@@ -33,16 +34,18 @@ async def get_current_user(
         user_id = uuid.UUID(claims.subject)
     except (InvalidTokenError, ValueError) as error:
         raise InvalidAccessToken from error
-    return await service.get_authenticated(db, user_id=user_id, token_version=claims.token_version)
+    return await service.authenticate(
+        db, cache, user_id=user_id, token_version=claims.token_version
+    )
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentUser = Annotated[AuthenticatedUser, Depends(get_current_user)]
 
 
-async def get_current_superuser(user: CurrentUser) -> User:
+async def get_current_superuser(user: CurrentUser) -> AuthenticatedUser:
     if not user.is_superuser:
         raise ForbiddenError
     return user
 
 
-Superuser = Annotated[User, Depends(get_current_superuser)]
+Superuser = Annotated[AuthenticatedUser, Depends(get_current_superuser)]

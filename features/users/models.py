@@ -98,6 +98,21 @@ class UserPublic(SQLModel):
     updated_at: UTCDateTime
 
 
+class AuthenticatedUser(SQLModel):
+    """The account an access token speaks for, as every authenticated request sees it: no
+    password hash, so it may be cached."""
+
+    id: uuid.UUID
+    name: str
+    email: str
+    is_active: bool
+    is_superuser: bool
+    is_verified: bool
+    token_version: int
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
+
+
 class UserPageRequest(PageRequest):
     """A page of the admin list: by `cursor` (any depth, same cost) or by `offset`."""
 

@@ -9,6 +9,7 @@ from core.config import Settings
 from core.db import Database
 from core.deps import DatabaseDep, PasswordHasherDep, SettingsDep
 from core.errors import ForbiddenError, UnauthorizedError, error_responses
+from core.http_cache import cached
 from features.users import service
 from features.users.dependencies import CurrentUser, Superuser
 from features.users.errors import EmailTaken, LastSuperuser, UserNotFound, WrongPassword
@@ -90,6 +91,7 @@ async def delete_me(user: CurrentUser, db: DatabaseDep) -> None:
 
 
 @router.get("", response_model=UsersPublic, summary="List users", responses=admin_only)
+@cached(lambda: [service.USERS_TAG])
 async def list_users(
     _: Superuser, db: DatabaseDep, page: Annotated[UserPageRequest, Query()]
 ) -> UsersPublic:

@@ -14,9 +14,10 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from core.cache import Cache, invalidate_on_commit, revoke_on_commit
 from core.clock import utc_now
 from core.config import Settings
-from core.db import Database, changed_rows, get_detached, read_only, transaction
+from core.db import Database, changed_rows, get_as, read_only, transaction
 from core.pagination import fetch_page
 from core.security import PasswordHasher
 from features.users.errors import (
@@ -27,6 +28,7 @@ from features.users.errors import (
     WrongPassword,
 )
 from features.users.models import (
+    AuthenticatedUser,
     PasswordChange,
     User,
     UserCreate,
@@ -48,6 +50,21 @@ new_address_listeners: list[NewAddressListener] = []
 def on_new_address(listener: NewAddressListener) -> None:
     if listener not in new_address_listeners:
         new_address_listeners.append(listener)
+
+
+# What the cache holds about accounts: every cached response that lists them, and each
+# account as a token sees it. Every write to an account moves both (`_changed`).
+USERS_TAG = "users"
+
+
+def account_tag(user_id: uuid.UUID) -> str:
+    return f"user:{user_id}"
+
+
+def _changed(session: Session, user_id: uuid.UUID) -> None:
+    # Revoked, not just invalidated: the cached account decides whether a token still works.
+    revoke_on_commit(session, account_tag(user_id))
+    invalidate_on_commit(session, USERS_TAG)
 
 
 # --- building blocks ---------------------------------------------------------------------
@@ -80,6 +97,7 @@ def add(session: Session, data: UserCreate, hashed_password: str) -> User:
     except IntegrityError as error:
         session.rollback()
         raise EmailTaken from error
+    _changed(session, user.id)
     return user
 
 
@@ -108,6 +126,7 @@ def replace_password(
         .where(col(User.id) == user_id, col(User.token_version) == expected_version)
         .values(**values)
     )
+    _changed(session, user_id)
     return changed_rows(session, statement) == 1
 
 
@@ -120,6 +139,7 @@ def mark_email_verified(session: Session, user_id: uuid.UUID, email: str) -> Non
         .where(col(User.id) == user_id, col(User.email) == email)
         .values(is_verified=True, updated_at=utc_now()),
     )
+    _changed(session, user_id)
 
 
 def ensure_first_superuser(session: Session, email: str, hashed_password: str) -> bool:
@@ -191,6 +211,7 @@ def _apply_changes(
         user.token_version += 1
     user.updated_at = utc_now()
     session.add(user)
+    _changed(session, user.id)
     try:
         session.commit()
     except IntegrityError as error:  # the new address was taken a moment ago
@@ -203,12 +224,31 @@ def _apply_changes(
 
 
 @transaction  # the primary, not a replica: a token revoked a moment ago must be refused
-def get_authenticated(session: Session, *, user_id: uuid.UUID, token_version: int) -> User:
-    """The user an access token speaks for, if the token is still good for them."""
-    user = get_detached(session, User, user_id)
+def _load_account(session: Session, *, user_id: uuid.UUID) -> AuthenticatedUser | None:
+    return get_as(session, User, user_id, AuthenticatedUser)
+
+
+async def authenticate(
+    db: Database, cache: Cache, *, user_id: uuid.UUID, token_version: int
+) -> AuthenticatedUser:
+    """The user an access token speaks for, if the token is still good for them: from Redis
+    when it holds the account, else from the database (then kept in Redis)."""
+    user = await cache.fetch(
+        f"account:{user_id}",
+        tags=(account_tag(user_id),),
+        schema=AuthenticatedUser,
+        load=lambda: _load_account(db, user_id=user_id),
+        revocable=True,
+    )
     if user is None or not user.is_active or user.token_version != token_version:
         raise InvalidAccessToken
     return user
+
+
+@transaction
+def _password_hash(session: Session, *, user_id: uuid.UUID) -> str | None:
+    user = session.get(User, user_id)
+    return None if user is None else user.hashed_password
 
 
 @read_only
@@ -243,6 +283,7 @@ def delete_user(session: Session, *, user_id: uuid.UUID) -> None:
     user = get(session, user_id)
     _ensure_not_last_superuser(session, user)
     session.delete(user)
+    _changed(session, user_id)
     session.commit()
 
 
@@ -287,9 +328,11 @@ async def update_user(
 
 
 async def change_password(
-    db: Database, passwords: PasswordHasher, *, user: User, change: PasswordChange
+    db: Database, passwords: PasswordHasher, *, user: AuthenticatedUser, change: PasswordChange
 ) -> None:
-    if not await passwords.verify_async(change.current_password, user.hashed_password):
+    # Read here, not kept with the account a token sees: a hash never goes to the cache.
+    current = await _password_hash(db, user_id=user.id)
+    if not await passwords.verify_async(change.current_password, current):
         raise WrongPassword
     hashed = await passwords.hash_async(change.new_password)
     await _store_password(

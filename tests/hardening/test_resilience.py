@@ -5,8 +5,6 @@ owned by the test, and "the database is down" means the proxy stops listening an
 connection it carries.
 """
 
-import contextlib
-import socket
 import threading
 import time
 from collections import Counter
@@ -18,7 +16,14 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.hardening.conftest import register_and_login
-from tests.support import LiveServer, fresh_database, migrate, requires_postgres, run_server
+from tests.support import (
+    LiveServer,
+    TcpProxy,
+    fresh_database,
+    migrate,
+    requires_postgres,
+    run_server,
+)
 
 pytestmark = requires_postgres
 
@@ -26,84 +31,6 @@ CLIENT_TIMEOUT_SECONDS = 15.0
 DETECTION_DEADLINE_SECONDS = 10.0
 RECOVERY_DEADLINE_SECONDS = 30.0
 POLL_INTERVAL_SECONDS = 0.1
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to the database, one pair of threads per connection."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.port = 0
-        self._listener: socket.socket | None = None
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self.frozen = threading.Event()
-
-    def start(self) -> None:
-        listener = socket.create_server(("127.0.0.1", self.port))
-        self.port = listener.getsockname()[1]
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def stop(self) -> None:
-        """Refuse new connections and cut the open ones, as a crashed server would."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            # shutdown() wakes the thread blocked in accept(); close() alone would not.
-            _shutdown(listener)
-            listener.close()
-        with self._lock:
-            doomed, self._open = self._open, set()
-        for sock in doomed:
-            _shutdown(sock)
-            sock.close()
-
-    def freeze(self) -> None:
-        """Stop passing bytes but keep every socket open: a network partition, or a server
-        that hangs, rather than one that refuses."""
-        self.frozen.set()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                downstream, _ = listener.accept()
-            except OSError:
-                return
-            if self.frozen.is_set():
-                with self._lock:
-                    self._open.add(downstream)
-                continue
-            try:
-                upstream = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                downstream.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._open.update((downstream, upstream))
-            for source, target in ((downstream, upstream), (upstream, downstream)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
-
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                if self.frozen.is_set():
-                    self.frozen.wait()  # never cleared in a test: the bytes go nowhere
-                    continue
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, target):
-                _shutdown(sock)
-            with self._lock:
-                self._open.discard(source)
-                self._open.discard(target)
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass

@@ -252,3 +252,30 @@ class TestLastSuperuser:
         response = client.patch(url, headers=first.headers, json={"is_superuser": False})
         assert response.status_code == 200
         assert response.json()["is_superuser"] is False
+
+
+class TestListCaching:
+    def test_the_cached_list_sees_every_write_to_any_account(
+        self, client: TestClient, superuser: Account, account: Account
+    ) -> None:
+        def listed() -> dict[str, str]:
+            page = client.get(USERS, headers=superuser.headers).json()
+            return {user["email"]: user["name"] for user in page["items"]}
+
+        assert listed() == listed()  # the second one is served from the cache
+        created = client.post(
+            USERS,
+            headers=superuser.headers,
+            json={"name": "New", "email": "new@example.com", "password": "password-123"},
+        ).json()
+        assert listed()["new@example.com"] == "New"
+        client.patch("/api/v1/users/me", headers=account.headers, json={"name": "Renamed"})
+        assert listed()[account.email] == "Renamed"
+        client.delete(f"{USERS}/{created['id']}", headers=superuser.headers)
+        assert "new@example.com" not in listed()
+        registered = client.post(
+            "/api/v1/auth/register",
+            json={"name": "Signed up", "email": "signup@example.com", "password": "password-123"},
+        )
+        assert registered.status_code == 201
+        assert listed()["signup@example.com"] == "Signed up"

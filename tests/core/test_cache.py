@@ -1,0 +1,295 @@
+"""core/cache.py against a real Redis of the test's own (and against process memory): what a
+write invalidates is never served again, whatever order readers and writers interleave in,
+and a Redis that fails costs speed, never an error."""
+
+import asyncio
+import json
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis as redis_client
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from core.cache import Cache, invalidate_on_commit, revoke_on_commit
+from core.db import Database
+from tests.support import RedisServer, redis_server
+
+T = TypeVar("T")
+SECRET = "cache-test-secret-key-0123456789-abcdefgh"
+TAGS = ("user:1",)
+
+
+class Account(BaseModel):
+    name: str
+
+
+def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(make())
+
+
+def _redis_or_skip(tmp_path: Path) -> Any:
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server (apt-get install redis-server)")
+    return redis_server(tmp_path)
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with _redis_or_skip(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture(params=["redis", "memory"])
+def cache_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "memory":
+        yield ""
+        return
+    with _redis_or_skip(tmp_path) as server:
+        yield server.url
+
+
+def make_cache(
+    url: str, *, timeout: float = 0.1, backoff: float = 2.0, revocable_ttl: float = 10.0
+) -> Cache:
+    return Cache(url, secret=SECRET, timeout=timeout, backoff=backoff, revocable_ttl=revocable_ttl)
+
+
+async def started(cache: Cache) -> Cache:
+    await cache.start()
+    return cache
+
+
+class TestVersionedEntries:
+    def test_a_value_read_before_a_write_is_never_served_after_it(self, cache_url: str) -> None:
+        async def scenario() -> None:
+            cache = await started(make_cache(cache_url))
+            reader = await cache.get("account", TAGS)  # the reader's snapshot starts here
+            assert await cache.invalidate(TAGS)  # the write commits and moves the tag
+            await cache.put(reader, {"name": "stale"}, ttl=60)  # the slow reader stores
+            assert not (await cache.get("account", TAGS)).hit
+            fresh = await cache.get("account", TAGS)
+            await cache.put(fresh, {"name": "fresh"}, ttl=60)
+            assert (await cache.get("account", TAGS)).value == {"name": "fresh"}
+            await cache.close()
+
+        run(scenario)
+
+    def test_a_write_ends_every_entry_under_its_tag(self, cache_url: str) -> None:
+        async def scenario() -> None:
+            cache = await started(make_cache(cache_url))
+            for key in ("list", "item"):
+                await cache.put(await cache.get(key, ("widgets:a", "shared")), [key], ttl=60)
+            await cache.put(await cache.get("other", ("widgets:b",)), ["other"], ttl=60)
+            assert await cache.invalidate(["shared"])
+            assert not (await cache.get("list", ("widgets:a", "shared"))).hit
+            assert not (await cache.get("item", ("widgets:a", "shared"))).hit
+            assert (await cache.get("other", ("widgets:b",))).value == ["other"]
+            await cache.close()
+
+        run(scenario)
+
+    def test_concurrent_misses_for_one_key_load_once(self, cache_url: str) -> None:
+        loads = 0
+
+        async def load() -> Account:
+            nonlocal loads
+            loads += 1
+            await asyncio.sleep(0.05)
+            return Account(name="loaded")
+
+        async def scenario() -> list[Account | None]:
+            cache = await started(make_cache(cache_url))
+            found = await asyncio.gather(
+                *(cache.fetch("k", tags=TAGS, schema=Account, load=load) for _ in range(20))
+            )
+            again = await cache.fetch("k", tags=TAGS, schema=Account, load=load)
+            await cache.close()
+            return [*found, again]
+
+        results = run(scenario)
+        assert loads == 1
+        assert {result.name for result in results if result} == {"loaded"}
+
+    def test_revocable_values_are_never_kept_in_process_memory(self) -> None:
+        loads = 0
+
+        async def load() -> Account:
+            nonlocal loads
+            loads += 1
+            return Account(name="fresh")
+
+        async def scenario() -> None:
+            cache = await started(make_cache(""))
+            for _ in range(3):
+                await cache.fetch("k", tags=TAGS, schema=Account, load=load, revocable=True)
+            await cache.close()
+
+        run(scenario)
+        # Another worker cannot tell this process about a revocation: every read is fresh.
+        assert loads == 3
+
+
+class TestRedisTrouble:
+    def test_a_flush_between_read_and_store_cannot_revive_a_value(self, redis: RedisServer) -> None:
+        async def scenario() -> None:
+            cache = await started(make_cache(redis.url))
+            reader = await cache.get("account", TAGS)
+            assert redis.command("FLUSHALL") == "+OK"
+            await cache.put(reader, {"name": "read before the flush"}, ttl=60)
+            # The tag has no version now: the next reader gets a fresh one, never the old.
+            assert not (await cache.get("account", TAGS)).hit
+            await cache.close()
+
+        run(scenario)
+
+    def test_an_entry_written_without_the_key_is_a_miss_not_a_forgery(
+        self, redis: RedisServer
+    ) -> None:
+        store = redis_client.Redis.from_url(redis.url)
+
+        async def scenario() -> Any:
+            cache = await started(make_cache(redis.url))
+            await cache.put(await cache.get("account", TAGS), {"name": "real"}, ttl=60)
+            (key,) = store.keys("cache:entry:*")
+            versions = [
+                version.decode() if isinstance(version, bytes) else version
+                for version in store.mget(store.keys("cache:tag:*"))
+            ]
+            # Whoever can write to Redis but lacks the signing key cannot plant an entry,
+            # even one that names the current versions.
+            forged = {"versions": versions, "value": {"name": "forged"}}
+            store.set(key, json.dumps(forged))
+            found = await cache.get("account", TAGS)
+            await cache.close()
+            return found.value
+
+        assert run(scenario) is None
+        store.close()
+
+    def test_an_unreachable_store_is_one_fast_miss_then_left_alone(
+        self, redis: RedisServer
+    ) -> None:
+        async def scenario() -> tuple[float, float]:
+            cache = await started(make_cache(redis.url, timeout=0.2, backoff=30))
+            await cache.put(await cache.get("account", TAGS), {"name": "x"}, ttl=60)
+            redis.stop()
+            started_at = time.monotonic()
+            assert not (await cache.get("account", TAGS)).hit
+            first = time.monotonic() - started_at
+            started_at = time.monotonic()
+            for _ in range(50):
+                assert not (await cache.get("account", TAGS)).hit
+            rest = time.monotonic() - started_at
+            await cache.close()
+            return first, rest
+
+        first, rest = run(scenario)
+        assert first < 1.0
+        # During the back-off nothing waits on Redis at all.
+        assert rest < 0.2
+
+    def test_revoke_waits_until_no_entry_can_be_served_when_the_store_is_down(
+        self, redis: RedisServer
+    ) -> None:
+        async def scenario() -> float:
+            cache = await started(make_cache(redis.url, timeout=0.1, revocable_ttl=0.5))
+            redis.stop()
+            started_at = time.monotonic()
+            await cache.revoke(TAGS)
+            waited = time.monotonic() - started_at
+            await cache.close()
+            return waited
+
+        assert run(scenario) >= 0.5
+
+    def test_caching_resumes_by_itself_when_the_store_returns(self, redis: RedisServer) -> None:
+        async def scenario() -> bool:
+            cache = await started(make_cache(redis.url, timeout=0.2, backoff=0.3))
+            redis.stop()
+            assert not (await cache.get("account", TAGS)).hit
+            redis.start()
+            await asyncio.sleep(0.4)
+            await cache.put(await cache.get("account", TAGS), {"name": "back"}, ttl=60)
+            hit = (await cache.get("account", TAGS)).hit
+            await cache.close()
+            return hit
+
+        assert run(scenario)
+
+
+class TestUnitsOfWork:
+    """What a unit of work commits invalidates its tags before `Database.run` returns."""
+
+    def _database(self, session_factory: Callable[[], Session], cache: Cache) -> Database:
+        return Database(session_factory, max_threads=2, cache=cache)
+
+    def _cached(self, cache: Cache) -> Awaitable[None]:
+        async def store() -> None:
+            await cache.put(await cache.get("k", TAGS), ["v"], ttl=60)
+
+        return store()
+
+    @pytest.mark.parametrize(
+        ("outcome", "invalidated"),
+        [
+            ("commit", True),
+            ("rollback", False),
+            ("rollback then commit", False),
+            ("commit then raise", True),
+        ],
+    )
+    def test_only_committed_tags_are_invalidated(
+        self,
+        session_factory: Callable[[], Session],
+        outcome: str,
+        invalidated: bool,
+    ) -> None:
+        def work(session: Session) -> None:
+            invalidate_on_commit(session, *TAGS)
+            if outcome.startswith("rollback"):
+                session.rollback()
+                if outcome == "rollback":
+                    return
+            session.commit()
+            if outcome == "commit then raise":
+                raise LookupError("after the commit")
+
+        async def scenario() -> bool:
+            cache = await started(make_cache(""))
+            database = self._database(session_factory, cache)
+            await self._cached(cache)
+            try:
+                await database.run(work)
+            except LookupError:
+                assert outcome == "commit then raise"
+            hit = (await cache.get("k", TAGS)).hit
+            database.dispose()
+            await cache.close()
+            return hit
+
+        assert run(scenario) is not invalidated
+
+    def test_a_revoking_commit_waits_out_an_unreachable_store(
+        self, session_factory: Callable[[], Session], redis: RedisServer
+    ) -> None:
+        def work(session: Session) -> None:
+            revoke_on_commit(session, *TAGS)
+            session.commit()
+
+        async def scenario() -> float:
+            cache = await started(make_cache(redis.url, timeout=0.1, revocable_ttl=0.5))
+            database = self._database(session_factory, cache)
+            redis.stop()
+            started_at = time.monotonic()
+            await database.run(work)
+            waited = time.monotonic() - started_at
+            database.dispose()
+            await cache.close()
+            return waited
+
+        assert run(scenario) >= 0.5

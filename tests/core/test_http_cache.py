@@ -1,0 +1,76 @@
+"""Conditional GETs: a deterministic strong ETag on every successful API read, 304 for a
+client that holds the current one, and headers that keep authenticated JSON out of shared
+caches."""
+
+import pytest
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+from core.http_cache import etag_of
+from main import create_app
+from tests.conftest import Account
+
+ME = "/api/v1/users/me"
+
+
+class TestConditionalGet:
+    def test_an_api_read_carries_a_strong_etag_of_its_body_and_private_headers(
+        self, client: TestClient, account: Account
+    ) -> None:
+        response = client.get(ME, headers=account.headers)
+        assert response.headers["etag"] == etag_of(response.content)
+        assert not response.headers["etag"].startswith("W/")
+        assert response.headers["cache-control"] == "private, no-cache"
+        assert "public" not in response.headers["cache-control"]
+        assert "Authorization" in response.headers["vary"]
+
+    def test_the_same_body_gets_the_same_etag_from_another_app_instance(
+        self, client: TestClient, app: FastAPI, account: Account
+    ) -> None:
+        first = client.get(ME, headers=account.headers)
+        # A second app built from the same settings stands in for another worker, instance,
+        # or the same one after a restart: the tag depends on the body only.
+        other = create_app(app.state.settings)
+        other.state.database = app.state.database
+        other.state.cache = app.state.cache
+        with TestClient(other) as second_client:
+            second = second_client.get(ME, headers=account.headers)
+        assert second.content == first.content
+        assert second.headers["etag"] == first.headers["etag"]
+
+    @pytest.mark.parametrize(
+        "if_none_match",
+        ["{etag}", "W/{etag}", '"something-else", {etag}', "*"],
+        ids=["exact", "weak-form", "in-a-list", "star"],
+    )
+    def test_a_current_etag_gets_304_with_no_body(
+        self, client: TestClient, account: Account, if_none_match: str
+    ) -> None:
+        etag = client.get(ME, headers=account.headers).headers["etag"]
+        response = client.get(
+            ME, headers={**account.headers, "If-None-Match": if_none_match.format(etag=etag)}
+        )
+        assert response.status_code == 304
+        assert response.content == b""
+        assert response.headers["etag"] == etag
+        assert response.headers["cache-control"] == "private, no-cache"
+        assert "content-type" not in response.headers
+
+    def test_a_stale_etag_gets_the_new_representation(
+        self, client: TestClient, account: Account
+    ) -> None:
+        old = client.get(ME, headers=account.headers).headers["etag"]
+        client.patch(ME, headers=account.headers, json={"name": "Renamed"})
+        response = client.get(ME, headers={**account.headers, "If-None-Match": old})
+        assert response.status_code == 200
+        assert response.json()["name"] == "Renamed"
+        assert response.headers["etag"] != old
+
+    def test_errors_writes_and_probes_get_no_etag(
+        self, client: TestClient, account: Account
+    ) -> None:
+        assert "etag" not in client.get(ME).headers  # 401
+        patched = client.patch(ME, headers=account.headers, json={"name": "Renamed"})
+        assert patched.status_code == 200
+        assert "etag" not in patched.headers
+        assert "etag" not in client.get("/health").headers
