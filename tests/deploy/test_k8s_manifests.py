@@ -464,3 +464,35 @@ def test_every_skipped_check_names_one_check_and_gives_its_reason(manifests: Man
             assert "=" not in reason, value
             assert len(reason.split()) >= 8, value
     assert skips, "no skip found: the annotations' format changed?"
+
+
+# --- the README's deploy order -------------------------------------------------------------
+
+
+def matches_selector(selector: str, labels: dict[str, str]) -> bool:
+    """The `key notin (a,b)` and `key in (a,b)` label queries the README uses."""
+    parsed = re.fullmatch(r"\s*([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)\s*", selector)
+    assert parsed, f"selector form not understood here: {selector}"
+    key, operator, values = parsed.group(1), parsed.group(2), parsed.group(3)
+    inside = labels.get(key) in {value.strip() for value in values.split(",")}
+    return inside if operator == "in" else not inside
+
+
+def test_readme_first_apply_brings_the_migration_job_and_what_it_needs_but_no_app_pods() -> None:
+    readme = (ROOT / "README.md").read_text()
+    (selector,) = re.findall(r"kubectl apply -k deploy/k8s/overlays/prod -l '([^']+)'", readme)
+    objects = render("prod")
+    first = [
+        item for item in objects if matches_selector(selector, item["metadata"].get("labels", {}))
+    ]
+    kinds = {(item["kind"], item["metadata"]["name"]) for item in first}
+
+    job = Manifests("prod", objects).get("Job", "migrate")
+    (container,) = pod_spec(job)["containers"]
+    (settings,) = container["envFrom"]
+    assert ("Job", "migrate") in kinds
+    assert ("ConfigMap", settings["configMapRef"]["name"]) in kinds
+    assert ("ServiceAccount", pod_spec(job)["serviceAccountName"]) in kinds
+    # Without its egress policies the Job could not resolve or reach the database.
+    assert {("NetworkPolicy", "app-dns-egress"), ("NetworkPolicy", "app-database-egress")} <= kinds
+    assert not [item for item in first if item["kind"] in ("Deployment", "StatefulSet")]
