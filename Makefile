@@ -96,7 +96,7 @@ logs: ## Follow the docker compose logs
 	docker compose -f compose.yml logs --follow --tail=100
 
 .PHONY: check-deploy
-check-deploy: $(STAMP) ## Check Dockerfile, compose files, CI workflow, nginx config (no Docker)
+check-deploy: $(STAMP) ## Check Dockerfile, compose, CI workflow, Kubernetes manifests, nginx (no Docker)
 	bash deploy/check_static.sh
 
 .PHONY: clean

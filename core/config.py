@@ -1,5 +1,6 @@
 """Application settings, read from the environment and an optional `.env` file."""
 
+import os
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -15,7 +16,15 @@ DEVELOPMENT_SECRET_KEY = "dev-secret-key"  # noqa: S105 - refused in production
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # A directory with one file per setting, named after it: how Kubernetes mounts a
+        # Secret. Secrets read from files stay out of the environment, which every child
+        # process inherits and error reports often dump. The environment and .env win.
+        secrets_dir=os.environ.get("SECRETS_DIR") or None,
+    )
 
     PROJECT_NAME: str = "FastAPI Accounts"
     ENVIRONMENT: Literal["local", "test", "production"] = "local"

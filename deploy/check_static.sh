@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Static checks of the deployment files, for machines without a Docker engine:
 #   hadolint on the Dockerfile, the compose files and the CI workflow against their JSON
-#   schemas (shipped inside check-jsonschema, so no network is needed), and `nginx -t` on
-#   deploy/nginx.conf when nginx is installed.
+#   schemas (shipped inside check-jsonschema, so no network is needed), the Kubernetes
+#   manifests (deploy/check_k8s.sh), and `nginx -t` on deploy/nginx.conf when nginx is
+#   installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,9 @@ echo "== compose schema"
 
 echo "== GitHub workflow schema"
 "$BIN/check-jsonschema" --builtin-schema vendor.github-workflows .github/workflows/ci.yml
+
+# Kubernetes: every overlay rendered, schema-validated and checked by checkov.
+bash deploy/check_k8s.sh
 
 echo "== nginx -t"
 if ! command -v nginx >/dev/null; then
