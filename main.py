@@ -11,13 +11,14 @@ import gc
 _collector_was_enabled = gc.isenabled()
 gc.disable()
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from core import docs, health
+from core import docs, health, jobs
 from core.config import Settings, get_settings
 from core.db import Database
 from core.errors import install_error_handlers
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        if app.state.jobs is not None:
+            await asyncio.to_thread(app.state.jobs.stop, settings.JOBS_SHUTDOWN_TIMEOUT)
         app.state.password_hasher.shutdown()
         app.state.database.dispose()
 
@@ -55,6 +58,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rounds=settings.BCRYPT_ROUNDS, concurrency=settings.HASHING_CONCURRENCY
     )
     app.state.rate_limiter = RateLimiter(settings.REDIS_URL)
+    # Jobs go to the PostgreSQL queue and `manage.py worker` runs them; on SQLite they run in
+    # this process after each commit (core/jobs.py), with the app's current settings and
+    # database.
+    app.state.jobs = (
+        jobs.InProcessJobs(settings, lambda: (app.state.settings, app.state.database))
+        if settings.jobs_run_in_process
+        else None
+    )
+    jobs.use_in_process_runner(app.state.jobs)
 
     if settings.CORS_ORIGINS:
         app.add_middleware(
