@@ -118,11 +118,13 @@ def _task_for(job: jobs.Job[Any], settings: Settings, database: Database) -> Cal
 
 class _RedactArguments(logging.Filter):
     """procrastinate logs job arguments (personal data: addresses) in its messages and extra
-    fields. Its lines about job outcomes are replaced by ours; other lines lose the job's
-    arguments before they reach a handler."""
+    fields. Its lines about job outcomes are replaced by ours; its other lines lose the job's
+    arguments before they are written."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if str(getattr(record, "action", "")).startswith(("job_", "start_job", "loaded_job")):
+        if not record.name.startswith("procrastinate"):
+            return True
+        if str(getattr(record, "action", "")).startswith(_OWN_LINES):
             return False
         job = getattr(record, "job", None)
         if isinstance(job, dict):
@@ -132,11 +134,17 @@ class _RedactArguments(logging.Filter):
         return True
 
 
+# procrastinate's actions for the lines core.jobs writes itself, without arguments.
+_OWN_LINES = ("job_", "start_job", "loaded_job", "ending_job")
+
+
 def _quiet_procrastinate() -> None:
-    redact = _RedactArguments()
-    for name in ("procrastinate", "procrastinate.worker", "procrastinate.jobs"):
-        logging.getLogger(name).addFilter(redact)
+    """Only procrastinate's warnings and errors, never with job arguments. The filter sits on
+    the handlers, so it sees the records of every procrastinate logger, children included."""
     logging.getLogger("procrastinate").setLevel(logging.WARNING)
+    redact = _RedactArguments()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redact)
 
 
 async def _every(seconds: float, step: Callable[[], Coroutine[Any, Any, None]]) -> None:
