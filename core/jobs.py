@@ -248,6 +248,8 @@ class InProcessJobs:
         pending.append(_Pending(job, arguments, transaction))
 
     def _submit_pending(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint was released: its jobs wait for the outer commit
         pending: list[_Pending] = session.info.get(_PENDING, [])
         ready, pending[:] = list(pending), []
         for item in ready:

@@ -120,6 +120,29 @@ def test_only_the_jobs_of_a_rolled_back_savepoint_are_dropped(
     assert sorted(inbox.subjects()) == ["after the savepoint", "before the savepoint"]
 
 
+def test_a_released_savepoint_waits_for_the_outer_commit(
+    app: FastAPI, client: TestClient, inbox: Inbox
+) -> None:
+    def released_then_rolled_back(session: Session) -> None:
+        with session.begin_nested():
+            jobs.enqueue(session, send_note, recipient=RECIPIENT, marker="outer rolled back")
+        assert runner(app).wait_idle(timeout=5)
+        assert inbox.subjects() == []  # released, but the outer transaction is still open
+        session.rollback()
+
+    def released_then_committed(session: Session) -> None:
+        with session.begin_nested():
+            jobs.enqueue(session, send_note, recipient=RECIPIENT, marker="outer committed")
+        session.commit()
+
+    run_service(client, released_then_rolled_back)
+    run_service(client, released_then_committed)
+    assert runner(app).wait_idle(timeout=10)
+    inbox.wait_for(1, timeout=5)
+    time.sleep(0.2)
+    assert inbox.subjects() == ["outer committed"]
+
+
 def test_a_failing_job_is_retried_until_the_mail_server_is_back(
     app: FastAPI, client: TestClient, inbox: Inbox, caplog: pytest.LogCaptureFixture
 ) -> None:
