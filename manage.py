@@ -168,6 +168,13 @@ def jobs_retry(ids: list[int], every_failed: bool) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 COMMANDS = {"migrate": migrate, "superuser": create_first_superuser, "init-env": init_env}
 
 
@@ -189,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs_actions = jobs_command.add_subparsers(dest="action", required=True)
     listing = jobs_actions.add_parser("list", help="the newest jobs, newest first")
     listing.add_argument("--status", choices=job_queue.STATUSES)
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=_positive, default=50, help="at most this many (50)")
     retry = jobs_actions.add_parser("retry", help="queue failed jobs again")
     retry.add_argument("ids", type=int, nargs="*", metavar="ID")
     retry.add_argument("--all-failed", action="store_true")

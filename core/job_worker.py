@@ -22,6 +22,7 @@ job did its work but before the worker recorded it. Nothing else repeats a job.
 import asyncio
 import contextlib
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -245,8 +246,6 @@ async def serve(settings: Settings) -> None:
 async def idle_until_stopped() -> None:
     """In-process mode: nothing is queued, so nothing to run; wait for SIGTERM or SIGINT
     (so `make dev` can start a worker whatever the database)."""
-    import signal
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -214,3 +214,17 @@ def test_the_worker_idles_in_in_process_mode_and_stops_on_sigterm(tmp_path: Path
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_jobs_command_says_there_is_no_queue_in_in_process_mode(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "jobs", "list"],
+        cwd=ROOT,
+        env=server_env(f"sqlite:///{tmp_path / 'none.db'}"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "no job queue: JOBS_MODE is in-process" in result.stderr
