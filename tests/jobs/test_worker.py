@@ -425,8 +425,9 @@ def test_sigterm_lets_jobs_in_hand_finish_and_releases_those_that_outlive_the_ti
     stopped = time.monotonic()
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=15) == 0
-    # JOBS_SHUTDOWN_TIMEOUT, then a few round trips to release the long job and say goodbye.
-    assert time.monotonic() - stopped < 4.5
+    # JOBS_SHUTDOWN_TIMEOUT (2.5 s), then a few round trips to release the long job and say
+    # goodbye: bounded, and far below the 30 s the long job wants.
+    assert time.monotonic() - stopped < 6
     assert inbox.subjects() == ["finished at shutdown"]  # sent before the process ended
     assert attempt_of(inbox, "finished at shutdown") == 1
     assert job_state(queue_engine, short) is None
