@@ -28,10 +28,23 @@ help: ## List the targets
 install: $(STAMP) ## Create .venv and install the pinned requirements
 
 .PHONY: dev
-dev: $(STAMP) .env ## Migrate, create the first superuser, serve with hot reload on PORT (8000)
+dev: $(STAMP) .env ## Migrate, create the first superuser, serve with hot reload on PORT (8000) and a job worker
 	$(BIN)/python manage.py migrate
 	$(BIN)/python manage.py superuser
+	@# The worker runs beside the server; Ctrl-C stops the server, and the trap stops the
+	@# worker (SIGTERM: it finishes its jobs first). On SQLite it only waits: jobs run inside
+	@# the server there.
+	@$(BIN)/python manage.py worker & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; \
 	$(BIN)/uvicorn main:app --reload --host 127.0.0.1 --port $(PORT)
+
+.PHONY: worker
+worker: $(STAMP) ## Run background jobs until Ctrl-C / SIGTERM (PostgreSQL; see JOBS_* settings)
+	$(BIN)/python manage.py worker
+
+.PHONY: jobs
+jobs: $(STAMP) ## List the newest jobs; failed ones: make jobs ARGS="list --status failed"
+	$(BIN)/python manage.py jobs $(or $(ARGS),list)
 
 .PHONY: test
 test: $(STAMP) ## Run the tests (PostgreSQL when TEST_DATABASE_URL is set, else SQLite)

@@ -1,13 +1,14 @@
 """Composition root: builds the app from settings, mounts every installed feature and wires
 the features' reactions to one another."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from core import docs, health, mail
+from core import docs, health, jobs, mail
 from core.cache import Cache
 from core.config import Settings, get_settings
 from core.db import Database
@@ -43,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mail.warn_when_unconfigured(settings)
         await app.state.cache.start()
         yield
+        if app.state.jobs is not None:
+            await asyncio.to_thread(app.state.jobs.stop, settings.JOBS_SHUTDOWN_TIMEOUT)
         app.state.password_hasher.shutdown()
         app.state.database.dispose()
         await app.state.cache.close()
@@ -73,6 +76,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout=settings.REDIS_TIMEOUT_SECONDS,
         backoff=settings.REDIS_BACKOFF_SECONDS,
     )
+    # Jobs go to the PostgreSQL queue and `manage.py worker` runs them; on SQLite they run in
+    # this process after each commit (core/jobs.py), with the app's current settings and
+    # database.
+    app.state.jobs = (
+        jobs.InProcessJobs(settings, lambda: (app.state.settings, app.state.database))
+        if settings.jobs_run_in_process
+        else None
+    )
+    jobs.use_in_process_runner(app.state.jobs)
 
     if settings.CORS_ORIGINS:
         app.add_middleware(

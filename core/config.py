@@ -94,6 +94,31 @@ class Settings(BaseSettings):
     VERIFY_EMAIL_EXPIRE_HOURS: float = Field(default=48, gt=0)
     # Login refuses accounts whose address has not been confirmed.
     REQUIRE_VERIFIED_EMAIL: bool = False
+    # --- background jobs (core/jobs.py) ---
+    # "queue": durable, in PostgreSQL, run by `python manage.py worker`. "in-process": run in
+    # the process that enqueued them, right after the commit; nothing is stored, so a job
+    # still running or waiting for a retry is lost when that process stops (SQLite, tests).
+    # "auto": queue on PostgreSQL, in-process on SQLite.
+    JOBS_MODE: Literal["auto", "queue", "in-process"] = "auto"
+    # Jobs one worker process runs at once (each in its own thread).
+    JOBS_CONCURRENCY: int = Field(default=4, ge=1, le=100)
+    # Tries per job, the first included; then it stays `failed` until `manage.py jobs retry`.
+    JOBS_MAX_ATTEMPTS: int = Field(default=10, ge=1, le=100)
+    # Wait before retry n: a random time between half and all of min(MAX, BASE * 2^(n-1)).
+    JOBS_RETRY_BASE_SECONDS: float = Field(default=10.0, gt=0)
+    JOBS_RETRY_MAX_SECONDS: float = Field(default=1800.0, gt=0)
+    # On SIGTERM a worker takes no new job and gives the ones it holds this long to finish;
+    # any still running then goes back to the queue (another worker runs it again).
+    JOBS_SHUTDOWN_TIMEOUT: float = Field(default=20.0, ge=0)
+    # A worker records that it is alive this often; when it has been silent for
+    # JOBS_STALLED_AFTER_SECONDS (killed, host lost), the others put its jobs back in the queue.
+    JOBS_HEARTBEAT_SECONDS: float = Field(default=10.0, gt=0)
+    JOBS_STALLED_AFTER_SECONDS: float = Field(default=30.0, gt=0)
+    # Longest a due job waits before a worker looks (new jobs also wake workers at once).
+    JOBS_POLL_SECONDS: float = Field(default=5.0, gt=0)
+    # How often a worker logs the queue depth and the age of the oldest waiting job.
+    JOBS_STATS_SECONDS: float = Field(default=60.0, gt=0)
+
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
     DOCS_ENABLED: bool = True
     LOG_LEVEL: str = "INFO"
@@ -142,6 +167,24 @@ class Settings(BaseSettings):
                 '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
             )
         return self
+
+    @model_validator(mode="after")
+    def check_job_settings(self) -> "Settings":
+        if self.JOBS_MODE == "queue" and not self.DATABASE_URL.startswith("postgresql"):
+            raise ValueError("JOBS_MODE=queue needs PostgreSQL (DATABASE_URL=postgresql+...)")
+        if self.JOBS_STALLED_AFTER_SECONDS <= 2 * self.JOBS_HEARTBEAT_SECONDS:
+            # One late heartbeat must not make a live worker's jobs run a second time.
+            raise ValueError("JOBS_STALLED_AFTER_SECONDS must exceed 2 x JOBS_HEARTBEAT_SECONDS")
+        if self.JOBS_RETRY_MAX_SECONDS < self.JOBS_RETRY_BASE_SECONDS:
+            raise ValueError("JOBS_RETRY_MAX_SECONDS must be at least JOBS_RETRY_BASE_SECONDS")
+        return self
+
+    @property
+    def jobs_run_in_process(self) -> bool:
+        """True when jobs run in the enqueuing process instead of a durable queue."""
+        if self.JOBS_MODE == "auto":
+            return not self.DATABASE_URL.startswith("postgresql")
+        return self.JOBS_MODE == "in-process"
 
 
 @lru_cache

@@ -1,6 +1,7 @@
 """Alembic environment: the app's settings give the URL, the feature registry gives the tables."""
 
 import logging.config
+from typing import Any
 
 from alembic import context
 from sqlalchemy import Connection, text
@@ -21,10 +22,24 @@ import_models()
 target_metadata = metadata
 
 
+# The job queue's tables (procrastinate's, created by their own migration) are no SQLModel
+# model: autogenerate must neither drop them nor report them as drift.
+FOREIGN_TABLE_PREFIXES = ("procrastinate_",)
+
+
+def include_object(
+    _object: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    if type_ == "table" and reflected and compare_to is None and name is not None:
+        return not name.startswith(FOREIGN_TABLE_PREFIXES)
+    return True
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_object=include_object,
         compare_type=True,
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",

@@ -1,0 +1,331 @@
+"""Background jobs: declare one in one line, enqueue it in the transaction that needs it.
+
+    @jobs.job
+    def send_welcome(context: jobs.JobContext, *, user_id: str) -> None:
+        ...  # context.settings, context.database; raise to have it retried
+
+    def register(session: Session, ...) -> User:          # a service function
+        session.add(user)
+        jobs.enqueue(session, send_welcome, user_id=str(user.id))
+        session.commit()                                   # the job exists from here on
+
+On PostgreSQL (JOBS_MODE=queue, the default there) `enqueue` inserts the job into the
+procrastinate queue through the session's own connection, so the job commits or rolls back
+with the session's transaction: a rolled-back write never runs its job. `python manage.py
+worker` runs the jobs: at least once each, retried with exponential backoff and jitter up to
+JOBS_MAX_ATTEMPTS times, then kept as `failed` for `python manage.py jobs retry`.
+
+On SQLite (JOBS_MODE=in-process) there is no queue: the job runs in a thread of the process
+that enqueued it, right after the commit, with the same retries. Nothing is stored, so a job
+still running or waiting for a retry is lost when that process stops: fine for `make dev`
+and tests, never what production should run.
+
+A job may run more than once (a worker killed after the work but before recording it, a job
+still running when its worker's shutdown timeout ends), so a job must be safe to repeat, or
+harmless when repeated (a second identical mail).
+"""
+
+import json
+import logging
+import random
+import re
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Concatenate, Generic, ParamSpec
+
+from sqlalchemy import event
+from sqlalchemy.orm import SessionTransaction
+from sqlmodel import Session
+
+from core import job_queue
+from core.config import Settings
+from core.db import Database
+
+P = ParamSpec("P")
+
+logger = logging.getLogger("app.jobs")
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a job gets besides its own arguments."""
+
+    settings: Settings
+    database: Database
+    attempt: int  # 1 on the first try
+    job_id: int | None  # the queue's id; None when jobs run in-process
+
+
+@dataclass(frozen=True, slots=True)
+class Job(Generic[P]):
+    """A declared job: a plain function whose arguments are JSON keyword arguments."""
+
+    name: str
+    function: Callable[Concatenate[JobContext, P], None]
+
+
+_declared: dict[str, Job[Any]] = {}
+
+
+def job(function: Callable[Concatenate[JobContext, P], None]) -> Job[P]:
+    """Declare a job. Its name is where it lives (`module.function`): a queued job finds its
+    code by that name, so renaming or moving a job strands the ones already queued (they
+    fail, and `manage.py jobs retry` runs them once the code answers to the name again)."""
+    name = f"{function.__module__}.{function.__qualname__}"
+    declared = Job(name=name, function=function)
+    existing = _declared.get(name)
+    if existing is not None and existing.function is not function:
+        raise ValueError(f"two jobs are named {name}")
+    _declared[name] = declared
+    return declared
+
+
+def declared_jobs() -> dict[str, Job[Any]]:
+    """Every job declared so far (by the modules imported so far), by name."""
+    return dict(_declared)
+
+
+def enqueue(session: Session, job: Job[P], /, *args: P.args, **kwargs: P.kwargs) -> int | None:
+    """Run `job(**kwargs)` once `session`'s transaction commits; never if it rolls back.
+
+    Returns the job's id in the queue (None in in-process mode). Arguments are keyword-only
+    and must survive a JSON round trip unchanged (str, int, float, bool, None, lists and
+    dicts of those): a UUID or a datetime goes in as a string.
+    """
+    if args:
+        raise TypeError(f"{job.name}: jobs take keyword arguments only")
+    arguments = _json_arguments(job.name, kwargs)
+    runner = _in_process_runner
+    if runner is not None:
+        runner.run_after_commit(session, job, arguments)
+        return None
+    if session.get_bind().dialect.name != "postgresql":
+        raise RuntimeError(
+            "jobs need PostgreSQL, or an in-process runner (create_app starts one on SQLite)"
+        )
+    return job_queue.defer(session, job.name, json.dumps(arguments))
+
+
+def _json_arguments(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        decoded: dict[str, Any] = json.loads(json.dumps(kwargs, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name}: arguments must be JSON values: {error}") from None
+    if decoded != kwargs:  # a tuple would come back a list, an int key a string
+        raise TypeError(f"{name}: arguments must come back from JSON unchanged")
+    return decoded
+
+
+# --- retries ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int
+    base_seconds: float
+    max_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RetryPolicy":
+        return cls(
+            max_attempts=settings.JOBS_MAX_ATTEMPTS,
+            base_seconds=settings.JOBS_RETRY_BASE_SECONDS,
+            max_seconds=settings.JOBS_RETRY_MAX_SECONDS,
+        )
+
+    def gives_up_after(self, attempt: int) -> bool:
+        return attempt >= self.max_attempts
+
+    def delay(self, attempt: int) -> float:
+        """Seconds before the try after failed try `attempt` (1-based): exponential, capped,
+        and jittered over its upper half, so jobs that failed together (a mail server outage)
+        do not all come back in the same instant."""
+        ceiling = min(self.max_seconds, self.base_seconds * 2.0 ** min(attempt - 1, 60))
+        return ceiling / 2 + random.random() * ceiling / 2  # noqa: S311 - spread, not a secret
+
+
+# --- log lines, the same from the worker and in-process ------------------------------------
+
+# An error message may quote the recipient (an SMTP refusal does): keep the logs free of
+# addresses, as core/mail.py does.
+_ADDRESS = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+)")
+
+
+def describe_error(error: BaseException) -> str:
+    return _ADDRESS.sub(r"\1***@\2", f"{type(error).__name__}: {error}")
+
+
+def _label(name: str, job_id: int | None) -> str:
+    return f"job {name}" if job_id is None else f"job {job_id} {name}"
+
+
+def log_succeeded(name: str, job_id: int | None, attempt: int, seconds: float) -> None:
+    logger.info(
+        "%s succeeded (attempt %d, %.3f s)",
+        _label(name, job_id),
+        attempt,
+        seconds,
+        extra={"job": name, "job_id": job_id, "outcome": "succeeded", "attempt": attempt},
+    )
+
+
+def log_retrying(
+    name: str, job_id: int | None, attempt: int, policy: RetryPolicy, delay: float, error: str
+) -> None:
+    logger.warning(
+        "%s failed (attempt %d of %d), retrying in %.1f s: %s",
+        _label(name, job_id),
+        attempt,
+        policy.max_attempts,
+        delay,
+        error,
+        extra={"job": name, "job_id": job_id, "outcome": "retrying", "attempt": attempt},
+    )
+
+
+def log_gave_up(name: str, job_id: int | None, attempt: int, error: BaseException) -> None:
+    where = (
+        "lost (in-process jobs are not kept)"
+        if job_id is None
+        else f"kept as failed: python manage.py jobs retry {job_id}"
+    )
+    trace = "".join(traceback.format_exception(error))
+    logger.error(
+        "%s failed for good after %d attempts, %s: %s\n%s",
+        _label(name, job_id),
+        attempt,
+        where,
+        describe_error(error),
+        _ADDRESS.sub(r"\1***@\2", trace),
+        extra={"job": name, "job_id": job_id, "outcome": "failed", "attempt": attempt},
+    )
+
+
+# --- in-process mode ------------------------------------------------------------------------
+
+ContextSource = Callable[[], tuple[Settings, Database]]
+
+
+@dataclass
+class _Pending:
+    job: Job[Any]
+    arguments: dict[str, Any]
+    transaction: SessionTransaction
+
+
+_PENDING = "core.jobs.pending"
+
+
+class InProcessJobs:
+    """Runs jobs in this process after their transaction commits (JOBS_MODE=in-process).
+
+    Not durable: a job still running or waiting for a retry is lost when the process stops.
+    `context` gives the settings and database at run time, so a test that swaps the app's
+    database after start-up has its jobs use the new one.
+    """
+
+    def __init__(self, settings: Settings, context: ContextSource) -> None:
+        self._context = context
+        self._policy = RetryPolicy.from_settings(settings)
+        self._executor = ThreadPoolExecutor(settings.JOBS_CONCURRENCY, thread_name_prefix="job")
+        self._stopping = threading.Event()
+        self._idle = threading.Condition()
+        self._active = 0
+
+    def run_after_commit(self, session: Session, job: Job[Any], arguments: dict[str, Any]) -> None:
+        pending: list[_Pending] | None = session.info.get(_PENDING)
+        if pending is None:
+            pending = session.info[_PENDING] = []
+            event.listen(session, "after_commit", self._submit_pending)
+            event.listen(session, "after_soft_rollback", _drop_rolled_back)
+        transaction = session.get_nested_transaction() or session.get_transaction()
+        if transaction is None:  # enqueue before any query: the session autobegins now
+            transaction = session.begin()
+        pending.append(_Pending(job, arguments, transaction))
+
+    def _submit_pending(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint was released: its jobs wait for the outer commit
+        pending: list[_Pending] = session.info.get(_PENDING, [])
+        ready, pending[:] = list(pending), []
+        for item in ready:
+            with self._idle:
+                if self._stopping.is_set():
+                    # Raising here would tell the caller its commit failed; it did not.
+                    logger.warning("job %s lost: committed while the process stops", item.job.name)
+                    continue
+                self._active += 1
+            self._executor.submit(self._run, item.job, item.arguments)
+
+    def _run(self, job: Job[Any], arguments: dict[str, Any]) -> None:
+        try:
+            for attempt in range(1, self._policy.max_attempts + 1):
+                settings, database = self._context()
+                started = time.monotonic()
+                try:
+                    job.function(JobContext(settings, database, attempt, None), **arguments)
+                except Exception as error:
+                    if self._policy.gives_up_after(attempt):
+                        log_gave_up(job.name, None, attempt, error)
+                        return
+                    delay = self._policy.delay(attempt)
+                    log_retrying(
+                        job.name, None, attempt, self._policy, delay, describe_error(error)
+                    )
+                    if self._stopping.wait(delay):
+                        logger.warning(
+                            "job %s lost: the process stopped before its retry", job.name
+                        )
+                        return
+                else:
+                    log_succeeded(job.name, None, attempt, time.monotonic() - started)
+                    return
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job is running or waiting for a retry; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
+
+    def stop(self, timeout: float) -> None:
+        """Give running jobs up to `timeout` seconds; retries not yet due are dropped."""
+        with self._idle:
+            self._stopping.set()
+        self.wait_idle(timeout)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _drop_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    """Forget the jobs enqueued inside the transaction (or savepoint) that rolled back."""
+    pending: list[_Pending] = session.info.get(_PENDING, [])
+
+    def inside(transaction: SessionTransaction | None) -> bool:
+        while transaction is not None:
+            if transaction is previous_transaction:
+                return True
+            transaction = transaction.parent
+        return False
+
+    pending[:] = [item for item in pending if not inside(item.transaction)]
+
+
+_in_process_runner: InProcessJobs | None = None
+
+
+def use_in_process_runner(runner: InProcessJobs | None) -> None:
+    """Run enqueued jobs with `runner` from now on; None sends them to the queue again.
+    The composition root (main.create_app) calls this once with what the settings ask for."""
+    global _in_process_runner
+    _in_process_runner = runner
+    if runner is not None:
+        logger.warning(
+            "jobs run inside this process after each commit (JOBS_MODE=in-process): "
+            "not durable, a job still running or waiting for a retry is lost when it stops"
+        )
