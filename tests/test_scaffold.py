@@ -196,6 +196,31 @@ def test_the_generated_tests_pass(scaffolded: Scaffolded) -> None:
     assert f"{EXPECTED_WIDGET_TESTS} passed" in result.output, result.output
 
 
+# Prints `METHOD path operationId statuses` for each generated route, from the copy's own app.
+PRINT_WIDGET_OPERATIONS = """
+from main import create_app
+for path, item in create_app().openapi()["paths"].items():
+    for method, operation in item.items():
+        if path.startswith("/api/v1/widgets"):
+            print(method, path, operation["operationId"], *sorted(operation["responses"]))
+"""
+
+
+def test_the_generated_routes_get_readable_operation_ids(scaffolded: Scaffolded) -> None:
+    result = run(scaffolded.root, scaffolded.env, "-c", PRINT_WIDGET_OPERATIONS)
+    assert result.returncode == 0, result.output
+    operations = {tuple(line.split()[:3]): line.split()[3:] for line in result.output.splitlines()}
+    assert set(operations) == {
+        ("get", "/api/v1/widgets", "widgets-list_widgets"),
+        ("post", "/api/v1/widgets", "widgets-create_widget"),
+        ("get", "/api/v1/widgets/{widget_id}", "widgets-read_widget"),
+        ("patch", "/api/v1/widgets/{widget_id}", "widgets-update_widget"),
+        ("delete", "/api/v1/widgets/{widget_id}", "widgets-delete_widget"),
+    }
+    for statuses in operations.values():
+        assert {"400", "401", "413", "503"} <= set(statuses)
+
+
 def test_the_generated_code_meets_the_project_standards(scaffolded: Scaffolded) -> None:
     lint(
         scaffolded.root, scaffolded.env, scaffolded.mypy_cache, "features/widgets", "tests/widgets"

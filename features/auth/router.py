@@ -5,12 +5,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, BackgroundTasks, FastAPI, Form, status
 
 from core import mail
 from core.deps import ClientIP, DatabaseDep, PasswordHasherDep, RateLimiterDep, SettingsDep
 from core.errors import ServiceUnavailableError, TooManyRequestsError, error_responses
+from core.oauth2 import LoginForm
 from features.auth import recovery, service
 from features.auth.errors import InvalidAccountToken, InvalidCredentials, InvalidRefreshToken
 from features.auth.models import (
@@ -68,7 +68,7 @@ async def register(
     responses=error_responses(InvalidCredentials, TooManyRequestsError, ServiceUnavailableError),
 )
 async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[LoginForm, Form()],
     db: DatabaseDep,
     hasher: PasswordHasherDep,
     limiter: RateLimiterDep,
