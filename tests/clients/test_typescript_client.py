@@ -21,10 +21,13 @@ def require_node_packages() -> str:
     """The path to node; skip without the packages `make client` installs, except in CI,
     where a missing toolchain must fail rather than pass unseen."""
     node = shutil.which("node")
-    missing = "Node.js" if node is None else None if TSC.exists() else "clients/typescript's"
-    if missing is None and node is not None:
+    if node is not None and TSC.exists():
         return node
-    reason = f"{missing} packages are not installed: run `make client`"
+    reason = (
+        "Node.js is not installed"
+        if node is None
+        else "clients/typescript's packages are not installed: run `make client`"
+    )
     if os.environ.get("CI"):
         pytest.fail(reason)
     pytest.skip(reason)
