@@ -94,6 +94,37 @@ superuser: $(STAMP) ## Create FIRST_SUPERUSER_EMAIL unless it exists
 bench: $(STAMP) ## Benchmark against a bare FastAPI app (needs PostgreSQL and wrk)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# --- API clients: `make client` -----------------------------------------------------------
+# Regenerates clients/ from the app's OpenAPI document (no server, no database): the document
+# itself, the TypeScript client (@hey-api/openapi-ts, from clients/typescript's lockfile, run
+# by the machine's Node.js) and the Python client (openapi-python-client, in a virtualenv of
+# its own so its dependencies never meet the app's; its post-hooks run the `ruff` first on
+# PATH, which is made its own). CI runs it and fails on any diff.
+CLIENT_GENERATOR := $(VENV)/client-generator
+CLIENT_GENERATOR_STAMP := $(CLIENT_GENERATOR)/.installed
+TS_CLIENT := clients/typescript
+TS_CLIENT_STAMP := $(TS_CLIENT)/node_modules/.installed
+
+$(CLIENT_GENERATOR_STAMP): clients/requirements-python-generator.txt | $(STAMP)
+	@test -x $(CLIENT_GENERATOR)/bin/python || $(PYTHON) -m venv $(CLIENT_GENERATOR)
+	$(CLIENT_GENERATOR)/bin/python -m pip install --disable-pip-version-check -q -r $<
+	@touch $@
+
+$(TS_CLIENT_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
+	@command -v npm >/dev/null || { echo "make client needs Node.js 20.19+ and npm"; exit 1; }
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: client
+client: $(STAMP) $(CLIENT_GENERATOR_STAMP) $(TS_CLIENT_STAMP) ## Regenerate the API clients in clients/ (TypeScript, Python)
+	$(BIN)/python -m clients.export_openapi clients/openapi.json
+	cd $(TS_CLIENT) && node_modules/.bin/openapi-ts --silent
+	PATH="$(abspath $(CLIENT_GENERATOR))/bin:$$PATH" $(CLIENT_GENERATOR)/bin/openapi-python-client \
+		generate --path clients/openapi.json --config clients/python-client.yaml --meta uv \
+		--output-path clients/python --overwrite --fail-on-warning
+	@rm -rf clients/python/.ruff_cache
+# --- end of API clients --------------------------------------------------------------------
+
 SCALE ?= 1
 
 .PHONY: up

@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from core import docs, health, jobs, mail
+from core import docs, health, jobs, mail, openapi
 from core.cache import Cache
 from core.config import Settings, get_settings
 from core.db import Database
-from core.errors import install_error_handlers
+from core.errors import SHARED_API_RESPONSES, install_error_handlers
 from core.http_cache import ConditionalGetMiddleware
 from core.logging import RequestLogMiddleware, configure_logging
 from core.middleware import BodySizeLimitMiddleware
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        generate_unique_id_function=openapi.operation_id,
     )
     app.state.settings = settings
     app.state.cache = Cache(
@@ -102,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     for feature in import_routers():
-        app.include_router(feature.router, prefix=API_PREFIX)
+        app.include_router(feature.router, prefix=API_PREFIX, responses=SHARED_API_RESPONSES)
     if settings.DOCS_ENABLED:
         docs.install_docs(app)
     return app

@@ -20,6 +20,9 @@ logger = logging.getLogger("app.errors")
 class AppError(Exception):
     status_code: ClassVar[int] = 400
     default_detail: ClassVar[str] = "Bad request"
+    # Headers every response for this error carries, as OpenAPI header objects: documented
+    # with the status, so clients (and the conformance tests) know to expect them.
+    response_headers: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, detail: str | None = None, headers: dict[str, str] | None = None) -> None:
         self.detail = detail or self.default_detail
@@ -34,6 +37,13 @@ class BadRequestError(AppError):
 class UnauthorizedError(AppError):
     status_code = 401
     default_detail = "Not authenticated"
+    response_headers: ClassVar[dict[str, dict[str, Any]]] = {
+        "WWW-Authenticate": {
+            "description": "How to authenticate: with a Bearer access token",
+            "required": True,
+            "schema": {"type": "string", "enum": ["Bearer"]},
+        }
+    }
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
@@ -62,6 +72,13 @@ class PayloadTooLargeError(AppError):
 class TooManyRequestsError(AppError):
     status_code = 429
     default_detail = "Too many requests, try again later"
+    response_headers: ClassVar[dict[str, dict[str, Any]]] = {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    }
 
     def __init__(self, retry_after_seconds: int) -> None:
         super().__init__(headers={"Retry-After": str(max(1, retry_after_seconds))})
@@ -77,11 +94,35 @@ class ErrorMessage(BaseModel):
 
 
 def error_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for the errors a route can raise, so clients see them in /docs."""
-    return {
-        error.status_code: {"model": ErrorMessage, "description": error.default_detail}
-        for error in errors
-    }
+    """OpenAPI `responses` for the errors a route can raise, so clients see them in /docs and
+    generated clients type them. Errors that share a status share its entry, each message
+    listed in its description."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for error in errors:
+        entry = responses.setdefault(
+            error.status_code, {"model": ErrorMessage, "description": error.default_detail}
+        )
+        if error.default_detail not in entry["description"].split(" | "):
+            entry["description"] += f" | {error.default_detail}"
+        if error.response_headers:
+            entry.setdefault("headers", {}).update(error.response_headers)
+    return responses
+
+
+class MalformedRequestError(BadRequestError):
+    # Never raised here: the body-size middleware answers it for a bad Content-Length and
+    # FastAPI's body parser for a body it cannot decode. The class documents the answer.
+    default_detail = "Malformed request: body or Content-Length cannot be read"
+
+
+# What any API route can answer, whatever it does, from the machinery every request passes
+# through: a request the body-size middleware or the body parser refuses (400, 413), and a
+# database (or, where limits are counted there, a Redis) that cannot be reached (503).
+# main.py documents these on every feature router it mounts; a route's own entry for the
+# same status wins, with the same body model.
+SHARED_API_RESPONSES = error_responses(
+    MalformedRequestError, PayloadTooLargeError, ServiceUnavailableError
+)
 
 
 # Errors that mean "the database is not reachable right now", not "the request is wrong".

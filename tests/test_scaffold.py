@@ -211,6 +211,34 @@ def test_the_generated_tests_pass(scaffolded: Scaffolded) -> None:
     assert f"{EXPECTED_GENERATED_TESTS} passed" in result.output, result.output
 
 
+# Prints `METHOD path operationId statuses` for each generated route, from the copy's own app.
+PRINT_GENERATED_OPERATIONS = """
+import sys
+from main import create_app
+for path, item in create_app().openapi()["paths"].items():
+    for method, operation in item.items():
+        if path.startswith(f"/api/v1/{sys.argv[1]}"):
+            print(method, path, operation["operationId"], *sorted(operation["responses"]))
+"""
+
+
+def test_the_generated_routes_get_readable_operation_ids(scaffolded: Scaffolded) -> None:
+    names = Names.from_plural(NAME)
+    result = run(scaffolded.root, scaffolded.env, "-c", PRINT_GENERATED_OPERATIONS, names.slug)
+    assert result.returncode == 0, result.output
+    operations = {tuple(line.split()[:3]): line.split()[3:] for line in result.output.splitlines()}
+    collection, item = f"/api/v1/{names.slug}", f"/api/v1/{names.slug}/{{{names.item}_id}}"
+    assert set(operations) == {
+        ("get", collection, f"{names.slug}-list_{NAME}"),
+        ("post", collection, f"{names.slug}-create_{names.item}"),
+        ("get", item, f"{names.slug}-read_{names.item}"),
+        ("patch", item, f"{names.slug}-update_{names.item}"),
+        ("delete", item, f"{names.slug}-delete_{names.item}"),
+    }
+    for statuses in operations.values():
+        assert {"400", "401", "413", "503"} <= set(statuses)
+
+
 def test_the_generated_code_meets_the_project_standards(scaffolded: Scaffolded) -> None:
     lint(
         scaffolded.root, scaffolded.env, scaffolded.mypy_cache, f"features/{NAME}", f"tests/{NAME}"

@@ -2,11 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, BackgroundTasks, Form, status
 
 from core.deps import ClientIP, DatabaseDep, PasswordHasherDep, RateLimiterDep, SettingsDep
 from core.errors import ServiceUnavailableError, TooManyRequestsError, error_responses
+from core.oauth2 import LoginForm
 from features.auth import service
 from features.auth.errors import InvalidCredentials, InvalidRefreshToken
 from features.auth.models import RefreshRequest, TokenPair
@@ -48,7 +48,7 @@ async def register(
     responses=error_responses(InvalidCredentials, TooManyRequestsError, ServiceUnavailableError),
 )
 async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[LoginForm, Form()],
     db: DatabaseDep,
     passwords: PasswordHasherDep,
     limiter: RateLimiterDep,

@@ -1,0 +1,1 @@
+"""Generated API clients and the script that writes their OpenAPI document."""

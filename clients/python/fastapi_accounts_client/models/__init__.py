@@ -1,0 +1,45 @@
+"""Contains all the data models used in inputs/outputs"""
+
+from .accepted import Accepted
+from .email_request import EmailRequest
+from .email_verification import EmailVerification
+from .error_message import ErrorMessage
+from .health_status import HealthStatus
+from .http_validation_error import HTTPValidationError
+from .login_form import LoginForm
+from .password_change import PasswordChange
+from .password_reset import PasswordReset
+from .readiness_status import ReadinessStatus
+from .refresh_request import RefreshRequest
+from .token_pair import TokenPair
+from .user_create import UserCreate
+from .user_public import UserPublic
+from .user_register import UserRegister
+from .user_update import UserUpdate
+from .user_update_me import UserUpdateMe
+from .users_public import UsersPublic
+from .validation_error import ValidationError
+from .validation_error_context import ValidationErrorContext
+
+__all__ = (
+    "Accepted",
+    "EmailRequest",
+    "EmailVerification",
+    "ErrorMessage",
+    "HealthStatus",
+    "HTTPValidationError",
+    "LoginForm",
+    "PasswordChange",
+    "PasswordReset",
+    "ReadinessStatus",
+    "RefreshRequest",
+    "TokenPair",
+    "UserCreate",
+    "UserPublic",
+    "UserRegister",
+    "UsersPublic",
+    "UserUpdate",
+    "UserUpdateMe",
+    "ValidationError",
+    "ValidationErrorContext",
+)
