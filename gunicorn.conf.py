@@ -6,6 +6,7 @@ environment, so the image stays the same from one deploy to the next.
 """
 
 import os
+from typing import Any
 
 
 def _default_worker_count() -> int:
@@ -79,3 +80,34 @@ logconfig_dict = {
         "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
     },
 }
+
+# --- Prometheus metrics across workers (core/metrics.py, core/metrics_files.py) ---------------
+# Each worker writes its metrics to files in this directory and /metrics adds them all up, so
+# a scrape reads the same totals whichever worker answers. The variable is set here, in the
+# master, so every worker inherits it before it imports anything. /tmp is writable in the
+# image's containers (a tmpfs in compose, an emptyDir on Kubernetes); the master's pid in the
+# default name keeps two servers on one machine apart.
+_default_metrics_directory = f"/tmp/fastapi-accounts-metrics-{os.getpid()}"  # noqa: S108
+_metrics_directory = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _default_metrics_directory)
+
+
+def on_starting(server: Any) -> None:
+    """Before any worker starts: an empty directory, or an earlier run's counts add in."""
+    from core import metrics_files
+
+    metrics_files.prepare(_metrics_directory)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker exited (crash, max_requests, shutdown): keep its totals, drop its gauges."""
+    from core import metrics_files
+
+    metrics_files.retire_worker(_metrics_directory, worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the directory this file created; one named in the environment is left alone."""
+    if _metrics_directory == _default_metrics_directory:
+        import shutil
+
+        shutil.rmtree(_metrics_directory, ignore_errors=True)

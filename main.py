@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from core import docs, health
+from core import docs, health, observability
 from core.config import Settings, get_settings
 from core.db import Database
 from core.errors import install_error_handlers
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(feature.router, prefix=API_PREFIX)
     if settings.DOCS_ENABLED:
         docs.install_docs(app)
+    observability.install(app, settings)
     return app
 
 

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     LOG_LEVEL: str = "INFO"
     WEB_CONCURRENCY: int = Field(default=0, ge=0)
 
+    # Observability (core/observability.py). /metrics and the HTTP metrics; false removes both.
+    METRICS_ENABLED: bool = True
+    # OTLP/HTTP collector, e.g. http://otel-collector:4318; empty: no tracing at all.
+    OTEL_EXPORTER_OTLP_ENDPOINT: str = ""
+    OTEL_SERVICE_NAME: str = "fastapi-accounts"
+
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
     def split_origins(cls, value: object) -> object:
@@ -99,6 +105,15 @@ class Settings(BaseSettings):
             from limits import parse
 
             parse(value)
+        return value
+
+    @field_validator("OTEL_EXPORTER_OTLP_ENDPOINT")
+    @classmethod
+    def check_otlp_endpoint(cls, value: str) -> str:
+        """A typo would silently lose every trace; fail at start-up instead."""
+        value = value.strip()
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL")
         return value
 
     @field_validator("FRONTEND_URL")

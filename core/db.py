@@ -9,7 +9,6 @@ so no level of concurrency can deadlock the two.
 
 import asyncio
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from enum import Enum
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -19,6 +18,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, SQLModel, create_engine
 
+from core import metrics
 from core.config import Settings
 
 P = ParamSpec("P")
@@ -119,7 +119,8 @@ class Database:
         }
         self._engines = engines
         # The threads that do database work: never more than connections in a pool.
-        self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="db")
+        # Observability: this pool times each unit's wait for a thread (core/metrics.py).
+        self._executor = metrics.MeasuredThreadPoolExecutor(max_threads, thread_name_prefix="db")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
@@ -144,6 +145,11 @@ class Database:
             engines=engines,
             work_timeout=settings.DATABASE_WORK_TIMEOUT,
         )
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """Every engine in use, once each (for metrics and tracing)."""
+        return self._engines
 
     @contextmanager
     def session(self, *, read_only: bool = False) -> Iterator[Session]:

@@ -13,6 +13,7 @@ from email.message import EmailMessage
 
 import anyio
 
+from core import metrics
 from core.config import Settings
 
 logger = logging.getLogger("app.mail")
@@ -78,6 +79,7 @@ class Mailer:
         )
         if not self.configured:
             self._write_to_log(message, text)
+            metrics.record_mail("skipped")
             return True
         try:
             await anyio.to_thread.run_sync(self._deliver, message)
@@ -85,7 +87,9 @@ class Mailer:
             logger.error(
                 "mail to %s not sent: %s: %s", mask_address(recipient), type(error).__name__, error
             )
+            metrics.record_mail("failed")
             return False
+        metrics.record_mail("sent")
         return True
 
     def _deliver(self, message: EmailMessage) -> None:

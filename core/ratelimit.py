@@ -10,6 +10,7 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
+from core import metrics
 from core.errors import ServiceUnavailableError, TooManyRequestsError
 
 logger = logging.getLogger("app.ratelimit")
@@ -58,6 +59,7 @@ class RateLimiter:
             logger.warning("rate limit store unavailable: %s", type(error).__name__)
             raise ServiceUnavailableError from error
         if retry_after:
+            metrics.record_rate_limit_rejection(namespace)
             raise TooManyRequestsError(retry_after_seconds=retry_after)
 
     async def ping(self) -> bool:

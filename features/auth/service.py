@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from core import metrics
 from core.config import Settings
 from core.db import Database
 from core.ratelimit import RateLimiter, parse_limit
@@ -127,6 +128,7 @@ async def register(
     return await db.run(users_service.create, account, hashed)
 
 
+@metrics.counts_login_outcomes
 async def login(
     db: Database,
     hasher: PasswordHasher,
