@@ -119,8 +119,9 @@ class Database:
         }
         self._engines = engines
         # The threads that do database work: never more than connections in a pool.
-        # Observability: this pool times each unit's wait for a thread (core/metrics.py).
-        self._executor = metrics.MeasuredThreadPoolExecutor(max_threads, thread_name_prefix="db")
+        # Observability (core/metrics.py): each unit keeps its request's trace context, and
+        # its wait for a thread is measured.
+        self._executor = metrics.ObservedThreadPoolExecutor(max_threads, thread_name_prefix="db")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":

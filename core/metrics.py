@@ -16,6 +16,7 @@ Without the variable (uvicorn, tests) the values live in this process's memory.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
 import time
@@ -263,8 +264,8 @@ def record_job(job: str, outcome: JobOutcome, seconds: float | None = None) -> N
             families.job_duration.labels(job).observe(seconds)
 
 
-def watch_job_queue(read: JobQueueReader) -> None:
-    """Read the job queue's depth and oldest waiting job at every scrape.
+def watch_job_queue(read: JobQueueReader | None) -> None:
+    """Read the job queue's depth and oldest waiting job at every scrape (None: stop).
 
     The figures are facts about one table, the same seen from any worker, so the worker that
     answers the scrape reads them fresh; no worker has to keep a gauge up to date.
@@ -289,14 +290,20 @@ def observe_db_thread_wait(seconds: float) -> None:
         families.db_thread_wait.observe(seconds)
 
 
-class MeasuredThreadPoolExecutor(ThreadPoolExecutor):
-    """A thread pool that reports how long each call waits for a free thread, and how many
-    calls are waiting (`app_db_work_waiting`, `app_db_thread_wait_seconds`)."""
+class ObservedThreadPoolExecutor(ThreadPoolExecutor):
+    """A thread pool for work done on a request's behalf, observed like the request:
+
+    - each call runs in a copy of the caller's context, so the request's trace span is the
+      parent of the SQL spans the call makes (a bare executor would start new traces);
+    - how long each call waited for a free thread, and how many are waiting, are measured
+      (`app_db_thread_wait_seconds`, `app_db_work_waiting`).
+    """
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        context = contextvars.copy_context()
         families = _state.active
         if families is None:
-            return super().submit(fn, *args, **kwargs)
+            return super().submit(functools.partial(context.run, fn, *args, **kwargs))
         waiting = families.db_work_waiting
         wait_time = families.db_thread_wait
         queued_at = time.perf_counter()
@@ -307,7 +314,7 @@ class MeasuredThreadPoolExecutor(ThreadPoolExecutor):
             started = True
             waiting.dec()
             wait_time.observe(time.perf_counter() - queued_at)
-            return fn(*args, **kwargs)
+            return context.run(fn, *args, **kwargs)
 
         def cancelled_before_start(_: Future[T]) -> None:
             if not started:

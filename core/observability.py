@@ -263,9 +263,9 @@ def job_queue_metrics(stats: metrics.JobQueueStats) -> Iterator[Metric]:
     for status, count in sorted(stats.depth_by_status.items()):
         depth.add_metric([status], count)
     yield depth
-    if stats.oldest_waiting_age_seconds is not None:
-        yield GaugeMetricFamily(
-            "app_job_oldest_waiting_age_seconds",
-            "Age of the oldest job waiting to run.",
-            value=stats.oldest_waiting_age_seconds,
-        )
+    # 0 with nothing waiting, rather than no series: an alert on `> 300` stays simple.
+    yield GaugeMetricFamily(
+        "app_job_oldest_waiting_age_seconds",
+        "Age of the oldest job waiting to run (0: none waiting).",
+        value=stats.oldest_waiting_age_seconds or 0.0,
+    )
