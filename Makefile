@@ -93,7 +93,7 @@ logs: ## Follow the docker compose logs
 	docker compose -f compose.yml logs --follow --tail=100
 
 .PHONY: check-deploy
-check-deploy: $(STAMP) ## Check Dockerfile, compose files, CI workflow, nginx config (no Docker)
+check-deploy: $(STAMP) ## Check Dockerfile, compose files, CI workflow, Prometheus/Grafana files, nginx config
 	bash deploy/check_static.sh
 
 .PHONY: clean

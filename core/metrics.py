@@ -129,16 +129,18 @@ class Families:
             ["cache", "result"],
             registry=registry,
         )
+        # `job_name`, not `job`: Prometheus gives every scraped series a `job` label of its
+        # own (the scrape job), and would rename this one to `exported_job`.
         self.jobs_processed: Counter = Counter(
             "app_jobs_processed_total",
-            "Background jobs run, by job and outcome: succeeded, retried, failed.",
-            ["job", "outcome"],
+            "Background jobs run, by job name and outcome: succeeded, retried, failed.",
+            ["job_name", "outcome"],
             registry=registry,
         )
         self.job_duration: Histogram = Histogram(
             "app_job_duration_seconds",
-            "Time one background job ran, by job.",
-            ["job"],
+            "Time one background job ran, by job name.",
+            ["job_name"],
             buckets=JOB_DURATION_BUCKETS,
             registry=registry,
         )
@@ -256,12 +258,12 @@ def record_cache(cache: str, result: CacheResult) -> None:
         families.cache_requests.labels(cache, result).inc()
 
 
-def record_job(job: str, outcome: JobOutcome, seconds: float | None = None) -> None:
-    """One run of a background job; `job` is the job's registered name (never an id)."""
+def record_job(job_name: str, outcome: JobOutcome, seconds: float | None = None) -> None:
+    """One run of a background job; `job_name` is the job's registered name (never an id)."""
     if (families := _state.active) is not None:
-        families.jobs_processed.labels(job, outcome).inc()
+        families.jobs_processed.labels(job_name, outcome).inc()
         if seconds is not None:
-            families.job_duration.labels(job).observe(seconds)
+            families.job_duration.labels(job_name).observe(seconds)
 
 
 def watch_job_queue(read: JobQueueReader | None) -> None:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Static checks of the deployment files, for machines without a Docker engine:
 #   hadolint on the Dockerfile, the compose files and the CI workflow against their JSON
-#   schemas (shipped inside check-jsonschema, so no network is needed), and `nginx -t` on
-#   deploy/nginx.conf when nginx is installed.
+#   schemas (shipped inside check-jsonschema, so no network is needed), the Prometheus and
+#   Grafana files, and `nginx -t` on deploy/nginx.conf when nginx is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +27,12 @@ echo "== compose schema"
 
 echo "== GitHub workflow schema"
 "$BIN/check-jsonschema" --builtin-schema vendor.github-workflows .github/workflows/ci.yml
+
+# Prometheus and Grafana have no offline validator on PyPI (promtool is a Go binary): this
+# test parses their files, and every dashboard query as PromQL against the series the app
+# exports.
+echo "== Prometheus and Grafana files (observability profile)"
+"$BIN/pytest" -q -p no:cacheprovider tests/deploy/test_observability_files.py
 
 echo "== nginx -t"
 if ! command -v nginx >/dev/null; then

@@ -391,14 +391,17 @@ class TestCacheAndJobs:
         metrics.record_job("send_mail", "failed", seconds=0.02)
         after = scrape(client)
         for outcome in ("succeeded", "failed"):
-            labels = {"job": "send_mail", "outcome": outcome}
+            labels = {"job_name": "send_mail", "outcome": outcome}
             assert (
                 value(after, "app_jobs_processed_total", **labels)
                 - value(before, "app_jobs_processed_total", **labels)
                 == 1
             )
         count = "app_job_duration_seconds_count"
-        assert value(after, count, job="send_mail") - value(before, count, job="send_mail") == 2
+        assert (
+            value(after, count, job_name="send_mail") - value(before, count, job_name="send_mail")
+            == 2
+        )
 
     def test_the_job_queue_is_read_at_each_scrape(self, client: TestClient) -> None:
         depth = {"queued": 4, "running": 1}
