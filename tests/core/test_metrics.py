@@ -7,19 +7,25 @@ after what it does. Multiprocess mode (gunicorn) is tested in tests/deploy.
 
 import asyncio
 import contextvars
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from core import metrics, observability
+from core import metrics, metrics_files, observability
 from core.config import Settings
 from core.db import Database
 from core.mail import Mailer
@@ -83,6 +89,41 @@ class TestEndpoint:
         samples = scrape(client)
         assert value(samples, "process_resident_memory_bytes") > 10_000_000
         assert value(samples, "process_cpu_seconds_total") > 0
+
+
+class TestMultiprocessScrape:
+    """The scrape's side of multiprocess mode, in this process: it adds up the files other
+    workers left, and never reads them while a worker is being retired."""
+
+    @pytest.fixture
+    def directory(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+        worker = (
+            "from prometheus_client import Counter\n"
+            "Counter('jobs', 'Jobs.', ['kind']).labels('mail').inc(7)\n"
+        )
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+        subprocess.run([sys.executable, "-c", worker], env=env, check=True, timeout=30)
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        return tmp_path
+
+    def test_a_scrape_adds_up_the_workers_files(self, client: TestClient, directory: Path) -> None:
+        assert value(scrape(client), "jobs_total", kind="mail") == 7
+
+    def test_a_scrape_waits_while_a_worker_is_retired(
+        self, client: TestClient, directory: Path
+    ) -> None:
+        answered = threading.Event()
+
+        def scrape_in_background() -> None:
+            scrape(client)
+            answered.set()
+
+        with metrics_files.locked(str(directory), exclusive=True):
+            scraper = threading.Thread(target=scrape_in_background)
+            scraper.start()
+            assert not answered.wait(0.3)
+        scraper.join(10)
+        assert answered.is_set()
 
 
 class TestDisabled:
@@ -157,6 +198,36 @@ class TestHttpMetrics:
             - value(before, "http_requests_total", **refused)
             == 1
         )
+
+    def test_a_response_is_counted_before_its_last_byte_leaves(self) -> None:
+        # So a scrape sent after a response arrives always includes it.
+        metrics.enable()
+        registry = metrics.local_registry()
+        assert registry is not None
+        series = {"method": "GET", "route": "/counted", "status": "200"}
+
+        def count() -> float:
+            return value(parse(generate_latest(registry).decode()), "http_requests_total", **series)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        async def receive() -> Any:
+            return {"type": "http.request", "body": b""}
+
+        counts_seen: list[float] = []
+
+        async def send(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                counts_seen.append(count())
+
+        route = Route("/counted", endpoint=app)
+        middleware = observability.HttpMetricsMiddleware(app, app_routes=[route])
+        scope = {"type": "http", "method": "GET", "path": "/counted", "route": route}
+        before = count()
+        asyncio.run(middleware(scope, receive, send))
+        assert counts_seen == [before + 1]
 
     def test_every_request_is_timed(self, client: TestClient) -> None:
         series = {"method": "GET", "route": "/health"}
