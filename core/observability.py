@@ -64,8 +64,8 @@ class HttpMetricsMiddleware:
         self.app = app
         self._routes = RouteTemplates(app_routes)
         # Label lookups take a lock in prometheus-client; a dict of the children already
-        # made is cheaper. It stays small: methods, route templates and statuses are finite.
-        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        # made is cheaper. It stays small: routes, methods and statuses are finite.
+        self._children: dict[tuple[int, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] == METRICS_PATH:
@@ -77,41 +77,47 @@ class HttpMetricsMiddleware:
         status = 500  # what the client gets if the app dies before answering
         recorded = False
 
-        def record() -> None:
-            nonlocal recorded
-            recorded = True
-            self._record(scope, root_path, status, time.perf_counter() - started)
-
         async def counting_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, recorded
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
+            elif (
+                not recorded
+                and message["type"] == "http.response.body"
+                and not message.get("more_body")
+            ):
                 # Counted before the last byte leaves: a scrape that follows the response
                 # always sees it.
-                record()
+                recorded = True
+                self._record(scope, root_path, status, time.perf_counter() - started)
             await send(message)
 
         try:
             await self.app(scope, receive, counting_send)
         finally:
             if not recorded:
-                record()
+                self._record(scope, root_path, status, time.perf_counter() - started)
 
     def _record(self, scope: Scope, root_path: str, status: int, seconds: float) -> None:
         families = metrics.active()
         if families is None:
             return
-        method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
-        route = self._routes.template(scope, root_path, status)
-        key = (method, route, status)
-        children = self._children.get(key)
+        method = scope["method"]
+        if method not in KNOWN_METHODS:
+            method = "OTHER"
+        route = scope.get("route")
+        # Per request this is one dict look-up: the route object the router chose stands for
+        # its template. Requests no route claimed are looked up by path, and not kept here.
+        key = (id(route), method, status)
+        children = self._children.get(key) if route is not None else None
         if children is None:
+            template = self._routes.template(scope, root_path, status)
             children = (
-                families.http_requests.labels(method, route, str(status)),
-                families.http_duration.labels(method, route),
+                families.http_requests.labels(method, template, str(status)),
+                families.http_duration.labels(method, template),
             )
-            self._children[key] = children
+            if route is not None:
+                self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
 
