@@ -7,10 +7,11 @@ prometheus-client is then never imported.
 Under gunicorn every worker writes its samples to memory-mapped files in
 PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py) and `/metrics`, whichever worker answers,
 adds up every worker's files (core/metrics_files.py). Counters and histograms are summed over
-all workers that ever lived; gauges use a `live*` mode, so a worker that exited stops
-counting the moment gunicorn reaps it (mark_process_dead):
-- `livesum` for quantities each worker holds a share of (connections in use, hashes queued):
-  their sum is the replica's total.
+every worker that ever lived, so a restart loses nothing. Every gauge here is `livesum`:
+each worker holds its own share (connections checked out, hashes queued, work waiting) and
+the replica's figure is the sum over the workers alive now; a worker's share vanishes the
+moment gunicorn reaps it, so a crashed worker's last value cannot linger (`liveall` would
+give one series per pid for no question anyone asks; `max` or `mostrecent` would hide load).
 Without the variable (uvicorn, tests) the values live in this process's memory.
 """
 
