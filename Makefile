@@ -140,7 +140,7 @@ logs: ## Follow the docker compose logs
 	docker compose -f compose.yml logs --follow --tail=100
 
 .PHONY: check-deploy
-check-deploy: $(STAMP) ## Check Dockerfile, compose, CI workflow, Kubernetes manifests, nginx (no Docker)
+check-deploy: $(STAMP) ## Check Dockerfile, compose, CI workflow, Kubernetes manifests, Prometheus/Grafana files, nginx (no Docker)
 	bash deploy/check_static.sh
 
 .PHONY: clean

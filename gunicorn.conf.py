@@ -96,3 +96,38 @@ def post_fork(_server: Any, _worker: Any) -> None:
 def post_worker_init(_worker: Any) -> None:
     gc.freeze()
     gc.enable()
+
+
+# --- Prometheus metrics across workers (core/metrics.py, core/metrics_files.py) ---------------
+# Each worker writes its metrics to files in this directory and /metrics adds them all up, so
+# a scrape reads the same totals whichever worker answers. The variable is set here, in the
+# master, so every worker inherits it before it imports anything. /tmp is writable in the
+# image's containers (a tmpfs in compose, an emptyDir on Kubernetes); the master's pid in the
+# default name keeps two servers on one machine apart.
+_default_metrics_directory = f"/tmp/fastapi-accounts-metrics-{os.getpid()}"  # noqa: S108
+_metrics_directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or _default_metrics_directory
+
+
+def on_starting(server: Any) -> None:
+    """Before any worker starts: an empty directory, or an earlier run's counts add in. Set in
+    the master's environment here, not when this file is read, so reading it changes
+    nothing; every worker forked later inherits it."""
+    from core import metrics_files
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_directory
+    metrics_files.prepare(_metrics_directory)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker exited (crash, max_requests, shutdown): keep its totals, drop its gauges."""
+    from core import metrics_files
+
+    metrics_files.retire_worker(_metrics_directory, worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the directory this file created; one named in the environment is left alone."""
+    if _metrics_directory == _default_metrics_directory:
+        import shutil
+
+        shutil.rmtree(_metrics_directory, ignore_errors=True)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from core import docs, health, jobs, mail, openapi
+from core import docs, health, jobs, mail, observability, openapi
 from core.cache import Cache
 from core.config import Settings, get_settings
 from core.db import Database
@@ -29,9 +29,9 @@ def connect_features() -> None:
     """Every reaction of one feature to another, in one place, so none hides in an import.
 
     An account with an address nobody has confirmed yet (a sign-up, an email change) gets a
-    verification link from the recovery feature.
+    verification link from the recovery feature, enqueued in the same transaction.
     """
-    users_service.on_new_address(recovery_service.send_verification)
+    users_service.new_address.connect(recovery_service.send_verification)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(feature.router, prefix=API_PREFIX, responses=SHARED_API_RESPONSES)
     if settings.DOCS_ENABLED:
         docs.install_docs(app)
+    observability.install(app, settings)
     return app
 
 

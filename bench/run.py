@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 
 import dataset
 import loadgen
+import metrics_cost
 import report
 import servers
 from dataset import Account
@@ -379,6 +380,16 @@ def run(plan: Plan, quick: bool, users: int) -> int:
         single_worker_phase(bench, superuser, regular)
         print("cold starts", flush=True)
         cold_start_phase(bench)
+        # --- metrics on vs off (bench/metrics_cost.py) ---
+        metrics_cost_results = metrics_cost.compare(
+            rounds=plan.rounds,
+            seconds=plan.seconds,
+            warmup_seconds=plan.warmup_seconds,
+            env=env,
+            work_dir=work_dir,
+            port=free_port,
+            log_in=lambda port: log_in(port, regular),
+        )
         observations = Observations(
             measurements=bench.measurements,
             rss_kib=bench.rss_kib,
@@ -389,7 +400,9 @@ def run(plan: Plan, quick: bool, users: int) -> int:
             users=users,
         )
         results = report.build(observations, quick=quick, elapsed_s=time.monotonic() - started)
+        results["metrics_cost"] = metrics_cost_results
         report.print_report(results)
+        metrics_cost.print_summary(metrics_cost_results)
         path = report.write(results)
         print(f"results written to {path.relative_to(dataset.ROOT)}")
         return 0

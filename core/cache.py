@@ -39,6 +39,8 @@ from sqlalchemy import event
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
+from core import metrics
+
 logger = logging.getLogger("app.cache")
 
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
@@ -124,6 +126,7 @@ class Cache:
 
     def _failed(self, operation: str, error: BaseException) -> None:
         self.errors += 1
+        metrics.record_cache("store", "error")
         if self.available:
             logger.warning(
                 "cache unavailable (%s: %s): reading the database for %.0f s",
@@ -176,14 +179,17 @@ class Cache:
         )
         if versions is None:
             return Lookup(key, None, None, started)
+        kind = key.partition(":")[0]  # "account", "response": a fixed set, never a key
         if (
             isinstance(entry, dict)
             and tuple(entry.get("versions", ())) == versions
             and entry.get("value") is not None
         ):
             self.hits += 1
+            metrics.record_cache(kind, "hit")
             return Lookup(key, entry["value"], versions, started)
         self.misses += 1
+        metrics.record_cache(kind, "miss")
         return Lookup(key, None, versions, started)
 
     async def _create_versions(

@@ -118,11 +118,20 @@ class Settings(BaseSettings):
     JOBS_POLL_SECONDS: float = Field(default=5.0, gt=0)
     # How often a worker logs the queue depth and the age of the oldest waiting job.
     JOBS_STATS_SECONDS: float = Field(default=60.0, gt=0)
+    # The job worker serves its own /metrics (job outcomes and durations) on this port when
+    # METRICS_ENABLED; 0 turns it off. The web servers' /metrics shows the queue's depth.
+    JOBS_METRICS_PORT: int = Field(default=9100, ge=0, le=65535)
 
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
     DOCS_ENABLED: bool = True
     LOG_LEVEL: str = "INFO"
     WEB_CONCURRENCY: int = Field(default=0, ge=0)
+
+    # Observability (core/observability.py). /metrics and the HTTP metrics; false removes both.
+    METRICS_ENABLED: bool = True
+    # OTLP/HTTP collector, e.g. http://otel-collector:4318; empty: no tracing at all.
+    OTEL_EXPORTER_OTLP_ENDPOINT: str = ""
+    OTEL_SERVICE_NAME: str = "fastapi-accounts"
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
@@ -145,6 +154,15 @@ class Settings(BaseSettings):
             from limits import parse
 
             parse(value)
+        return value
+
+    @field_validator("OTEL_EXPORTER_OTLP_ENDPOINT")
+    @classmethod
+    def check_otlp_endpoint(cls, value: str) -> str:
+        """A typo would silently lose every trace; fail at start-up instead."""
+        value = value.strip()
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL")
         return value
 
     @field_validator("FRONTEND_URL")

@@ -19,7 +19,6 @@ import asyncio
 import concurrent.futures
 import functools
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
@@ -31,6 +30,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session, SQLModel, create_engine
 
 from core import cache as cache_tags
+from core import metrics
 from core.cache import Cache
 from core.config import Settings
 
@@ -132,7 +132,9 @@ class Database:
         self._work_timeout = work_timeout
         self._cache = cache
         # The threads that do database work: never more than connections in a pool.
-        self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="db")
+        # Observability (core/metrics.py): each unit keeps its request's trace context, and
+        # its wait for a thread is measured.
+        self._executor = metrics.ObservedThreadPoolExecutor(max_threads, thread_name_prefix="db")
 
     @classmethod
     def from_settings(cls, settings: Settings, cache: Cache | None = None) -> "Database":
@@ -150,6 +152,11 @@ class Database:
             work_timeout=settings.DATABASE_WORK_TIMEOUT,
             cache=cache,
         )
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """Every engine in use, once each (for metrics and tracing)."""
+        return self._engines
 
     @contextmanager
     def session(self, *, read_only: bool = False) -> Iterator[Session]:

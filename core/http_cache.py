@@ -31,6 +31,10 @@ T = TypeVar("T")
 
 CACHE_CONTROL = "private, no-cache"
 JSON_MEDIA_TYPE = "application/json"
+# For the `responses` of every GET route under the API prefix: what a conditional GET answers.
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified: the ETag sent in If-None-Match is still current"}
+}
 
 
 def etag_of(body: bytes) -> str:

@@ -22,6 +22,7 @@ job did its work but before the worker recorded it. Nothing else repeats a job.
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -33,7 +34,7 @@ import procrastinate
 from procrastinate.jobs import Job as QueuedJob
 from sqlalchemy.engine import make_url
 
-from core import job_queue, jobs
+from core import job_queue, jobs, metrics
 from core.config import Settings
 from core.db import Database
 
@@ -157,9 +158,29 @@ async def _every(seconds: float, step: Callable[[], Coroutine[Any, Any, None]]) 
             logger.exception("periodic worker task failed")
 
 
+def _serve_metrics(port: int) -> None:
+    """Job outcomes and durations for Prometheus, on the worker's own port: the worker
+    serves no other HTTP, and its samples live in its own memory (it is one process), whatever
+    PROMETHEUS_MULTIPROC_DIR a web server's configuration left in the environment."""
+    os.environ.pop(metrics.MULTIPROCESS_DIR_VARIABLE, None)
+    metrics.enable()
+    from prometheus_client import start_http_server
+
+    registry = metrics.local_registry()
+    assert registry is not None  # no multiprocess directory in this process any more
+    try:
+        start_http_server(port, registry=registry)
+    except OSError as error:  # the port is taken: run the jobs all the same
+        logger.error("job metrics not served on port %d: %s", port, error)
+        return
+    logger.info("job metrics on port %d (/metrics)", port)
+
+
 async def serve(settings: Settings) -> None:
     """Run the worker until SIGTERM or SIGINT."""
     _quiet_procrastinate()
+    if settings.METRICS_ENABLED and settings.JOBS_METRICS_PORT:
+        _serve_metrics(settings.JOBS_METRICS_PORT)
     policy = jobs.RetryPolicy.from_settings(settings)
     database = Database.from_settings(settings)
     connector = procrastinate.PsycopgConnector(

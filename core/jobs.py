@@ -41,7 +41,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
-from core import job_queue
+from core import job_queue, metrics
 from core.config import Settings
 from core.db import Database
 
@@ -164,6 +164,7 @@ def _label(name: str, job_id: int | None) -> str:
 
 
 def log_succeeded(name: str, job_id: int | None, attempt: int, seconds: float) -> None:
+    metrics.record_job(name, "succeeded", seconds)
     logger.info(
         "%s succeeded (attempt %d, %.3f s)",
         _label(name, job_id),
@@ -176,6 +177,7 @@ def log_succeeded(name: str, job_id: int | None, attempt: int, seconds: float) -
 def log_retrying(
     name: str, job_id: int | None, attempt: int, policy: RetryPolicy, delay: float, error: str
 ) -> None:
+    metrics.record_job(name, "retried")
     logger.warning(
         "%s failed (attempt %d of %d), retrying in %.1f s: %s",
         _label(name, job_id),
@@ -188,6 +190,7 @@ def log_retrying(
 
 
 def log_gave_up(name: str, job_id: int | None, attempt: int, error: BaseException) -> None:
+    metrics.record_job(name, "failed")
     where = (
         "lost (in-process jobs are not kept)"
         if job_id is None

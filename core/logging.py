@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,8 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 REQUEST_ID_HEADER = b"x-request-id"
 # Anything else (newlines, huge values) could forge or flood log lines: replace it.
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
-# Probes hit these every few seconds per load balancer; logging them drowns real traffic.
-UNLOGGED_PATHS = frozenset({"/health", "/health/ready"})
+# Probes and scrapes hit these every few seconds per load balancer or Prometheus; logging
+# them drowns real traffic.
+UNLOGGED_PATHS = frozenset({"/health", "/health/ready", "/metrics"})
 
 request_logger = logging.getLogger("app.request")
 
@@ -28,6 +30,16 @@ request_logger = logging.getLogger("app.request")
 # workers and instances like a uuid4, without a system call for randomness per request.
 _ID_PREFIX = os.urandom(8).hex()
 _id_counter = itertools.count()
+
+
+# Set by core/tracing.py while traces are exported: the request line then carries the trace
+# id next to the request id, so a log line leads to its trace and back.
+_trace_id_source: Callable[[], str | None] | None = None
+
+
+def set_trace_id_source(source: Callable[[], str | None] | None) -> None:
+    global _trace_id_source
+    _trace_id_source = source
 
 
 def _new_request_id() -> bytes:
@@ -108,19 +120,16 @@ class RequestLogMiddleware:
         finally:
             if scope["path"] not in UNLOGGED_PATHS:
                 client = scope.get("client")
+                fields = {
+                    "request_id": request_id.decode(),
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(((finished or time.perf_counter()) - started) * 1000, 2),
+                    "client": client[0] if client else None,
+                }
+                if _trace_id_source is not None:
+                    fields["trace_id"] = _trace_id_source()
                 request_logger.info(
-                    "%s %s %s",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    extra={
-                        "request_id": request_id.decode(),
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round(
-                            ((finished or time.perf_counter()) - started) * 1000, 2
-                        ),
-                        "client": client[0] if client else None,
-                    },
+                    "%s %s %s", scope["method"], scope["path"], status, extra=fields
                 )

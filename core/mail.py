@@ -15,6 +15,7 @@ from email.message import EmailMessage
 
 import anyio
 
+from core import metrics
 from core.config import Settings
 
 logger = logging.getLogger("app.mail")
@@ -94,8 +95,14 @@ class Mailer:
         )
         if not self.configured:
             self._write_to_log(message, text)
+            metrics.record_mail("skipped")
             return
-        self._deliver(message)
+        try:
+            self._deliver(message)
+        except (smtplib.SMTPException, OSError):
+            metrics.record_mail("failed")
+            raise
+        metrics.record_mail("sent")
 
     def _deliver(self, message: EmailMessage) -> None:
         smtp: smtplib.SMTP

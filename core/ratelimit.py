@@ -17,6 +17,7 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
+from core import metrics
 from core.errors import TooManyRequestsError
 
 logger = logging.getLogger("app.ratelimit")
@@ -46,8 +47,6 @@ class RateLimiter:
         self._storage: Storage | None = None
         self._shared: MovingWindowRateLimiter | None = None
         if redis_url:
-            # Imported only when used: redis-py adds about 6 MiB and 90 ms of start-up to
-            # every worker, which a deployment without Redis should not pay.
             self._storage = _async_storage(
                 "async+" + redis_url,
                 implementation="redispy",
@@ -100,6 +99,7 @@ async def _count(
             stats = await strategy.get_window_stats(limit, *identifier)
             retry_after = max(retry_after, math.ceil(stats.reset_time - time.time()))
     if refused:
+        metrics.record_rate_limit_rejection(identifiers[0][1])
         raise TooManyRequestsError(retry_after_seconds=retry_after)
 
 

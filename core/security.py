@@ -14,14 +14,19 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from jose import JWTError, jwt
 from passlib.context import CryptContext
+
+from core import metrics
+
+T = TypeVar("T")
 
 ALGORITHM = "HS256"
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
@@ -98,12 +103,16 @@ class PasswordHasher:
         return self._context.verify(password, hashed)
 
     async def hash_async(self, password: str) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.hash, password)
+        return await self._on_hashing_thread(self.hash, password)
 
     async def verify_async(self, password: str, hashed: str | None) -> bool:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.verify, password, hashed)
+        return await self._on_hashing_thread(self.verify, password, hashed)
+
+    async def _on_hashing_thread(self, work: Callable[..., T], *args: Any) -> T:
+        future = self._executor.submit(work, *args)
+        # Queued and running hashes, per worker: app_bcrypt_queue_depth.
+        metrics.track_password_hashing(future)
+        return await asyncio.wrap_future(future)
 
     def shutdown(self) -> None:
         if "_executor" in self.__dict__:

@@ -2,8 +2,8 @@
 # Static checks of the deployment files, for machines without a Docker engine:
 #   hadolint on the Dockerfile, the compose files and the CI workflow against their JSON
 #   schemas (shipped inside check-jsonschema, so no network is needed), the Kubernetes
-#   manifests (deploy/check_k8s.sh), and `nginx -t` on deploy/nginx.conf when nginx is
-#   installed.
+#   manifests (deploy/check_k8s.sh), the Prometheus and Grafana files, and `nginx -t` on
+#   deploy/nginx.conf when nginx is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,11 @@ echo "== GitHub workflow schema"
 
 # Kubernetes: every overlay rendered, schema-validated and checked by checkov.
 bash deploy/check_k8s.sh
+# Prometheus and Grafana have no offline validator on PyPI (promtool is a Go binary): this
+# test parses their files, and every dashboard query as PromQL against the series the app
+# exports.
+echo "== Prometheus and Grafana files (observability profile)"
+"$BIN/pytest" -q -p no:cacheprovider tests/deploy/test_observability_files.py
 
 echo "== nginx -t"
 if ! command -v nginx >/dev/null; then

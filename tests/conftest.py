@@ -44,6 +44,11 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "REDIS_URL": "",
         "FIRST_SUPERUSER_EMAIL": "",
         "FIRST_SUPERUSER_PASSWORD": "",
+        # Jobs (mails) run in the test's process, right after each request's commit, and
+        # retry quickly: `client` waits for them, so a test sees their effects at once.
+        "JOBS_MODE": "in-process",
+        "JOBS_RETRY_BASE_SECONDS": 0.05,
+        "JOBS_RETRY_MAX_SECONDS": 0.1,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -137,9 +142,19 @@ def app(settings: Settings, session_factory: Callable[[], Session]) -> Iterator[
     app.state.database.dispose()
 
 
+JOBS_IDLE_TIMEOUT_SECONDS = 30.0
+
+
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
+    def wait_for_jobs(_response: object) -> None:
+        # The jobs a request enqueued share the test's one database connection: they finish
+        # before the test, or its next request, uses it again.
+        if app.state.jobs is not None:
+            assert app.state.jobs.wait_idle(JOBS_IDLE_TIMEOUT_SECONDS), "jobs still running"
+
     with TestClient(app, raise_server_exceptions=False) as client:
+        client.event_hooks = {"response": [wait_for_jobs]}
         yield client
 
 

@@ -71,6 +71,8 @@ def fresh_postgres_database() -> Iterator[str]:
 def server_env(database_url: str, **overrides: str) -> dict[str, str]:
     """Settings for a subprocess: explicit, so a developer's `.env` cannot change the test."""
     env = dict(os.environ)
+    # A server started outside gunicorn keeps its metrics in memory unless a test says not.
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(
         ENVIRONMENT="test",
         SECRET_KEY=TEST_SECRET_KEY,

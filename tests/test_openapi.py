@@ -191,3 +191,9 @@ def test_errors_sharing_a_status_share_its_entry() -> None:
     )
     assert responses[401]["headers"] == UnauthorizedError.response_headers
     assert "headers" not in responses[404]
+
+
+def test_every_api_read_documents_its_conditional_304(app: FastAPI) -> None:
+    for method, path, operation in operations(app):
+        if method == "get" and path.startswith("/api/v1"):
+            assert "304" in operation["responses"], path

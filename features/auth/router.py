@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Form, status
+from fastapi import APIRouter, Form, status
 
 from core.deps import ClientIP, DatabaseDep, PasswordHasherDep, RateLimiterDep, SettingsDep
 from core.errors import ServiceUnavailableError, TooManyRequestsError, error_responses
@@ -10,7 +10,6 @@ from core.oauth2 import LoginForm
 from features.auth import service
 from features.auth.errors import InvalidCredentials, InvalidRefreshToken
 from features.auth.models import RefreshRequest, TokenPair
-from features.users import service as users_service
 from features.users.errors import EmailTaken
 from features.users.models import UserPublic, UserRegister
 
@@ -31,13 +30,10 @@ async def register(
     limiter: RateLimiterDep,
     settings: SettingsDep,
     client_ip: ClientIP,
-    tasks: BackgroundTasks,
 ) -> UserPublic:
     """Name, email and a password of 8 to 72 bytes. The email is stored lower-cased.
     A mail with a link to confirm the address follows."""
     user = await service.register(db, passwords, limiter, settings, data=data, client_ip=client_ip)
-    for listener in users_service.new_address_listeners:
-        tasks.add_task(listener, db, settings, user)
     return UserPublic.model_validate(user)
 
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from core import metrics
 from core.clock import as_utc, utc_now
 from core.config import Settings
 from core.db import Database, changed_rows, transaction
@@ -127,6 +128,7 @@ def _start_session(session: Session, *, user: User, settings: Settings) -> Token
 def _create_account(session: Session, *, data: UserRegister, hashed_password: str) -> User:
     account = UserCreate(name=data.name, email=data.email, password=data.password)
     user = users_service.add(session, account, hashed_password)
+    users_service.new_address.fire(session, user)
     session.commit()
     return user
 
@@ -150,6 +152,7 @@ async def register(
     return await _create_account(db, data=data, hashed_password=hashed)
 
 
+@metrics.counts_login_outcomes
 async def login(
     db: Database,
     passwords: PasswordHasher,

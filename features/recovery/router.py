@@ -1,6 +1,6 @@
 """HTTP routes for password recovery and email verification (under /auth, like sign-in)."""
 
-from fastapi import APIRouter, BackgroundTasks, status
+from fastapi import APIRouter, status
 
 from core.deps import ClientIP, DatabaseDep, PasswordHasherDep, RateLimiterDep, SettingsDep
 from core.errors import ServiceUnavailableError, TooManyRequestsError, error_responses
@@ -25,13 +25,11 @@ async def request_password_recovery(
     limiter: RateLimiterDep,
     settings: SettingsDep,
     client_ip: ClientIP,
-    tasks: BackgroundTasks,
 ) -> Accepted:
     """Always the same answer, so it does not tell whether the address has an account."""
     await service.request_password_recovery(
-        limiter, settings, email=body.email, client_ip=client_ip
+        db, limiter, settings, email=body.email, client_ip=client_ip
     )
-    tasks.add_task(service.send_password_reset, db, settings, body.email)
     return Accepted(message=service.ACCEPTED_MESSAGE)
 
 
@@ -72,9 +70,7 @@ async def request_verification(
     limiter: RateLimiterDep,
     settings: SettingsDep,
     client_ip: ClientIP,
-    tasks: BackgroundTasks,
 ) -> Accepted:
     """Always the same answer; a mail goes out only to an unverified account's address."""
-    await service.request_verification(limiter, settings, email=body.email, client_ip=client_ip)
-    tasks.add_task(service.resend_verification, db, settings, body.email)
+    await service.request_verification(db, limiter, settings, email=body.email, client_ip=client_ip)
     return Accepted(message=service.ACCEPTED_MESSAGE)

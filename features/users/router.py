@@ -3,13 +3,11 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, status
+from fastapi import APIRouter, Query, status
 
-from core.config import Settings
-from core.db import Database
-from core.deps import DatabaseDep, PasswordHasherDep, SettingsDep
+from core.deps import DatabaseDep, PasswordHasherDep
 from core.errors import ForbiddenError, UnauthorizedError, error_responses
-from core.http_cache import cached
+from core.http_cache import NOT_MODIFIED, cached
 from features.users import service
 from features.users.dependencies import CurrentUser, Superuser
 from features.users.errors import EmailTaken, LastSuperuser, UserNotFound, WrongPassword
@@ -31,16 +29,7 @@ router = APIRouter(
 admin_only = error_responses(ForbiddenError)
 
 
-def announce_email_change(
-    tasks: BackgroundTasks, db: Database, settings: Settings, updated: service.UpdatedUser
-) -> None:
-    """Let other features (verification mails) react once the response has been sent."""
-    if updated.email_changed:
-        for listener in service.new_address_listeners:
-            tasks.add_task(listener, db, settings, updated.user)
-
-
-@router.get("/me", response_model=UserPublic, summary="Read my account")
+@router.get("/me", response_model=UserPublic, summary="Read my account", responses=NOT_MODIFIED)
 async def read_me(user: CurrentUser) -> UserPublic:
     """The account the access token belongs to."""
     return UserPublic.model_validate(user)
@@ -52,18 +41,11 @@ async def read_me(user: CurrentUser) -> UserPublic:
     summary="Update my name or email",
     responses=error_responses(EmailTaken),
 )
-async def update_me(
-    user: CurrentUser,
-    changes: UserUpdateMe,
-    db: DatabaseDep,
-    settings: SettingsDep,
-    tasks: BackgroundTasks,
-) -> UserPublic:
+async def update_me(user: CurrentUser, changes: UserUpdateMe, db: DatabaseDep) -> UserPublic:
     """Change name and/or email. A new email is unverified until its link is followed.
     Other fields in the body are ignored."""
     updated = await service.update_me(db, user_id=user.id, changes=changes)
-    announce_email_change(tasks, db, settings, updated)
-    return UserPublic.model_validate(updated.user)
+    return UserPublic.model_validate(updated)
 
 
 @router.post(
@@ -90,7 +72,9 @@ async def delete_me(user: CurrentUser, db: DatabaseDep) -> None:
     await service.delete_user(db, user_id=user.id)
 
 
-@router.get("", response_model=UsersPublic, summary="List users", responses=admin_only)
+@router.get(
+    "", response_model=UsersPublic, summary="List users", responses={**admin_only, **NOT_MODIFIED}
+)
 @cached(lambda: [service.USERS_TAG])
 async def list_users(
     _: Superuser, db: DatabaseDep, page: Annotated[UserPageRequest, Query()]
@@ -119,7 +103,7 @@ async def create_user(
     "/{user_id}",
     response_model=UserPublic,
     summary="Read a user",
-    responses={**admin_only, **error_responses(UserNotFound)},
+    responses={**admin_only, **error_responses(UserNotFound), **NOT_MODIFIED},
 )
 async def read_user(_: Superuser, user_id: uuid.UUID, db: DatabaseDep) -> UserPublic:
     """Any account, by id."""
@@ -138,14 +122,11 @@ async def update_user(
     changes: UserUpdate,
     db: DatabaseDep,
     passwords: PasswordHasherDep,
-    settings: SettingsDep,
-    tasks: BackgroundTasks,
 ) -> UserPublic:
     """Any field but the id; a new password or deactivation ends the user's sessions,
     a new email is unverified until its link is followed."""
     updated = await service.update_user(db, passwords, user_id=user_id, changes=changes)
-    announce_email_change(tasks, db, settings, updated)
-    return UserPublic.model_validate(updated.user)
+    return UserPublic.model_validate(updated)
 
 
 @router.delete(

@@ -7,8 +7,7 @@ units of work, other features and manage.py call with a session of their own.
 """
 
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
@@ -16,8 +15,8 @@ from sqlmodel import Session, col, select
 
 from core.cache import Cache, invalidate_on_commit, revoke_on_commit
 from core.clock import utc_now
-from core.config import Settings
 from core.db import Database, changed_rows, get_as, read_only, transaction
+from core.hooks import Hook
 from core.pagination import fetch_page
 from core.security import PasswordHasher
 from features.users.errors import (
@@ -40,16 +39,9 @@ from features.users.models import (
     normalize_email,
 )
 
-# Features that react when an account gets an address nobody has confirmed yet (on sign-up
-# or an email change; recovery mails a link) are connected here by the composition root,
-# main.py. The route that made the change runs each one after its response is sent.
-NewAddressListener = Callable[[Database, Settings, User], Awaitable[None]]
-new_address_listeners: list[NewAddressListener] = []
-
-
-def on_new_address(listener: NewAddressListener) -> None:
-    if listener not in new_address_listeners:
-        new_address_listeners.append(listener)
+# An account now has an address nobody has confirmed (a sign-up, an email change), inside
+# the transaction that made it so; main.py connects the reactions (recovery mails a link).
+new_address: Hook[User] = Hook("users.new_address")
 
 
 # What the cache holds about accounts: every cached response that lists them, and each
@@ -180,17 +172,12 @@ def _ensure_not_last_superuser(session: Session, user: User) -> None:
         raise LastSuperuser
 
 
-class UpdatedUser(NamedTuple):
-    user: User
-    email_changed: bool
-
-
 def _apply_changes(
     session: Session,
     user_id: uuid.UUID,
     changes: UserUpdateMe | UserUpdate,
     hashed_password: str | None,
-) -> UpdatedUser:
+) -> User:
     """Apply only the fields the schema allows and the caller sent, and commit."""
     user = get(session, user_id)
     values: dict[str, Any] = changes.model_dump(exclude_unset=True, exclude={"password"})
@@ -212,12 +199,14 @@ def _apply_changes(
     user.updated_at = utc_now()
     session.add(user)
     _changed(session, user.id)
+    if email_changed:
+        new_address.fire(session, user)
     try:
         session.commit()
     except IntegrityError as error:  # the new address was taken a moment ago
         session.rollback()
         raise EmailTaken from error
-    return UpdatedUser(user, email_changed)
+    return user
 
 
 # --- reads -------------------------------------------------------------------------------
@@ -273,7 +262,7 @@ def read_user(session: Session, *, user_id: uuid.UUID) -> User:
 
 
 @transaction
-def update_me(session: Session, *, user_id: uuid.UUID, changes: UserUpdateMe) -> UpdatedUser:
+def update_me(session: Session, *, user_id: uuid.UUID, changes: UserUpdateMe) -> User:
     return _apply_changes(session, user_id, changes, hashed_password=None)
 
 
@@ -297,7 +286,7 @@ def _insert(session: Session, *, data: UserCreate, hashed_password: str) -> User
 @transaction
 def _update(
     session: Session, *, user_id: uuid.UUID, changes: UserUpdate, hashed_password: str | None
-) -> UpdatedUser:
+) -> User:
     return _apply_changes(session, user_id, changes, hashed_password)
 
 
@@ -322,7 +311,7 @@ async def create_user(db: Database, passwords: PasswordHasher, *, data: UserCrea
 
 async def update_user(
     db: Database, passwords: PasswordHasher, *, user_id: uuid.UUID, changes: UserUpdate
-) -> UpdatedUser:
+) -> User:
     hashed = await passwords.hash_async(changes.password) if changes.password else None
     return await _update(db, user_id=user_id, changes=changes, hashed_password=hashed)
 

@@ -135,7 +135,9 @@ def test_sigterm_lets_in_flight_requests_finish_and_master_exits_cleanly(server:
 
 def test_workers_build_the_app_with_the_collector_off_then_freeze_it() -> None:
     """gunicorn.conf.py's worker hooks, in the order gunicorn calls them around the import."""
+    environment = dict(os.environ)
     hooks = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert dict(os.environ) == environment  # reading the configuration changes nothing
     was_enabled, frozen_before = gc.isenabled(), gc.get_freeze_count()
     try:
         hooks["post_fork"](None, None)

@@ -238,7 +238,8 @@ def test_worker_is_given_time_to_finish_or_release_its_job(manifests: Manifests)
     (container,) = pod_spec(worker)["containers"]
 
     assert container["command"] == ["python", "manage.py", "worker"]
-    assert "ports" not in container
+    # Its one port serves its job metrics; no Service sends it traffic.
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
     assert pod_spec(worker)["terminationGracePeriodSeconds"] > WORKER_SHUTDOWN_SECONDS
 
 

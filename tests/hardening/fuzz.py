@@ -2,6 +2,7 @@
 number of cases each, every response checked against what the document says."""
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
@@ -52,9 +53,11 @@ def fuzz_every_operation(
     mode: GenerationMode,
     headers: dict[str, str],
     max_examples: int,
+    after_each: Callable[[], None] = lambda: None,
 ) -> FuzzRun:
     """Send up to `max_examples` generated requests to each operation; the first response
-    that fails a conformance check raises, naming the operation and the request."""
+    that fails a conformance check raises, naming the operation and the request.
+    `after_each` runs after every request (an in-process app waits for its jobs there)."""
     run = FuzzRun()
     operations: list[APIOperation[Any, Any, Any, Any]] = []
     for result in schema.get_all_operations():
@@ -77,6 +80,7 @@ def fuzz_every_operation(
         )
         def exercise(case: Case[APIOperation[Any, Any, Any, Any]]) -> None:
             response = case.call_and_validate(headers=headers, checks=CONFORMANCE)
+            after_each()
             run.sent[case.operation.label] += 1
             run.statuses[response.status_code] += 1
 

@@ -181,8 +181,10 @@ def test_a_job_that_keeps_failing_is_logged_then_dropped(
 def test_the_app_runs_jobs_in_process_on_sqlite_and_queues_them_on_postgresql(
     tmp_path: Path,
 ) -> None:
-    sqlite_app = create_app(make_settings(f"sqlite:///{tmp_path / 'auto.db'}"))
-    postgres_app = create_app(make_settings("postgresql+psycopg2://nobody@127.0.0.1:1/none"))
+    sqlite_app = create_app(make_settings(f"sqlite:///{tmp_path / 'auto.db'}", JOBS_MODE="auto"))
+    postgres_app = create_app(
+        make_settings("postgresql+psycopg2://nobody@127.0.0.1:1/none", JOBS_MODE="auto")
+    )
     try:
         assert isinstance(sqlite_app.state.jobs, jobs.InProcessJobs)
         assert postgres_app.state.jobs is None

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx2
 import pytest
 from alembic import command
 from sqlalchemy import Engine, create_engine, text
@@ -25,7 +26,7 @@ from core import job_queue, jobs
 from tests.conftest import ROOT, alembic_config
 from tests.jobs.sample_jobs import send_note
 from tests.smtp import Inbox
-from tests.support import fresh_postgres_database, requires_postgres, server_env
+from tests.support import free_port, fresh_postgres_database, requires_postgres, server_env
 
 pytestmark = requires_postgres
 
@@ -42,6 +43,7 @@ FAST = {
     "JOBS_POLL_SECONDS": "0.2",
     "JOBS_STATS_SECONDS": "0.5",
     "JOBS_SHUTDOWN_TIMEOUT": "5",
+    "JOBS_METRICS_PORT": "0",
     "LOG_LEVEL": "INFO",
 }
 START_TIMEOUT = 30.0
@@ -437,3 +439,22 @@ def test_sigterm_lets_jobs_in_hand_finish_and_releases_those_that_outlive_the_ti
     start_worker()
     inbox.wait_for(2, timeout=15)
     assert attempt_of(inbox, "released at shutdown") == 2
+
+
+def test_a_worker_serves_its_job_outcomes_to_prometheus(
+    queue_engine: Engine, inbox: Inbox, start_worker: Callable[..., Worker]
+) -> None:
+    port = free_port()
+    inbox.start()
+    worker = start_worker(JOBS_METRICS_PORT=str(port))
+    enqueue_note(queue_engine, "counted")
+    inbox.wait_for(1, timeout=15)
+    succeeded = f'app_jobs_processed_total{{job_name="{NOTE}",outcome="succeeded"}} 1.0'
+
+    def scraped() -> str:
+        try:
+            return httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx2.HTTPError:
+            return ""
+
+    wait_until(lambda: succeeded in scraped(), 10, worker.log, [worker])

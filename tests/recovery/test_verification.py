@@ -164,6 +164,17 @@ class TestEmailChange:
         time.sleep(0.2)
         assert inbox.messages == []
 
+    def test_a_change_that_is_rolled_back_mails_nothing(
+        self, client: TestClient, inbox: Inbox, make_account: Callable[..., Account]
+    ) -> None:
+        mover, owner = make_account(), make_account()
+        # The address is taken: the change fails at its commit, and its mail job with it.
+        response = client.patch(ME, headers=mover.headers, json={"email": owner.email})
+        assert response.status_code == 409
+        time.sleep(0.2)
+        assert inbox.messages == []
+        assert me(client, mover)["email"] == mover.email
+
     def test_an_admin_change_of_address_mails_the_new_one(
         self, client: TestClient, inbox: Inbox, account: Account, superuser: Account
     ) -> None:

@@ -15,7 +15,7 @@ class ReadinessStatus:
     Attributes:
         database (str):
         redis (str):
-        status (str):
+        status (str): ok; degraded (serving, Redis down); unavailable
     """
 
     database: str

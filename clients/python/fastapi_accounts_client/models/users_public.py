@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
@@ -19,12 +19,14 @@ class UsersPublic:
     Attributes:
         items (list[UserPublic]):
         limit (int):
+        next_cursor (None | str): Pass as `cursor` for the next page; null on the last one
         offset (int):
         total (int):
     """
 
     items: list[UserPublic]
     limit: int
+    next_cursor: None | str
     offset: int
     total: int
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
@@ -37,6 +39,9 @@ class UsersPublic:
 
         limit = self.limit
 
+        next_cursor: None | str
+        next_cursor = self.next_cursor
+
         offset = self.offset
 
         total = self.total
@@ -47,6 +52,7 @@ class UsersPublic:
             {
                 "items": items,
                 "limit": limit,
+                "next_cursor": next_cursor,
                 "offset": offset,
                 "total": total,
             }
@@ -68,6 +74,13 @@ class UsersPublic:
 
         limit = d.pop("limit")
 
+        def _parse_next_cursor(data: object) -> None | str:
+            if data is None:
+                return data
+            return cast(None | str, data)
+
+        next_cursor = _parse_next_cursor(d.pop("next_cursor"))
+
         offset = d.pop("offset")
 
         total = d.pop("total")
@@ -75,6 +88,7 @@ class UsersPublic:
         users_public = cls(
             items=items,
             limit=limit,
+            next_cursor=next_cursor,
             offset=offset,
             total=total,
         )

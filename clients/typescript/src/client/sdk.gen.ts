@@ -135,7 +135,8 @@ export const authVerifyEmail = <ThrowOnError extends boolean = false>(options: O
 /**
  * List users
  *
- * Oldest first; `limit` is capped at 100.
+ * Oldest first, at most 100 per page. Follow `next_cursor` to walk any number of users
+ * at the same cost per page; `offset` still works, but costs more the deeper it goes.
  */
 export const usersListUsers = <ThrowOnError extends boolean = false>(options?: Options<UsersListUsersData, ThrowOnError>) => (options?.client ?? client).get<UsersListUsersResponses, UsersListUsersErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -259,6 +260,8 @@ export const healthHealth = <ThrowOnError extends boolean = false>(options?: Opt
 /**
  * Readiness
  *
- * Ready when the database (and Redis, if configured) answer; 503 otherwise.
+ * 503 when the database does not answer. A configured Redis that does not answer shows
+ * as `degraded` with 200: the app keeps serving (the cache reads the database, rate limits
+ * count per process), so taking every replica out of rotation would only make it worse.
  */
 export const healthReady = <ThrowOnError extends boolean = false>(options?: Options<HealthReadyData, ThrowOnError>) => (options?.client ?? client).get<HealthReadyResponses, HealthReadyErrors, ThrowOnError>({ url: '/health/ready', ...options });

@@ -144,6 +144,8 @@ export type ReadinessStatus = {
     redis: string;
     /**
      * Status
+     *
+     * ok; degraded (serving, Redis down); unavailable
      */
     status: string;
 };
@@ -322,6 +324,12 @@ export type UsersPublic = {
      * Limit
      */
     limit: number;
+    /**
+     * Next Cursor
+     *
+     * Pass as `cursor` for the next page; null on the last one
+     */
+    next_cursor: string | null;
     /**
      * Offset
      */
@@ -689,13 +697,23 @@ export type UsersListUsersData = {
     path?: never;
     query?: {
         /**
-         * Offset
+         * Cursor
+         *
+         * `next_cursor` of the previous page; omit it for the first page
          */
-        offset?: number;
+        cursor?: string | null;
         /**
          * Limit
+         *
+         * Rows per page; larger values are capped at 100
          */
         limit?: number;
+        /**
+         * Offset
+         *
+         * Rows to skip
+         */
+        offset?: number;
     };
     url: '/api/v1/users';
 };
@@ -1146,7 +1164,7 @@ export type HealthReadyData = {
 
 export type HealthReadyErrors = {
     /**
-     * A dependency is down
+     * The database is down
      */
     503: ReadinessStatus;
 };

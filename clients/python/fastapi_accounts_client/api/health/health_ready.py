@@ -51,7 +51,9 @@ def sync_detailed(
 ) -> Response[ReadinessStatus]:
     """Readiness
 
-     Ready when the database (and Redis, if configured) answer; 503 otherwise.
+     503 when the database does not answer. A configured Redis that does not answer shows
+    as `degraded` with 200: the app keeps serving (the cache reads the database, rate limits
+    count per process), so taking every replica out of rotation would only make it worse.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -76,7 +78,9 @@ def sync(
 ) -> ReadinessStatus | None:
     """Readiness
 
-     Ready when the database (and Redis, if configured) answer; 503 otherwise.
+     503 when the database does not answer. A configured Redis that does not answer shows
+    as `degraded` with 200: the app keeps serving (the cache reads the database, rate limits
+    count per process), so taking every replica out of rotation would only make it worse.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -97,7 +101,9 @@ async def asyncio_detailed(
 ) -> Response[ReadinessStatus]:
     """Readiness
 
-     Ready when the database (and Redis, if configured) answer; 503 otherwise.
+     503 when the database does not answer. A configured Redis that does not answer shows
+    as `degraded` with 200: the app keeps serving (the cache reads the database, rate limits
+    count per process), so taking every replica out of rotation would only make it worse.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -120,7 +126,9 @@ async def asyncio(
 ) -> ReadinessStatus | None:
     """Readiness
 
-     Ready when the database (and Redis, if configured) answer; 503 otherwise.
+     503 when the database does not answer. A configured Redis that does not answer shows
+    as `degraded` with 200: the app keeps serving (the cache reads the database, rate limits
+    count per process), so taking every replica out of rotation would only make it worse.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

@@ -1,5 +1,5 @@
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -13,15 +13,23 @@ from ...types import UNSET, Response, Unset
 
 def _get_kwargs(
     *,
-    offset: int | Unset = 0,
+    cursor: None | str | Unset = UNSET,
     limit: int | Unset = 100,
+    offset: int | Unset = 0,
 ) -> dict[str, Any]:
 
     params: dict[str, Any] = {}
 
-    params["offset"] = offset
+    json_cursor: None | str | Unset
+    if isinstance(cursor, Unset):
+        json_cursor = UNSET
+    else:
+        json_cursor = cursor
+    params["cursor"] = json_cursor
 
     params["limit"] = limit
+
+    params["offset"] = offset
 
     params = {k: v for k, v in params.items() if v is not UNSET and v is not None}
 
@@ -36,11 +44,15 @@ def _get_kwargs(
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ErrorMessage | HTTPValidationError | UsersPublic | None:
+) -> Any | ErrorMessage | HTTPValidationError | UsersPublic | None:
     if response.status_code == 200:
         response_200 = UsersPublic.from_dict(response.json())
 
         return response_200
+
+    if response.status_code == 304:
+        response_304 = cast(Any, None)
+        return response_304
 
     if response.status_code == 400:
         response_400 = ErrorMessage.from_dict(response.json())
@@ -80,7 +92,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ErrorMessage | HTTPValidationError | UsersPublic]:
+) -> Response[Any | ErrorMessage | HTTPValidationError | UsersPublic]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -92,28 +104,33 @@ def _build_response(
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-    offset: int | Unset = 0,
+    cursor: None | str | Unset = UNSET,
     limit: int | Unset = 100,
-) -> Response[ErrorMessage | HTTPValidationError | UsersPublic]:
+    offset: int | Unset = 0,
+) -> Response[Any | ErrorMessage | HTTPValidationError | UsersPublic]:
     """List users
 
-     Oldest first; `limit` is capped at 100.
+     Oldest first, at most 100 per page. Follow `next_cursor` to walk any number of users
+    at the same cost per page; `offset` still works, but costs more the deeper it goes.
 
     Args:
-        offset (int | Unset):  Default: 0.
-        limit (int | Unset):  Default: 100.
+        cursor (None | str | Unset): `next_cursor` of the previous page; omit it for the first
+            page
+        limit (int | Unset): Rows per page; larger values are capped at 100 Default: 100.
+        offset (int | Unset): Rows to skip Default: 0.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorMessage | HTTPValidationError | UsersPublic]
+        Response[Any | ErrorMessage | HTTPValidationError | UsersPublic]
     """
 
     kwargs = _get_kwargs(
-        offset=offset,
+        cursor=cursor,
         limit=limit,
+        offset=offset,
     )
 
     response = client.get_httpx_client().request(
@@ -126,57 +143,67 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-    offset: int | Unset = 0,
+    cursor: None | str | Unset = UNSET,
     limit: int | Unset = 100,
-) -> ErrorMessage | HTTPValidationError | UsersPublic | None:
+    offset: int | Unset = 0,
+) -> Any | ErrorMessage | HTTPValidationError | UsersPublic | None:
     """List users
 
-     Oldest first; `limit` is capped at 100.
+     Oldest first, at most 100 per page. Follow `next_cursor` to walk any number of users
+    at the same cost per page; `offset` still works, but costs more the deeper it goes.
 
     Args:
-        offset (int | Unset):  Default: 0.
-        limit (int | Unset):  Default: 100.
+        cursor (None | str | Unset): `next_cursor` of the previous page; omit it for the first
+            page
+        limit (int | Unset): Rows per page; larger values are capped at 100 Default: 100.
+        offset (int | Unset): Rows to skip Default: 0.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorMessage | HTTPValidationError | UsersPublic
+        Any | ErrorMessage | HTTPValidationError | UsersPublic
     """
 
     return sync_detailed(
         client=client,
-        offset=offset,
+        cursor=cursor,
         limit=limit,
+        offset=offset,
     ).parsed
 
 
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-    offset: int | Unset = 0,
+    cursor: None | str | Unset = UNSET,
     limit: int | Unset = 100,
-) -> Response[ErrorMessage | HTTPValidationError | UsersPublic]:
+    offset: int | Unset = 0,
+) -> Response[Any | ErrorMessage | HTTPValidationError | UsersPublic]:
     """List users
 
-     Oldest first; `limit` is capped at 100.
+     Oldest first, at most 100 per page. Follow `next_cursor` to walk any number of users
+    at the same cost per page; `offset` still works, but costs more the deeper it goes.
 
     Args:
-        offset (int | Unset):  Default: 0.
-        limit (int | Unset):  Default: 100.
+        cursor (None | str | Unset): `next_cursor` of the previous page; omit it for the first
+            page
+        limit (int | Unset): Rows per page; larger values are capped at 100 Default: 100.
+        offset (int | Unset): Rows to skip Default: 0.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorMessage | HTTPValidationError | UsersPublic]
+        Response[Any | ErrorMessage | HTTPValidationError | UsersPublic]
     """
 
     kwargs = _get_kwargs(
-        offset=offset,
+        cursor=cursor,
         limit=limit,
+        offset=offset,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -187,29 +214,34 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    offset: int | Unset = 0,
+    cursor: None | str | Unset = UNSET,
     limit: int | Unset = 100,
-) -> ErrorMessage | HTTPValidationError | UsersPublic | None:
+    offset: int | Unset = 0,
+) -> Any | ErrorMessage | HTTPValidationError | UsersPublic | None:
     """List users
 
-     Oldest first; `limit` is capped at 100.
+     Oldest first, at most 100 per page. Follow `next_cursor` to walk any number of users
+    at the same cost per page; `offset` still works, but costs more the deeper it goes.
 
     Args:
-        offset (int | Unset):  Default: 0.
-        limit (int | Unset):  Default: 100.
+        cursor (None | str | Unset): `next_cursor` of the previous page; omit it for the first
+            page
+        limit (int | Unset): Rows per page; larger values are capped at 100 Default: 100.
+        offset (int | Unset): Rows to skip Default: 0.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorMessage | HTTPValidationError | UsersPublic
+        Any | ErrorMessage | HTTPValidationError | UsersPublic
     """
 
     return (
         await asyncio_detailed(
             client=client,
-            offset=offset,
+            cursor=cursor,
             limit=limit,
+            offset=offset,
         )
     ).parsed

@@ -1,5 +1,5 @@
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -22,11 +22,15 @@ def _get_kwargs() -> dict[str, Any]:
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ErrorMessage | UserPublic | None:
+) -> Any | ErrorMessage | UserPublic | None:
     if response.status_code == 200:
         response_200 = UserPublic.from_dict(response.json())
 
         return response_200
+
+    if response.status_code == 304:
+        response_304 = cast(Any, None)
+        return response_304
 
     if response.status_code == 400:
         response_400 = ErrorMessage.from_dict(response.json())
@@ -56,7 +60,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ErrorMessage | UserPublic]:
+) -> Response[Any | ErrorMessage | UserPublic]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -68,7 +72,7 @@ def _build_response(
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-) -> Response[ErrorMessage | UserPublic]:
+) -> Response[Any | ErrorMessage | UserPublic]:
     """Read my account
 
      The account the access token belongs to.
@@ -78,7 +82,7 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorMessage | UserPublic]
+        Response[Any | ErrorMessage | UserPublic]
     """
 
     kwargs = _get_kwargs()
@@ -93,7 +97,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-) -> ErrorMessage | UserPublic | None:
+) -> Any | ErrorMessage | UserPublic | None:
     """Read my account
 
      The account the access token belongs to.
@@ -103,7 +107,7 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorMessage | UserPublic
+        Any | ErrorMessage | UserPublic
     """
 
     return sync_detailed(
@@ -114,7 +118,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-) -> Response[ErrorMessage | UserPublic]:
+) -> Response[Any | ErrorMessage | UserPublic]:
     """Read my account
 
      The account the access token belongs to.
@@ -124,7 +128,7 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorMessage | UserPublic]
+        Response[Any | ErrorMessage | UserPublic]
     """
 
     kwargs = _get_kwargs()
@@ -137,7 +141,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-) -> ErrorMessage | UserPublic | None:
+) -> Any | ErrorMessage | UserPublic | None:
     """Read my account
 
      The account the access token belongs to.
@@ -147,7 +151,7 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorMessage | UserPublic
+        Any | ErrorMessage | UserPublic
     """
 
     return (

@@ -1,5 +1,5 @@
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 from uuid import UUID
 
@@ -29,11 +29,15 @@ def _get_kwargs(
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ErrorMessage | HTTPValidationError | UserPublic | None:
+) -> Any | ErrorMessage | HTTPValidationError | UserPublic | None:
     if response.status_code == 200:
         response_200 = UserPublic.from_dict(response.json())
 
         return response_200
+
+    if response.status_code == 304:
+        response_304 = cast(Any, None)
+        return response_304
 
     if response.status_code == 400:
         response_400 = ErrorMessage.from_dict(response.json())
@@ -78,7 +82,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ErrorMessage | HTTPValidationError | UserPublic]:
+) -> Response[Any | ErrorMessage | HTTPValidationError | UserPublic]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -91,7 +95,7 @@ def sync_detailed(
     user_id: UUID,
     *,
     client: AuthenticatedClient,
-) -> Response[ErrorMessage | HTTPValidationError | UserPublic]:
+) -> Response[Any | ErrorMessage | HTTPValidationError | UserPublic]:
     """Read a user
 
      Any account, by id.
@@ -104,7 +108,7 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorMessage | HTTPValidationError | UserPublic]
+        Response[Any | ErrorMessage | HTTPValidationError | UserPublic]
     """
 
     kwargs = _get_kwargs(
@@ -122,7 +126,7 @@ def sync(
     user_id: UUID,
     *,
     client: AuthenticatedClient,
-) -> ErrorMessage | HTTPValidationError | UserPublic | None:
+) -> Any | ErrorMessage | HTTPValidationError | UserPublic | None:
     """Read a user
 
      Any account, by id.
@@ -135,7 +139,7 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorMessage | HTTPValidationError | UserPublic
+        Any | ErrorMessage | HTTPValidationError | UserPublic
     """
 
     return sync_detailed(
@@ -148,7 +152,7 @@ async def asyncio_detailed(
     user_id: UUID,
     *,
     client: AuthenticatedClient,
-) -> Response[ErrorMessage | HTTPValidationError | UserPublic]:
+) -> Response[Any | ErrorMessage | HTTPValidationError | UserPublic]:
     """Read a user
 
      Any account, by id.
@@ -161,7 +165,7 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorMessage | HTTPValidationError | UserPublic]
+        Response[Any | ErrorMessage | HTTPValidationError | UserPublic]
     """
 
     kwargs = _get_kwargs(
@@ -177,7 +181,7 @@ async def asyncio(
     user_id: UUID,
     *,
     client: AuthenticatedClient,
-) -> ErrorMessage | HTTPValidationError | UserPublic | None:
+) -> Any | ErrorMessage | HTTPValidationError | UserPublic | None:
     """Read a user
 
      Any account, by id.
@@ -190,7 +194,7 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorMessage | HTTPValidationError | UserPublic
+        Any | ErrorMessage | HTTPValidationError | UserPublic
     """
 
     return (

@@ -1,0 +1,127 @@
+"""The recovery feature's background jobs: look an account up, issue its link, mail it.
+
+A link is mailed in two jobs. The first (`issue_*`) finds the account and, in one transaction,
+stores the link and enqueues the second (`send_account_link`), which composes and sends the
+mail and is retried until the mail server takes it. The mail job carries only the link's id:
+the secret in the link is derived from that id and SECRET_KEY (`link_secret`), so the queue
+never holds it, the database holds only its SHA-256, and every retry mails the same link.
+
+At least once: a worker that dies after a job's commit but before the queue records it runs
+the job again. An `issue_*` job run twice stores two links and mails both (each works once,
+until it expires); a `send_account_link` run twice mails the same link twice.
+"""
+
+import base64
+import hashlib
+import hmac
+import uuid
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from sqlmodel import Session
+
+from core import jobs
+from core.clock import as_utc, utc_now
+from core.config import Settings
+from core.mail import Mailer
+from core.security import digest_token
+from features.recovery import mails
+from features.recovery.models import AccountToken, AccountTokenPurpose
+from features.users import service as users_service
+from features.users.models import User
+
+
+def reset_lifetime(settings: Settings) -> timedelta:
+    return timedelta(minutes=settings.PASSWORD_RESET_EXPIRE_MINUTES)
+
+
+def verify_lifetime(settings: Settings) -> timedelta:
+    return timedelta(hours=settings.VERIFY_EMAIL_EXPIRE_HOURS)
+
+
+def link_secret(secret_key: str, token_id: uuid.UUID) -> str:
+    """The secret a link carries: 256 bits nobody can compute without SECRET_KEY."""
+    mac = hmac.new(secret_key.encode(), b"account-link:" + token_id.bytes, hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
+
+
+def _issue(session: Session, settings: Settings, user: User, purpose: AccountTokenPurpose) -> None:
+    """Store a link for the account's current address and enqueue its mail; the caller
+    commits both together."""
+    lifetime = (
+        reset_lifetime(settings)
+        if purpose is AccountTokenPurpose.RESET
+        else verify_lifetime(settings)
+    )
+    token_id = uuid.uuid4()
+    session.add(
+        AccountToken(
+            id=token_id,
+            user_id=user.id,
+            purpose=purpose,
+            token_hash=digest_token(link_secret(settings.SECRET_KEY, token_id)),
+            email=user.email,
+            token_version=user.token_version,
+            expires_at=utc_now() + lifetime,
+        )
+    )
+    jobs.enqueue(session, send_account_link, token_id=str(token_id))
+
+
+@jobs.job
+def issue_password_reset(context: jobs.JobContext, *, email: str) -> None:
+    """A reset link for an active account at `email`; nothing for any other address."""
+    with context.database.session() as session:
+        user = users_service.get_by_email(session, email)
+        if user is None or not user.is_active:
+            return
+        _issue(session, context.settings, user, AccountTokenPurpose.RESET)
+        session.commit()
+
+
+@jobs.job
+def issue_verification(context: jobs.JobContext, *, email: str, user_id: str | None = None) -> None:
+    """A confirmation link, when the account at `email` (the one with `user_id`, if given)
+    is active and has not confirmed that address."""
+    with context.database.session() as session:
+        user = (
+            session.get(User, uuid.UUID(user_id))
+            if user_id
+            else users_service.get_by_email(session, email)
+        )
+        if user is None or user.email != email or not user.is_active or user.is_verified:
+            return
+        _issue(session, context.settings, user, AccountTokenPurpose.VERIFY)
+        session.commit()
+
+
+@jobs.job
+def send_account_link(context: jobs.JobContext, *, token_id: str) -> None:
+    """Mail a stored link, unless it can no longer be used. Raises when the mail server does
+    not take it, so the queue tries again later."""
+    settings = context.settings
+    with context.database.session() as session:
+        token = session.get(AccountToken, uuid.UUID(token_id))
+        if token is None or token.used_at is not None or as_utc(token.expires_at) <= utc_now():
+            return
+        recipient, purpose = token.email, AccountTokenPurpose(token.purpose)
+    secret = link_secret(settings.SECRET_KEY, uuid.UUID(token_id))
+    if purpose is AccountTokenPurpose.RESET:
+        content = mails.password_reset(
+            settings.PROJECT_NAME,
+            _link(settings, "reset-password", secret),
+            reset_lifetime(settings),
+        )
+    else:
+        content = mails.email_verification(
+            settings.PROJECT_NAME,
+            _link(settings, "verify-email", secret),
+            verify_lifetime(settings),
+        )
+    Mailer.from_settings(settings).deliver(
+        recipient=recipient, subject=content.subject, text=content.text, html=content.html
+    )
+
+
+def _link(settings: Settings, page: str, secret: str) -> str:
+    return f"{settings.FRONTEND_URL}/{page}?{urlencode({'token': secret})}"
