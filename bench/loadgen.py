@@ -31,6 +31,24 @@ class Request:
     method: str = "GET"
     body: str = ""
     headers: tuple[tuple[str, str], ...] = ()
+    # Append `&nocache=<a number no other request of the run used>`: every request misses
+    # a response cache keyed by the query string.
+    unique_query: bool = False
+
+
+UNIQUE_QUERY = """
+local thread_number = 0
+setup = function(thread)
+  thread_number = thread_number + 1
+  thread:set("prefix", thread_number)
+end
+local sent = 0
+request = function()
+  sent = sent + 1
+  local separator = string.find(wrk.path, "?", 1, true) and "&" or "?"
+  return wrk.format(nil, wrk.path .. separator .. "nocache=" .. prefix .. "-" .. sent)
+end
+"""
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,8 @@ def _script(request: Request, directory: Path) -> Path:
     if request.body:
         lines.append(f"wrk.body = {json.dumps(request.body)}")
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in request.headers]
+    if request.unique_query:
+        lines.append(UNIQUE_QUERY)
     text = "\n".join(lines) + "\n" + REPORT_HOOK
     path = directory / f"wrk-{hashlib.sha256(text.encode()).hexdigest()[:12]}.lua"
     path.write_text(text)

@@ -71,10 +71,14 @@ def compile_bytecode() -> None:
 
 
 def production_env(database_url: str, bcrypt_rounds: int) -> dict[str, str]:
-    """The production settings, with a login limit the benchmark cannot reach."""
+    """The production settings, with a login limit the benchmark cannot reach, and Redis as
+    production has it (BENCH_REDIS_URL, else the local server's database 14): the shared
+    cache and rate limits. Each run signs its entries with a fresh SECRET_KEY, so whatever an
+    earlier run left there is never served."""
     env = dict(os.environ)
-    # Counting in process keeps the run independent of whatever Redis holds.
-    env.pop("REDIS_URL", None)
+    env.update(
+        REDIS_URL=os.environ.get("BENCH_REDIS_URL") or "redis://127.0.0.1:6379/14",
+    )
     env.update(
         DATABASE_URL=database_url,
         ENVIRONMENT="production",

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cashews import Cache as Backend
+from cashews.exceptions import SignIsMissingError, UnSecureDataError
 from pydantic import BaseModel
 from sqlalchemy import event
 from sqlalchemy.orm import SessionTransaction
@@ -52,6 +53,8 @@ TAG_VERSION_TTL_SECONDS = 24 * 3600
 # How long a waiting `revoke` adds to the entries' TTL, for the time between a reader reading
 # a version and Redis counting its entry's TTL.
 REVOKE_MARGIN_SECONDS = 1.0
+# What cashews raises for a value that does not carry this cache's signature.
+Unverifiable = (UnSecureDataError, SignIsMissingError)
 _PENDING = "cache.pending"
 _COMMITTED = "cache.committed"
 
@@ -88,11 +91,13 @@ class Cache:
         self.revocable_ttl = revocable_ttl
         self._timeout = timeout
         self._backoff = backoff
-        self._prefix = key_prefix
         self._unavailable_until = 0.0
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self.hits = self.misses = self.errors = 0
         signing_key = hashlib.sha256(f"cache:{secret}".encode()).hexdigest()
+        # Each signing key has a key space of its own: after a SECRET_KEY rotation (or beside
+        # another deployment on the same Redis) nothing signed with another key is ever read.
+        self._prefix = f"{key_prefix}:{signing_key[:12]}"
         self._backend = Backend()
         if redis_url:
             self._backend.setup(
@@ -140,9 +145,28 @@ class Cache:
         try:
             async with asyncio.timeout(self._timeout):
                 return True, await call
+        except Unverifiable:
+            raise  # not a store failure: somebody wrote a value without the signing key
         except Exception as error:  # any store failure is a miss, never an error response
             self._failed(operation, error)
             return False, None
+
+    async def _read_verified(self, key: str, tags: tuple[str, ...]) -> list[Any] | None:
+        """The entry and the tags' versions one by one, after a value did not carry this
+        cache's signature (written by whoever reached Redis without the key). Such a value is
+        deleted and read as missing: a missing entry is a miss, and a missing version is
+        replaced by a fresh one before any read, which can only end entries."""
+        logger.warning("cache values without a valid signature under %s: deleted", key)
+        values: list[Any] = []
+        for store_key in (self._entry_key(key), *(self._tag_key(tag) for tag in tags)):
+            try:
+                ok, value = await self._call("get", self._backend.get(store_key))
+            except Unverifiable:
+                ok, value = (await self._call("delete", self._backend.delete(store_key)))[0], None
+            if not ok:
+                return None
+            values.append(value)
+        return values
 
     def _tag_key(self, tag: str) -> str:
         return f"{self._prefix}:tag:{tag}"
@@ -168,8 +192,14 @@ class Cache:
         if not self.available:
             return Lookup(key, None, None, started)
         tag_keys = [self._tag_key(tag) for tag in tags]
-        ok, found = await self._call("get", self._backend.get_many(self._entry_key(key), *tag_keys))
-        if not ok:
+        try:
+            ok, found = await self._call(
+                "get", self._backend.get_many(self._entry_key(key), *tag_keys)
+            )
+        except Unverifiable:
+            found = await self._read_verified(key, tags)
+            ok = found is not None
+        if not ok or found is None:
             return Lookup(key, None, None, started)
         entry, found_versions = found[0], tuple(found[1:])
         versions = (
@@ -196,26 +226,32 @@ class Cache:
         self, tags: tuple[str, ...], versions: tuple[str | None, ...]
     ) -> tuple[str, ...] | None:
         """Give each tag without a version a fresh one (unless another worker just did), then
-        read them all: the versions a value read from now on is stored under."""
-        for tag, version in zip(tags, versions, strict=True):
-            if version is None:
+        read them all: the versions a value read from now on is stored under. A version that
+        is there but unreadable (not signed with this cache's key) is replaced: a fresh
+        version only ends the entries under the tag."""
+        missing = [tag for tag, version in zip(tags, versions, strict=True) if version is None]
+        for only_if_absent in (True, False):
+            for tag in missing:
                 ok, _ = await self._call(
                     "set",
                     self._backend.set(
                         self._tag_key(tag),
                         secrets.token_hex(16),
                         expire=TAG_VERSION_TTL_SECONDS,
-                        exist=False,
+                        exist=False if only_if_absent else None,
                     ),
                 )
                 if not ok:
                     return None
-        ok, found = await self._call(
-            "get", self._backend.get_many(*(self._tag_key(tag) for tag in tags))
-        )
-        if not ok or None in found:
-            return None
-        return tuple(found)
+            ok, found = await self._call(
+                "get", self._backend.get_many(*(self._tag_key(tag) for tag in tags))
+            )
+            if not ok:
+                return None
+            if None not in found:
+                return tuple(found)
+            missing = [tag for tag, version in zip(tags, found, strict=True) if version is None]
+        return None
 
     async def put(self, lookup: Lookup, value: Json, ttl: float) -> None:
         """Store what a miss read. Its TTL counts from before the read, so an entry never

@@ -147,29 +147,50 @@ class TestRedisTrouble:
 
         run(scenario)
 
-    def test_an_entry_written_without_the_key_is_a_miss_not_a_forgery(
+    def test_values_written_without_the_key_are_misses_not_forgeries_or_outages(
         self, redis: RedisServer
     ) -> None:
         store = redis_client.Redis.from_url(redis.url)
 
-        async def scenario() -> Any:
+        async def scenario() -> tuple[Any, Any, bool]:
             cache = await started(make_cache(redis.url))
             await cache.put(await cache.get("account", TAGS), {"name": "real"}, ttl=60)
-            (key,) = store.keys("cache:entry:*")
+            (key,) = store.keys("cache:*:entry:*")
             versions = [
                 version.decode() if isinstance(version, bytes) else version
-                for version in store.mget(store.keys("cache:tag:*"))
+                for version in store.mget(store.keys("cache:*:tag:*"))
             ]
             # Whoever can write to Redis but lacks the signing key cannot plant an entry,
-            # even one that names the current versions.
-            forged = {"versions": versions, "value": {"name": "forged"}}
-            store.set(key, json.dumps(forged))
-            found = await cache.get("account", TAGS)
+            # even one that names the current versions...
+            store.set(key, json.dumps({"versions": versions, "value": {"name": "forged"}}))
+            forged_entry = (await cache.get("account", TAGS)).value
+            # ...nor a tag version: an unreadable version only ends what it guarded.
+            (tag_key,) = store.keys("cache:*:tag:*")
+            store.set(tag_key, json.dumps("a version of the attacker's choosing"))
+            forged_version = (await cache.get("account", TAGS)).value
+            # And neither turns the cache off: the next value is stored and served.
+            await cache.put(await cache.get("account", TAGS), {"name": "again"}, ttl=60)
+            still_caching = (await cache.get("account", TAGS)).value == {"name": "again"}
             await cache.close()
-            return found.value
+            return forged_entry, forged_version, still_caching
 
-        assert run(scenario) is None
+        assert run(scenario) == (None, None, True)
         store.close()
+
+    def test_another_secret_key_reads_nothing_of_the_first_ones(self, redis: RedisServer) -> None:
+        async def scenario() -> tuple[bool, bool, bool]:
+            before = await started(make_cache(redis.url))
+            rotated = await started(Cache(redis.url, secret="another-" + SECRET))
+            await before.put(await before.get("account", TAGS), {"name": "old key"}, ttl=60)
+            missed = not (await rotated.get("account", TAGS)).hit
+            await rotated.put(await rotated.get("account", TAGS), {"name": "new key"}, ttl=60)
+            served = (await rotated.get("account", TAGS)).value == {"name": "new key"}
+            untouched = (await before.get("account", TAGS)).value == {"name": "old key"}
+            await before.close()
+            await rotated.close()
+            return missed, served, untouched
+
+        assert run(scenario) == (True, True, True)
 
     def test_an_unreachable_store_is_one_fast_miss_then_left_alone(
         self, redis: RedisServer

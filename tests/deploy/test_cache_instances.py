@@ -130,7 +130,7 @@ class Readers:
 def cached_accounts(redis: RedisServer) -> int:
     """How many authenticated-user entries Redis holds right now."""
     with redis_client.Redis(port=redis.port, socket_timeout=2) as store:
-        return len(store.keys("cache:entry:account:*"))
+        return len(store.keys("cache:*:entry:account:*"))
 
 
 def change_password(server: LiveServer, headers: dict[str, str]) -> httpx2.Response:
