@@ -15,7 +15,7 @@ from core.db import Database
 from core.errors import SHARED_API_RESPONSES, install_error_handlers
 from core.http_cache import ConditionalGetMiddleware
 from core.logging import RequestLogMiddleware, configure_logging
-from core.middleware import BodySizeLimitMiddleware
+from core.middleware import BodySizeLimitMiddleware, ConcurrencyLimitMiddleware
 from core.ratelimit import RateLimiter
 from core.security import PasswordHasher
 from features.recovery import service as recovery_service
@@ -97,7 +97,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(ConditionalGetMiddleware, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
-    # Added last so it is outermost: every response, 413s and 500s included, gets the id.
+    if settings.MAX_CONCURRENT_REQUESTS:
+        app.add_middleware(
+            ConcurrencyLimitMiddleware,
+            limit=settings.MAX_CONCURRENT_REQUESTS,
+            exempt=frozenset({"/health", "/health/ready", "/metrics"}),
+        )
+    # Added last so it is outermost: every response, 413s and 500s included, gets the id, and
+    # its logged duration includes any wait for a place.
     app.add_middleware(RequestLogMiddleware)
     install_error_handlers(app)
 

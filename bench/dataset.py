@@ -90,7 +90,8 @@ def migrate(database: BenchDatabase) -> None:
     env = dict(os.environ, DATABASE_URL=database.sqlalchemy_url, LOG_LEVEL="WARNING")
     finished = subprocess.run(
         [sys.executable, "manage.py", "migrate"],
-        cwd=ROOT,
+        # The app under test's own migrations (servers.APP_ROOT: this checkout or another).
+        cwd=Path(os.environ.get("BENCH_APP_ROOT") or ROOT),
         env=env,
         capture_output=True,
         text=True,

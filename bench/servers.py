@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The app under test: this checkout, or another one (BENCH_APP_ROOT, e.g. a worktree of an
+# earlier commit), so two versions are measured by the same bench against the same ceiling.
+APP_ROOT = Path(os.environ.get("BENCH_APP_ROOT") or ROOT).resolve()
 BIN = Path(sys.executable).parent
-GUNICORN_CONFIG = ROOT / "gunicorn.conf.py"
 APP_TARGETS = {"app": "main:app", "bare": "bench.bare_app:app"}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT_SECONDS = 60.0
@@ -56,18 +58,19 @@ class Server:
 # What the production image compiles when it is built (Dockerfile), for the ceiling as well: with
 # the bytecode in place neither server compiles source at start, even where the environment
 # says PYTHONDONTWRITEBYTECODE (as the image's does).
-COMPILED_SOURCES = ("core", "features", "main.py", "gunicorn.conf.py", "bench/bare_app.py")
+COMPILED_SOURCES = ("core", "features", "main.py", "gunicorn.conf.py")
 
 
 def compile_bytecode() -> None:
-    for source in COMPILED_SOURCES:
-        path = ROOT / source
+    sources = [APP_ROOT / source for source in COMPILED_SOURCES]
+    sources += [ROOT / "gunicorn.conf.py", ROOT / "bench" / "bare_app.py"]
+    for path in sources:
         if path.is_dir():
             compiled = compileall.compile_dir(path, quiet=1)
         else:
             compiled = compileall.compile_file(path, quiet=1)
         if not compiled:
-            raise RuntimeError(f"{source} does not compile")
+            raise RuntimeError(f"{path} does not compile")
 
 
 def production_env(database_url: str, bcrypt_rounds: int) -> dict[str, str]:
@@ -90,6 +93,10 @@ def production_env(database_url: str, bcrypt_rounds: int) -> dict[str, str]:
     return env
 
 
+def root_of(app: str) -> Path:
+    return APP_ROOT if app == "app" else ROOT
+
+
 def command(app: str, shape: str, port: int) -> list[str]:
     target = APP_TARGETS[app]
     if shape == "uvicorn":
@@ -107,8 +114,9 @@ def command(app: str, shape: str, port: int) -> list[str]:
     # Command-line flags override the config file: only the address and the control
     # socket (several masters may run at once here) differ from production.
     bind = ["-b", f"127.0.0.1:{port}", "--no-control-socket"]
-    if GUNICORN_CONFIG.exists():
-        return [str(BIN / "gunicorn"), "-c", str(GUNICORN_CONFIG), *bind, target]
+    config = root_of(app) / "gunicorn.conf.py"
+    if config.exists():
+        return [str(BIN / "gunicorn"), "-c", str(config), *bind, target]
     workers = ["-k", "uvicorn_worker.UvicornWorker", "-w", "2"]
     return [str(BIN / "gunicorn"), *workers, *bind, target]
 
@@ -123,7 +131,7 @@ def start(app: str, shape: str, port: int, env: dict[str, str], log_dir: Path) -
         started_at = time.monotonic()
         process = subprocess.Popen(  # noqa: S603
             command(app, shape, port),
-            cwd=ROOT,
+            cwd=root_of(app),
             # libpq reads PGAPPNAME: the database sessions of each server can then be told
             # apart in pg_stat_activity, and their CPU time read.
             env=dict(env, PGAPPNAME=application_name(app)),

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     # A Redis call slower than this fails: the cache reads the database instead, rate limits
     # count in this process. Redis is then left alone for the back-off before it is tried
     # again, so an outage costs one timeout per worker and back-off, not one per request.
-    REDIS_TIMEOUT_SECONDS: float = Field(default=0.1, gt=0)
+    REDIS_TIMEOUT_SECONDS: float = Field(default=0.25, gt=0)
     REDIS_BACKOFF_SECONDS: float = Field(default=2.0, ge=0)
 
     ACCESS_TOKEN_EXPIRE_MINUTES: float = Field(default=15, gt=0)
@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     JOBS_METRICS_PORT: int = Field(default=9100, ge=0, le=65535)
 
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
+    # Requests a worker works on at once; the others wait their turn in arrival order, so
+    # under overload no request waits far longer than the rest. Probes and /metrics never
+    # wait. 0: no bound.
+    MAX_CONCURRENT_REQUESTS: int = Field(default=40, ge=0)
     DOCS_ENABLED: bool = True
     LOG_LEVEL: str = "INFO"
     WEB_CONCURRENCY: int = Field(default=0, ge=0)

@@ -25,6 +25,7 @@ from jose import JWTError, jwt
 from passlib.context import CryptContext
 
 from core import metrics
+from core.middleware import place_handed_on
 
 T = TypeVar("T")
 
@@ -112,7 +113,11 @@ class PasswordHasher:
         future = self._executor.submit(work, *args)
         # Queued and running hashes, per worker: app_bcrypt_queue_depth.
         metrics.track_password_hashing(future)
-        return await asyncio.wrap_future(future)
+        # A login waiting for bcrypt takes no event-loop time: it does not keep a place among
+        # the requests in progress (core/middleware.py), so a login flood cannot crowd out
+        # everything else.
+        async with place_handed_on():
+            return await asyncio.wrap_future(future)
 
     def shutdown(self) -> None:
         if "_executor" in self.__dict__:
