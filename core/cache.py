@@ -2,30 +2,37 @@
 instance) or in each process's memory (no REDIS_URL), through cashews.
 
 Correctness comes from versioned tags, not from deleting entries. Every entry is stored with
-the versions its tags had when the value was read, and is served only while every one of those
-tags still has that version. A write changes the version of each tag it touches (after its
+the versions its tags had before its value was read, and is served only while every one of
+those tags still has that version. A write changes the version of each tag it touches (after its
 transaction commits, before its response is sent), and versions are random and never reused.
 So a reader that took its database snapshot before the write cannot make its value current:
 either it read the old version (its entry is dead as soon as the write's new version is set), or
 it read the new version, which exists only after the commit, so its snapshot is newer than the
-write. A tag with no version yet is given a fresh one before the read, never read as "none";
+write. Readers that share one database read (concurrent misses) must have seen the same
+versions. A tag with no version yet is given a fresh one before the read, never read as "none";
 entries lost to eviction or FLUSHALL are simply misses. This holds for any number of workers
 and instances on one Redis primary (a replica promoted after losing writes would break it).
 
 When Redis cannot be reached a write cannot move its tags. `invalidate` then just logs: the
 entries it meant to end expire within their TTL. `revoke` (for what decides whether a token is
 still good) waits until every entry that could still hold the old state has expired, so once
-the response that revoked a token is sent, no worker accepts that token again. Redis trouble
-costs speed, never correctness: a failed or slow call (`CACHE_TIMEOUT_SECONDS`) counts as a
-miss, and the cache is skipped for `CACHE_BACKOFF_SECONDS` before it is tried again, so an
+the response that revoked a token is sent, no worker accepts that token again. Every entry
+carries its absolute expiry, counted from before its value was read and checked on every
+read, so an entry that reaches Redis late, or is written back later, cannot outlive it. Redis
+trouble costs speed, never correctness: a failed or slow call (`REDIS_TIMEOUT_SECONDS`) counts
+as a miss, and the cache is skipped for `REDIS_BACKOFF_SECONDS` before it is tried again, so an
 outage costs one timeout per worker, not one per request.
 
-Values are JSON and signed with a key derived from SECRET_KEY: whoever can write to Redis still
-cannot forge an entry.
+Every value is JSON signed here with HMAC-SHA256 (a key derived from SECRET_KEY) over its key,
+its content and its expiry: whoever can write to Redis without that key can neither plant an
+entry nor a version, nor bring back one that has expired. A value that fails the check is
+treated as missing.
 """
 
 import asyncio
 import hashlib
+import hmac
+import json
 import logging
 import secrets
 import time
@@ -34,13 +41,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cashews import Cache as Backend
-from cashews.exceptions import SignIsMissingError, UnSecureDataError
 from pydantic import BaseModel
-from sqlalchemy import event
-from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from core import metrics
+from core.commits import after_commit
 
 logger = logging.getLogger("app.cache")
 
@@ -50,12 +55,9 @@ Json = Any
 # A tag's version outlives every entry stored under it; when it expires, the tag simply gets
 # a fresh version and its old entries are misses.
 TAG_VERSION_TTL_SECONDS = 24 * 3600
-# How long a waiting `revoke` adds to the entries' TTL, for the time between a reader reading
-# a version and Redis counting its entry's TTL.
+# What a waiting `revoke` adds to the entries' TTL: clock differences between the instances
+# that write entries and the one that waits (entries expire by the writer's clock).
 REVOKE_MARGIN_SECONDS = 1.0
-# What cashews raises for a value that does not carry this cache's signature.
-Unverifiable = (UnSecureDataError, SignIsMissingError)
-_PENDING = "cache.pending"
 _COMMITTED = "cache.committed"
 
 
@@ -68,6 +70,7 @@ class Lookup:
     # The tags' versions before the value was read; None when the cache is unavailable and
     # nothing read now may be stored.
     versions: tuple[str, ...] | None
+    # Wall-clock time before the versions were read: a value read now expires by this + TTL.
     started: float
 
     @property
@@ -81,7 +84,7 @@ class Cache:
         redis_url: str,
         *,
         secret: str,
-        timeout: float = 0.1,
+        timeout: float = 0.25,
         backoff: float = 2.0,
         revocable_ttl: float = 10.0,
         memory_entries: int = 10_000,
@@ -94,34 +97,65 @@ class Cache:
         self._unavailable_until = 0.0
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self.hits = self.misses = self.errors = 0
-        signing_key = hashlib.sha256(f"cache:{secret}".encode()).hexdigest()
-        # Each signing key has a key space of its own: after a SECRET_KEY rotation (or beside
-        # another deployment on the same Redis) nothing signed with another key is ever read.
-        self._prefix = f"{key_prefix}:{signing_key[:12]}"
+        self._signing_key = hmac.new(secret.encode(), b"cache-signing", hashlib.sha256).digest()
+        # Each SECRET_KEY has a key space of its own, named by a digest that says nothing
+        # about the signing key: after a rotation, or beside another deployment on the same
+        # Redis, nothing signed with another key is even read.
+        space = hmac.new(secret.encode(), b"cache-key-space", hashlib.sha256).hexdigest()[:12]
+        self._prefix = f"{key_prefix}:{space}"
         self._backend = Backend()
         if redis_url:
             self._backend.setup(
                 redis_url,
                 suppress=False,
-                pickle_type="json",
-                secret=signing_key,
-                digestmod="sha256",
+                # Values are bytes signed and parsed here: cashews stores them as they are,
+                # and hands back None (never an exception) for anything it did not write.
+                pickle_type="null",
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
-                # Enough connections for a worker's concurrent requests, and no queue behind
-                # them: a request that cannot get one within the timeout reads the database.
                 max_connections=64,
+                # A request waits this long at most for a free connection, then reads the
+                # database: the pool never holds a request longer than Redis would.
                 wait_for_connection_timeout=timeout,
                 health_check_interval=0,
                 client_name="app-cache",
             )
         else:
-            self._backend.setup(
-                f"mem://?size={memory_entries}",
-                pickle_type="json",
-                secret=signing_key,
-                digestmod="sha256",
-            )
+            self._backend.setup(f"mem://?size={memory_entries}", pickle_type="null")
+
+    # --- signed values -----------------------------------------------------------------------
+
+    def _sign(self, key: str, data: Json, expires_at: float) -> bytes:
+        content = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        signature = self._signature(key, content, expires_at)
+        return json.dumps({"d": content, "x": expires_at, "s": signature}).encode()
+
+    def _signature(self, key: str, content: str, expires_at: float) -> str:
+        message = f"{key}\0{content}\0{expires_at!r}".encode()
+        return hmac.new(self._signing_key, message, hashlib.sha256).hexdigest()
+
+    def _open(self, key: str, stored: Any) -> Json | None:
+        """The data of a value this cache signed and that has not expired; None for anything
+        else, whatever is stored there."""
+        if not isinstance(stored, bytes):
+            return None
+        try:
+            envelope = json.loads(stored)
+        except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+            return None
+        if not isinstance(envelope, dict):
+            return None
+        content, expires_at, signature = envelope.get("d"), envelope.get("x"), envelope.get("s")
+        if not (
+            isinstance(content, str)
+            and isinstance(expires_at, float)
+            and isinstance(signature, str)
+        ):
+            return None
+        expected = self._signature(key, content, expires_at)
+        if not hmac.compare_digest(expected, signature) or expires_at <= time.time():
+            return None
+        return json.loads(content)
 
     # --- the store, behind a fast timeout and a back-off ----------------------------------
 
@@ -145,28 +179,9 @@ class Cache:
         try:
             async with asyncio.timeout(self._timeout):
                 return True, await call
-        except Unverifiable:
-            raise  # not a store failure: somebody wrote a value without the signing key
         except Exception as error:  # any store failure is a miss, never an error response
             self._failed(operation, error)
             return False, None
-
-    async def _read_verified(self, key: str, tags: tuple[str, ...]) -> list[Any] | None:
-        """The entry and the tags' versions one by one, after a value did not carry this
-        cache's signature (written by whoever reached Redis without the key). Such a value is
-        deleted and read as missing: a missing entry is a miss, and a missing version is
-        replaced by a fresh one before any read, which can only end entries."""
-        logger.warning("cache values without a valid signature under %s: deleted", key)
-        values: list[Any] = []
-        for store_key in (self._entry_key(key), *(self._tag_key(tag) for tag in tags)):
-            try:
-                ok, value = await self._call("get", self._backend.get(store_key))
-            except Unverifiable:
-                ok, value = (await self._call("delete", self._backend.delete(store_key)))[0], None
-            if not ok:
-                return None
-            values.append(value)
-        return values
 
     def _tag_key(self, tag: str) -> str:
         return f"{self._prefix}:tag:{tag}"
@@ -188,24 +203,22 @@ class Cache:
 
     async def get(self, key: str, tags: tuple[str, ...]) -> Lookup:
         """The entry for `key` if it was stored under the tags' current versions."""
-        started = time.monotonic()
+        started = time.time()
         if not self.available:
             return Lookup(key, None, None, started)
         tag_keys = [self._tag_key(tag) for tag in tags]
-        try:
-            ok, found = await self._call(
-                "get", self._backend.get_many(self._entry_key(key), *tag_keys)
-            )
-        except Unverifiable:
-            found = await self._read_verified(key, tags)
-            ok = found is not None
-        if not ok or found is None:
+        ok, found = await self._call("get", self._backend.get_many(self._entry_key(key), *tag_keys))
+        if not ok:
             return Lookup(key, None, None, started)
-        entry, found_versions = found[0], tuple(found[1:])
+        entry = self._open(self._entry_key(key), found[0])
+        read_versions = tuple(
+            _version(self._open(tag_key, stored))
+            for tag_key, stored in zip(tag_keys, found[1:], strict=True)
+        )
         versions = (
-            await self._create_versions(tags, found_versions)
-            if None in found_versions
-            else found_versions
+            await self._create_versions(tags, read_versions)
+            if None in read_versions
+            else tuple(version for version in read_versions if version is not None)
         )
         if versions is None:
             return Lookup(key, None, None, started)
@@ -225,46 +238,53 @@ class Cache:
     async def _create_versions(
         self, tags: tuple[str, ...], versions: tuple[str | None, ...]
     ) -> tuple[str, ...] | None:
-        """Give each tag without a version a fresh one (unless another worker just did), then
-        read them all: the versions a value read from now on is stored under. A version that
-        is there but unreadable (not signed with this cache's key) is replaced: a fresh
-        version only ends the entries under the tag."""
+        """Give each tag without a readable version a fresh one, then read them all: the
+        versions a value read from now on is stored under. A version that is there but not
+        readable (not signed here, or expired) is replaced: a fresh version only ends the
+        entries under its tag."""
         missing = [tag for tag, version in zip(tags, versions, strict=True) if version is None]
         for only_if_absent in (True, False):
             for tag in missing:
+                expires_at = time.time() + TAG_VERSION_TTL_SECONDS
                 ok, _ = await self._call(
                     "set",
                     self._backend.set(
                         self._tag_key(tag),
-                        secrets.token_hex(16),
+                        self._sign(self._tag_key(tag), secrets.token_hex(16), expires_at),
                         expire=TAG_VERSION_TTL_SECONDS,
                         exist=False if only_if_absent else None,
                     ),
                 )
                 if not ok:
                     return None
-            ok, found = await self._call(
-                "get", self._backend.get_many(*(self._tag_key(tag) for tag in tags))
-            )
+            tag_keys = [self._tag_key(tag) for tag in tags]
+            ok, found = await self._call("get", self._backend.get_many(*tag_keys))
             if not ok:
                 return None
-            if None not in found:
-                return tuple(found)
-            missing = [tag for tag, version in zip(tags, found, strict=True) if version is None]
+            opened = [
+                _version(self._open(tag_key, stored))
+                for tag_key, stored in zip(tag_keys, found, strict=True)
+            ]
+            if None not in opened:
+                return tuple(version for version in opened if version is not None)
+            missing = [tag for tag, version in zip(tags, opened, strict=True) if version is None]
         return None
 
     async def put(self, lookup: Lookup, value: Json, ttl: float) -> None:
-        """Store what a miss read. Its TTL counts from before the read, so an entry never
-        outlives the state it was read from by more than `ttl`."""
+        """Store what a miss read. It expires `ttl` after its versions were read, by the wall
+        clock, whenever it reaches Redis: an entry never outlives the state it was read from by
+        more than `ttl`."""
         if lookup.versions is None or value is None or not self.available:
             return
-        remaining = ttl - (time.monotonic() - lookup.started)
+        expires_at = lookup.started + ttl
+        remaining = expires_at - time.time()
         if remaining <= 0:
             return
-        entry = {"versions": list(lookup.versions), "value": value}
-        await self._call(
-            "set", self._backend.set(self._entry_key(lookup.key), entry, expire=remaining)
+        entry_key = self._entry_key(lookup.key)
+        entry = self._sign(
+            entry_key, {"versions": list(lookup.versions), "value": value}, expires_at
         )
+        await self._call("set", self._backend.set(entry_key, entry, expire=remaining))
 
     async def fetch(
         self,
@@ -277,7 +297,7 @@ class Cache:
         revocable: bool = False,
     ) -> SchemaT | None:
         """`schema` from the cache, or from `load()` (then stored). Concurrent misses for one
-        key in this process share one `load()`.
+        key that saw the same versions share one `load()`.
 
         `revocable`: the value decides whether a token is still good. It is then cached only
         in Redis, for `revocable_ttl` (a process's own memory cannot hear about a revocation
@@ -285,41 +305,47 @@ class Cache:
         """
         if revocable and not self.shared:
             return await load()
-        lookup = await self.get(key, tags)
-        if lookup.hit:
-            return schema.model_validate(lookup.value)
-        loaded: SchemaT | None = await self.single_flight(lookup.key, load)
-        if loaded is not None:
-            entry_ttl = self.revocable_ttl if revocable or ttl is None else ttl
-            await self.put(lookup, loaded.model_dump(mode="json"), entry_ttl)
-        return loaded
+        entry_ttl = self.revocable_ttl if revocable or ttl is None else ttl
 
-    async def single_flight(self, key: str, load: Callable[[], Awaitable[Any]]) -> Any:
-        """Run `load()` once for concurrent callers with the same key (stampede protection)."""
-        running = self._inflight.get(key)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            result = await load()
-        except BaseException as error:
-            future.set_exception(error)
-            # Whoever waits sees the error; nobody else has to retrieve it.
-            future.exception()
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
-            del self._inflight[key]
+        async def load_and_store(lookup: Lookup) -> Json | None:
+            loaded = await load()
+            if loaded is None:
+                return None
+            value = loaded.model_dump(mode="json")
+            await self.put(lookup, value, entry_ttl)
+            return value
+
+        lookup = await self.get(key, tags)
+        value = lookup.value if lookup.hit else await self.single_flight(lookup, load_and_store)
+        return None if value is None else schema.model_validate(value)
+
+    async def single_flight(
+        self, lookup: Lookup, load_and_store: Callable[[Lookup], Awaitable[Any]]
+    ) -> Any:
+        """Run `load_and_store(lookup)` once for concurrent misses of one key that saw the same
+        versions (stampede protection); the first one stores, the others share its result. A
+        miss that saw other versions never shares a read that may predate them. The work runs
+        as a task of its own: a caller that goes away does not cancel it for the others."""
+        if lookup.versions is None:  # the store is unavailable: nothing to share or store
+            return await load_and_store(lookup)
+        flight = f"{lookup.key}|{','.join(lookup.versions)}"
+        running = self._inflight.get(flight)
+        if running is None:
+            running = asyncio.ensure_future(load_and_store(lookup))
+            self._inflight[flight] = running
+            running.add_done_callback(lambda _: self._inflight.pop(flight, None))
+        return await asyncio.shield(running)
 
     # --- writes ------------------------------------------------------------------------------
 
     async def invalidate(self, tags: Iterable[str]) -> bool:
         """Move each tag to a fresh version: every entry stored under it is dead. False when
         the store could not be reached (tried even during a back-off: this matters)."""
-        versions = {self._tag_key(tag): secrets.token_hex(16) for tag in tags}
+        expires_at = time.time() + TAG_VERSION_TTL_SECONDS
+        versions = {
+            self._tag_key(tag): self._sign(self._tag_key(tag), secrets.token_hex(16), expires_at)
+            for tag in tags
+        }
         if not versions:
             return True
         ok, _ = await self._call(
@@ -337,6 +363,10 @@ class Cache:
             await asyncio.sleep(self.revocable_ttl + REVOKE_MARGIN_SECONDS)
 
 
+def _version(opened: Json | None) -> str | None:
+    return opened if isinstance(opened, str) else None
+
+
 # --- invalidation from inside a unit of work ---------------------------------------------------
 
 
@@ -346,69 +376,36 @@ class Invalidation:
     revoked: frozenset[str]
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    tag: str
-    revoked: bool
-    # The transaction (or savepoint) the change was made in: its rollback forgets it.
-    transaction: SessionTransaction
-
-
 def invalidate_on_commit(session: Session, *tags: str) -> None:
     """Cached entries under these tags die once this session's transaction commits (and
     before the response is sent: core/db.py applies it after the unit of work). A rollback
     of the transaction, or of the savepoint, the call was made in forgets them."""
-    _add(session, tags, revoked=False)
+    _on_commit(session, tags, revoked=False)
 
 
 def revoke_on_commit(session: Session, *tags: str) -> None:
     """Like `invalidate_on_commit`, for tags whose entries decide whether a token is still
     good: with Redis unreachable, the response waits until no worker can serve them."""
-    _add(session, tags, revoked=True)
+    _on_commit(session, tags, revoked=True)
+
+
+def _on_commit(session: Session, tags: tuple[str, ...], *, revoked: bool) -> None:
+    def committed() -> None:
+        recorded: dict[str, bool] = session.info.setdefault(_COMMITTED, {})
+        for tag in tags:
+            recorded[tag] = recorded.get(tag, False) or revoked
+
+    after_commit(session, committed)
 
 
 def committed_invalidation(session: Session) -> Invalidation | None:
     """What the session's commits asked to invalidate, taken once."""
-    committed: list[_Pending] | None = session.info.pop(_COMMITTED, None)
+    committed: dict[str, bool] | None = session.info.pop(_COMMITTED, None)
     if not committed:
         return None
     return Invalidation(
-        frozenset(item.tag for item in committed),
-        frozenset(item.tag for item in committed if item.revoked),
+        frozenset(committed), frozenset(tag for tag, revoked in committed.items() if revoked)
     )
-
-
-def _add(session: Session, tags: tuple[str, ...], *, revoked: bool) -> None:
-    pending: list[_Pending] | None = session.info.get(_PENDING)
-    if pending is None:
-        pending = session.info[_PENDING] = []
-        event.listen(session, "after_commit", _on_commit)
-        event.listen(session, "after_soft_rollback", _on_rollback)
-    transaction = session.get_nested_transaction() or session.get_transaction()
-    if transaction is None:  # nothing read or written yet: the session begins now
-        transaction = session.begin()
-    pending.extend(_Pending(tag, revoked, transaction) for tag in tags)
-
-
-def _on_commit(session: Session) -> None:
-    if session.in_nested_transaction():
-        return  # a savepoint was released: its changes wait for the outer commit
-    pending: list[_Pending] = session.info.get(_PENDING, [])
-    session.info.setdefault(_COMMITTED, []).extend(pending)
-    pending.clear()
-
-
-def _on_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
-    pending: list[_Pending] = session.info.get(_PENDING, [])
-
-    def inside(transaction: SessionTransaction | None) -> bool:
-        while transaction is not None:
-            if transaction is previous_transaction:
-                return True
-            transaction = transaction.parent
-        return False
-
-    pending[:] = [item for item in pending if not inside(item.transaction)]
 
 
 async def apply(cache: Cache, invalidation: Invalidation) -> None:

@@ -37,11 +37,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec
 
-from sqlalchemy import event
-from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from core import job_queue, metrics
+from core.commits import after_commit
 from core.config import Settings
 from core.db import Database
 
@@ -213,16 +212,6 @@ def log_gave_up(name: str, job_id: int | None, attempt: int, error: BaseExceptio
 ContextSource = Callable[[], tuple[Settings, Database]]
 
 
-@dataclass
-class _Pending:
-    job: Job[Any]
-    arguments: dict[str, Any]
-    transaction: SessionTransaction
-
-
-_PENDING = "core.jobs.pending"
-
-
 class InProcessJobs:
     """Runs jobs in this process after their transaction commits (JOBS_MODE=in-process).
 
@@ -240,29 +229,16 @@ class InProcessJobs:
         self._active = 0
 
     def run_after_commit(self, session: Session, job: Job[Any], arguments: dict[str, Any]) -> None:
-        pending: list[_Pending] | None = session.info.get(_PENDING)
-        if pending is None:
-            pending = session.info[_PENDING] = []
-            event.listen(session, "after_commit", self._submit_pending)
-            event.listen(session, "after_soft_rollback", _drop_rolled_back)
-        transaction = session.get_nested_transaction() or session.get_transaction()
-        if transaction is None:  # enqueue before any query: the session autobegins now
-            transaction = session.begin()
-        pending.append(_Pending(job, arguments, transaction))
+        after_commit(session, lambda: self._submit(job, arguments))
 
-    def _submit_pending(self, session: Session) -> None:
-        if session.in_nested_transaction():
-            return  # a savepoint was released: its jobs wait for the outer commit
-        pending: list[_Pending] = session.info.get(_PENDING, [])
-        ready, pending[:] = list(pending), []
-        for item in ready:
-            with self._idle:
-                if self._stopping.is_set():
-                    # Raising here would tell the caller its commit failed; it did not.
-                    logger.warning("job %s lost: committed while the process stops", item.job.name)
-                    continue
-                self._active += 1
-            self._executor.submit(self._run, item.job, item.arguments)
+    def _submit(self, job: Job[Any], arguments: dict[str, Any]) -> None:
+        with self._idle:
+            if self._stopping.is_set():
+                # Raising here would tell the caller its commit failed; it did not.
+                logger.warning("job %s lost: committed while the process stops", job.name)
+                return
+            self._active += 1
+        self._executor.submit(self._run, job, arguments)
 
     def _run(self, job: Job[Any], arguments: dict[str, Any]) -> None:
         try:
@@ -303,20 +279,6 @@ class InProcessJobs:
             self._stopping.set()
         self.wait_idle(timeout)
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _drop_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
-    """Forget the jobs enqueued inside the transaction (or savepoint) that rolled back."""
-    pending: list[_Pending] = session.info.get(_PENDING, [])
-
-    def inside(transaction: SessionTransaction | None) -> bool:
-        while transaction is not None:
-            if transaction is previous_transaction:
-                return True
-            transaction = transaction.parent
-        return False
-
-    pending[:] = [item for item in pending if not inside(item.transaction)]
 
 
 _in_process_runner: InProcessJobs | None = None

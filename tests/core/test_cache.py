@@ -24,6 +24,22 @@ SECRET = "cache-test-secret-key-0123456789-abcdefgh"
 TAGS = ("user:1",)
 
 
+# cashews marks the bytes it stores with this prefix; what follows is the cache's signed
+# envelope. Tests that play an attacker with write access to Redis write the same way.
+STORED = b"bytes:"
+
+
+def read_stored(store: Any, key: bytes | str) -> dict[str, Any]:
+    raw: bytes = store.get(key)
+    assert raw.startswith(STORED)
+    envelope: dict[str, Any] = json.loads(raw[len(STORED) :])
+    return envelope
+
+
+def write_stored(store: Any, key: bytes | str, value: str | bytes) -> None:
+    store.set(key, STORED + (value.encode() if isinstance(value, str) else value))
+
+
 class Account(BaseModel):
     name: str
 
@@ -133,6 +149,63 @@ class TestVersionedEntries:
         # Another worker cannot tell this process about a revocation: every read is fresh.
         assert loads == 3
 
+    def test_a_miss_never_shares_a_read_that_started_before_its_versions(
+        self, cache_url: str
+    ) -> None:
+        """R1 reads the row, then a write commits and moves the tag; R2 misses under the new
+        version and must read again, not take R1's older read (nor store it)."""
+        database = {"name": "before the write"}
+        r1_has_read = asyncio.Event()
+        release_r1 = asyncio.Event()
+
+        async def slow_load() -> Account:
+            snapshot = Account(name=database["name"])
+            r1_has_read.set()
+            await release_r1.wait()
+            return snapshot
+
+        async def load() -> Account:
+            return Account(name=database["name"])
+
+        async def scenario() -> tuple[str | None, str | None, Any]:
+            cache = await started(make_cache(cache_url))
+            r1 = asyncio.ensure_future(cache.fetch("k", tags=TAGS, schema=Account, load=slow_load))
+            await r1_has_read.wait()
+            database["name"] = "after the write"
+            assert await cache.invalidate(TAGS)
+            r2 = await asyncio.wait_for(
+                cache.fetch("k", tags=TAGS, schema=Account, load=load), timeout=5
+            )
+            release_r1.set()
+            r1_result = await r1
+            served_later = (await cache.get("k", TAGS)).value
+            await cache.close()
+            return (
+                r1_result.name if r1_result else None,
+                r2.name if r2 else None,
+                served_later,
+            )
+
+        r1, r2, served_later = run(scenario)
+        assert r1 == "before the write"  # R1 started first: its answer is its own snapshot
+        assert r2 == "after the write"
+        # R1's late store goes under the old version: a miss, never the old name.
+        assert served_later in (None, {"name": "after the write"})
+
+    def test_a_value_stored_after_its_ttl_ran_out_is_never_served(self, cache_url: str) -> None:
+        """An entry expires `ttl` after its versions were read, however late it is stored."""
+
+        async def scenario() -> Any:
+            cache = await started(make_cache(cache_url))
+            reader = await cache.get("account", TAGS)
+            await asyncio.sleep(0.3)
+            await cache.put(reader, {"name": "late"}, ttl=0.2)
+            found = (await cache.get("account", TAGS)).value
+            await cache.close()
+            return found
+
+        assert run(scenario) is None
+
 
 class TestRedisTrouble:
     def test_a_flush_between_read_and_store_cannot_revive_a_value(self, redis: RedisServer) -> None:
@@ -157,16 +230,16 @@ class TestRedisTrouble:
             await cache.put(await cache.get("account", TAGS), {"name": "real"}, ttl=60)
             (key,) = store.keys("cache:*:entry:*")
             versions = [
-                version.decode() if isinstance(version, bytes) else version
-                for version in store.mget(store.keys("cache:*:tag:*"))
+                json.loads(read_stored(store, tag)["d"]) for tag in store.keys("cache:*:tag:*")
             ]
             # Whoever can write to Redis but lacks the signing key cannot plant an entry,
             # even one that names the current versions...
-            store.set(key, json.dumps({"versions": versions, "value": {"name": "forged"}}))
+            content = json.dumps({"versions": versions, "value": {"name": "forged"}})
+            write_stored(store, key, json.dumps({"d": content, "x": time.time() + 60, "s": "0"}))
             forged_entry = (await cache.get("account", TAGS)).value
             # ...nor a tag version: an unreadable version only ends what it guarded.
             (tag_key,) = store.keys("cache:*:tag:*")
-            store.set(tag_key, json.dumps("a version of the attacker's choosing"))
+            write_stored(store, tag_key, json.dumps("a version of the attacker's choosing"))
             forged_version = (await cache.get("account", TAGS)).value
             # And neither turns the cache off: the next value is stored and served.
             await cache.put(await cache.get("account", TAGS), {"name": "again"}, ttl=60)
@@ -175,6 +248,71 @@ class TestRedisTrouble:
             return forged_entry, forged_version, still_caching
 
         assert run(scenario) == (None, None, True)
+        store.close()
+
+    def test_a_signed_value_cannot_be_altered_or_downgraded(self, redis: RedisServer) -> None:
+        store = redis_client.Redis.from_url(redis.url)
+
+        async def scenario() -> list[Any]:
+            cache = await started(make_cache(redis.url))
+            await cache.put(
+                await cache.get("account", TAGS), {"name": "real", "admin": False}, ttl=60
+            )
+            (key,) = store.keys("cache:*:entry:*")
+            signed = read_stored(store, key)
+            found = []
+            # The real signature over other content...
+            altered = dict(signed, d=signed["d"].replace('"admin":false', '"admin":true'))
+            assert altered != signed
+            # ...a later expiry under the old signature, and the weak signatures other
+            # serializers accept (a byte sum, none at all).
+            extended = dict(signed, x=signed["x"] + 3600)
+            for forged in (
+                json.dumps(altered),
+                json.dumps(extended),
+                "sum:123_" + signed["d"],
+                signed["d"],
+                "not json \xff",
+            ):
+                write_stored(store, key, forged)
+                found.append((await cache.get("account", TAGS)).value)
+                store.set(key, forged)  # and as cashews' own formats would read it
+                found.append((await cache.get("account", TAGS)).value)
+            write_stored(store, key, json.dumps(signed))
+            found.append((await cache.get("account", TAGS)).value)
+            await cache.close()
+            return found
+
+        assert run(scenario) == [None] * 10 + [{"name": "real", "admin": False}]
+        store.close()
+
+    def test_an_old_entry_and_version_written_back_are_dead_once_expired(
+        self, redis: RedisServer
+    ) -> None:
+        """A replay: the signed entry and tag version from before a revocation, copied back
+        without a TTL. They are genuine, but carry their expiry: they die on time anyway."""
+        store = redis_client.Redis.from_url(redis.url)
+
+        async def scenario() -> tuple[Any, Any]:
+            cache = await started(make_cache(redis.url))
+            await cache.put(await cache.get("account", TAGS), {"name": "before"}, ttl=0.5)
+            saved = {key: store.get(key) for key in store.keys("cache:*")}
+            assert await cache.invalidate(TAGS)  # the revocation
+            for key, value in saved.items():
+                store.set(key, value or b"")  # written back at once: still within the TTL
+            replayed_at_once = (await cache.get("account", TAGS)).value
+            await asyncio.sleep(0.6)
+            for key, value in saved.items():
+                store.set(key, value or b"")  # and again, once the entry's TTL has run out
+            replayed_late = (await cache.get("account", TAGS)).value
+            await cache.close()
+            return replayed_at_once, replayed_late
+
+        at_once, late = run(scenario)
+        # Within its TTL a replay is what the cache promises anyway (served at most TTL after
+        # the write); past it, never.
+        assert at_once == {"name": "before"}
+        assert late is None
         store.close()
 
     def test_another_secret_key_reads_nothing_of_the_first_ones(self, redis: RedisServer) -> None:
