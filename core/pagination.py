@@ -45,7 +45,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, row_id = json.loads(raw)
         return as_utc(datetime.fromisoformat(created_at)), uuid.UUID(hex=row_id)
-    except (binascii.Error, UnicodeError, ValueError, TypeError, AttributeError) as error:
+    except (
+        binascii.Error,
+        UnicodeError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        OverflowError,
+    ) as error:
         raise ValueError("not a cursor this API returned") from error
 
 

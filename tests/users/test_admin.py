@@ -2,6 +2,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from fastapi import FastAPI
 from sqlmodel import Session
 from starlette.testclient import TestClient
 
@@ -106,8 +107,27 @@ class TestListUsers:
 
     @pytest.mark.parametrize(
         "cursor",
-        ["", "not-a-cursor", "W10", "WyJ4IiwgInkiXQ", "x" * 201, "WyIyMDI2LTAxLTAxIiwgMV0"],
-        ids=["empty", "garbage", "empty-list", "bad-values", "too-long", "wrong-types"],
+        [
+            "",
+            "not-a-cursor",
+            "W10",
+            "WyJ4IiwgInkiXQ",
+            "x" * 201,
+            "WyIyMDI2LTAxLTAxIiwgMV0",
+            # Decodes, but names a moment before year 1 (or after 9999) in UTC.
+            "WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwgIjAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwIl0",
+            "WyI5OTk5LTEyLTMxVDIzOjU5OjU5LTE0OjAwIiwgIjAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwIl0",
+        ],
+        ids=[
+            "empty",
+            "garbage",
+            "empty-list",
+            "bad-values",
+            "too-long",
+            "wrong-types",
+            "before-year-1",
+            "after-year-9999",
+        ],
     )
     def test_a_cursor_this_api_did_not_make_is_422(
         self, client: TestClient, superuser: Account, cursor: str
@@ -256,13 +276,16 @@ class TestLastSuperuser:
 
 class TestListCaching:
     def test_the_cached_list_sees_every_write_to_any_account(
-        self, client: TestClient, superuser: Account, account: Account
+        self, client: TestClient, app: FastAPI, superuser: Account, account: Account
     ) -> None:
         def listed() -> dict[str, str]:
             page = client.get(USERS, headers=superuser.headers).json()
             return {user["email"]: user["name"] for user in page["items"]}
 
-        assert listed() == listed()  # the second one is served from the cache
+        first = listed()
+        hits = app.state.cache.hits
+        assert listed() == first
+        assert app.state.cache.hits == hits + 1  # the second one was served from the cache
         created = client.post(
             USERS,
             headers=superuser.headers,
@@ -279,3 +302,18 @@ class TestListCaching:
         )
         assert registered.status_code == 201
         assert listed()["signup@example.com"] == "Signed up"
+
+    def test_query_strings_the_route_does_not_read_share_one_entry(
+        self, client: TestClient, app: FastAPI, superuser: Account
+    ) -> None:
+        """Anyone who can list could otherwise fill the cache with one entry per junk
+        parameter, and push out what matters (rate-limit counters on a shared Redis)."""
+        assert client.get(USERS, headers=superuser.headers).status_code == 200
+        hits = app.state.cache.hits
+        for junk in ("1", "2", "3"):
+            response = client.get(USERS, params={"junk": junk}, headers=superuser.headers)
+            assert response.status_code == 200
+        assert app.state.cache.hits == hits + 3
+        # What the route does read still makes entries of its own.
+        client.get(USERS, params={"limit": "1"}, headers=superuser.headers)
+        assert app.state.cache.hits == hits + 3
