@@ -20,6 +20,7 @@ import concurrent.futures
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
@@ -33,6 +34,7 @@ from core import cache as cache_tags
 from core import metrics
 from core.cache import Cache
 from core.config import Settings
+from core.middleware import place_handed_on
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -99,6 +101,19 @@ def build_engine(url: str, settings: Settings) -> Engine:
 
 
 SessionFactory = Callable[[], Session]
+
+_primary_reads: ContextVar[bool] = ContextVar("primary_reads", default=False)
+
+
+@contextmanager
+def reads_from_primary() -> Iterator[None]:
+    """`@read_only` work in this block reads the primary, not the replica: for reads whose
+    result is about to be cached as current (core/http_cache.py)."""
+    token = _primary_reads.set(True)
+    try:
+        yield
+    finally:
+        _primary_reads.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +189,9 @@ class Database:
         self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """`work(session, ...)` on a database thread, on the replica when DATABASE_READ_URL
-        names one: it may lag the primary by a moment."""
-        return await self._in_thread(self._read_only_session, work, args, kwargs)
+        names one: it may lag the primary by a moment (not while `reads_from_primary`)."""
+        session = self._session if _primary_reads.get() else self._read_only_session
+        return await self._in_thread(session, work, args, kwargs)
 
     async def _in_thread(
         self,
@@ -196,7 +212,11 @@ class Database:
             raise sa_exc.TimeoutError("database work timed out") from None
         if outcome.invalidating is not None:
             # Before the response: once it is sent, no worker serves what the write changed.
-            await asyncio.wrap_future(outcome.invalidating)
+            # Shielded: a request that goes away does not stop an invalidation already owed.
+            # While Redis is unreachable a revocation waits out the cache's TTL; the request's
+            # place among those in progress goes to the next one meanwhile.
+            async with place_handed_on():
+                await asyncio.shield(asyncio.wrap_future(outcome.invalidating))
         if outcome.error is not None:
             raise outcome.error
         result: T = outcome.result

@@ -15,16 +15,19 @@ invalidates the tags in its unit of work (`invalidate_on_commit`); the next read
 import hashlib
 import inspect
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from fastapi import Request, Response
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
+from pydantic_settings import BaseSettings
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.cache import Cache
+from core.cache import Cache, Lookup
+from core.db import reads_from_primary
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -53,7 +56,7 @@ def _matches(if_none_match: str, etag: str) -> bool:
 
 class ConditionalGetMiddleware:
     """ETag, Cache-Control and Vary on successful JSON GETs under `prefix`; 304 when the
-    client already holds the current representation."""
+    client already holds the current representation; `no-store` on their errors."""
 
     def __init__(self, app: ASGIApp, prefix: str) -> None:
         self.app = app
@@ -77,11 +80,15 @@ class ConditionalGetMiddleware:
         async def buffered_send(message: Message) -> None:
             nonlocal start
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(raw=message["headers"])
+                headers = MutableHeaders(raw=list(message["headers"]))
                 if message["status"] != 200 or not headers.get("content-type", "").startswith(
                     JSON_MEDIA_TYPE
                 ):
-                    await send(message)
+                    if message["status"] >= 400 and "cache-control" not in headers:
+                        # A browser may keep some errors (404, 405) heuristically: an
+                        # error says nothing about what the next request will get.
+                        headers["cache-control"] = "no-store"
+                    await send({**message, "headers": headers.raw})
                     start = None
                     return
                 start = message
@@ -126,8 +133,11 @@ def cached(
 
     `tags` is called with the route's own parameters, by name (`lambda user: [...]`): tag a
     response with whatever its content depends on, the owner included, and invalidate the
-    same tags from the service's writes. The response model is the route's return annotation.
-    `ttl` defaults to CACHE_TTL_SECONDS.
+    same tags from the service's writes. The key is the route, its path and its parameters as
+    validated (query strings the route does not read make no new entry), and the tags, so a
+    response for one owner is never served to another. The response model is the route's
+    return annotation. `ttl` defaults to CACHE_TTL_SECONDS. A miss reads from the primary
+    even in `@read_only` work: a replica's lag would otherwise be stored as current.
     """
 
     def decorate(endpoint: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -141,29 +151,29 @@ def cached(
             request: Request = kwargs.pop("_cache_request")
             cache: Cache = request.app.state.cache
             entry_tags = tuple(tags(**{key: kwargs[key] for key in tag_parameters}))
-            query = sorted(request.query_params.multi_items())
-            key = (
-                "response:"
-                + hashlib.sha256(
-                    json.dumps([name, request.url.path, query, entry_tags]).encode()
-                ).hexdigest()
+            parameters = sorted(
+                (key, _key_part(value)) for key, value in kwargs.items() if _is_parameter(value)
             )
+            described = json.dumps([name, request.url.path, parameters, entry_tags], default=str)
+            key = "response:" + hashlib.sha256(described.encode()).hexdigest()
             lookup = await cache.get(key, entry_tags)
             if isinstance(lookup.value, dict):
                 return _json_response(lookup.value["body"].encode(), lookup.value["etag"])
 
-            async def render() -> tuple[bytes, str]:
-                result = await endpoint(*args, **kwargs)
+            async def render_and_store(lookup: Lookup) -> dict[str, str]:
+                with reads_from_primary():
+                    result = await endpoint(*args, **kwargs)
                 body = body_type.dump_json(body_type.validate_python(result, from_attributes=True))
-                return body, etag_of(body)
+                rendered = {"body": body.decode(), "etag": etag_of(body)}
+                entry_ttl = request.app.state.settings.CACHE_TTL_SECONDS if ttl is None else ttl
+                await cache.put(lookup, rendered, entry_ttl)
+                return rendered
 
-            body, etag = await cache.single_flight(key, render)
-            entry_ttl = request.app.state.settings.CACHE_TTL_SECONDS if ttl is None else ttl
-            await cache.put(lookup, {"body": body.decode(), "etag": etag}, entry_ttl)
-            return _json_response(body, etag)
+            rendered = await cache.single_flight(lookup, render_and_store)
+            return _json_response(rendered["body"].encode(), rendered["etag"])
 
         # FastAPI reads the route's parameters from the signature: add the request, so the
-        # wrapper sees the path and query string, and keep everything else as declared.
+        # wrapper sees the path, and keep everything else as declared.
         serve.__signature__ = signature.replace(  # type: ignore[attr-defined]
             parameters=[
                 *signature.parameters.values(),
@@ -175,6 +185,18 @@ def cached(
         return serve
 
     return decorate
+
+
+def _is_parameter(value: Any) -> bool:
+    """A value that shapes the response: a query or path parameter, or the current user; not
+    the machinery a route is handed (the database, the cache, the settings)."""
+    if isinstance(value, BaseSettings):
+        return False
+    return value is None or isinstance(value, str | int | float | bool | uuid.UUID | BaseModel)
+
+
+def _key_part(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 def _json_response(body: bytes, etag: str) -> Response:

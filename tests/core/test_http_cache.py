@@ -69,7 +69,14 @@ class TestConditionalGet:
     def test_errors_writes_and_probes_get_no_etag(
         self, client: TestClient, account: Account
     ) -> None:
-        assert "etag" not in client.get(ME).headers  # 401
+        unauthenticated = client.get(ME)
+        assert unauthenticated.status_code == 401
+        assert "etag" not in unauthenticated.headers
+        # An error is never kept, not even by the browser's own cache.
+        assert unauthenticated.headers["cache-control"] == "no-store"
+        missing = client.get("/api/v1/no-such-route", headers=account.headers)
+        assert missing.status_code == 404
+        assert missing.headers["cache-control"] == "no-store"
         patched = client.patch(ME, headers=account.headers, json={"name": "Renamed"})
         assert patched.status_code == 200
         assert "etag" not in patched.headers

@@ -1,4 +1,5 @@
-"""DATABASE_READ_URL: read-only routes read from the replica, everything else from the primary.
+"""DATABASE_READ_URL: read-only routes read from the replica, everything else from the primary,
+and so do the reads that fill the cache (a replica's lag must not be stored as current).
 
 Two separate SQLite databases stand in for primary and replica, each migrated; the replica
 holds a user the primary does not, so a response shows which database answered.
@@ -35,8 +36,12 @@ def test_read_routes_use_the_replica_and_writes_the_primary(tmp_path: Path) -> N
         )
         session.commit()
     with database.session(read_only=True) as session:
-        session.add(User(name="Replica", email="only-on-replica@example.com", hashed_password="x"))
+        replica_only = User(
+            name="Replica", email="only-on-replica@example.com", hashed_password="x"
+        )
+        session.add(replica_only)
         session.commit()
+        replica_only_id = replica_only.id
 
     with TestClient(app) as client:
         token = client.post(
@@ -44,8 +49,11 @@ def test_read_routes_use_the_replica_and_writes_the_primary(tmp_path: Path) -> N
             data={"username": "admin@example.com", "password": "admin-password"},
         ).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
+        read = client.get(f"/api/v1/users/{replica_only_id}", headers=headers)
+        assert read.status_code == 200, read.text
+        # The list is cached: what fills the cache is read on the primary.
         listed = client.get("/api/v1/users", headers=headers).json()
-        assert [user["email"] for user in listed["items"]] == ["only-on-replica@example.com"]
+        assert [user["email"] for user in listed["items"]] == ["admin@example.com"]
         # Authentication and writes stay on the primary.
         assert client.get("/api/v1/users/me", headers=headers).status_code == 200
         created = client.post(
