@@ -92,11 +92,13 @@ async def _send_error(send: Send, status: int, detail: str) -> None:
 
 
 class _Place:
-    """A request's place among the ones in progress: held, or handed on while it waits."""
+    """A request's place among the ones in progress: held, or handed on while it waits;
+    closed once the request is over (a task it left behind cannot take or give one)."""
 
     def __init__(self, places: asyncio.Semaphore) -> None:
         self.places = places
         self.held = False
+        self.closed = False
 
 
 _current_place: ContextVar[_Place | None] = ContextVar("current_place", default=None)
@@ -130,7 +132,9 @@ class ConcurrencyLimitMiddleware:
             await self.app(scope, receive, send)
         finally:
             _current_place.reset(token)
+            place.closed = True
             if place.held:
+                place.held = False
                 self._places.release()
 
 
@@ -140,7 +144,7 @@ async def place_handed_on() -> AsyncIterator[None]:
     (bcrypt on its own threads), its place goes to the next request in line; it queues again
     for one afterwards. Outside ConcurrencyLimitMiddleware this does nothing."""
     place = _current_place.get()
-    if place is None or not place.held:
+    if place is None or not place.held or place.closed:
         yield
         return
     place.places.release()
@@ -148,5 +152,9 @@ async def place_handed_on() -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await place.places.acquire()
-        place.held = True
+        if not place.closed:
+            await place.places.acquire()
+            if place.closed:  # the request ended while this queued: give the place back
+                place.places.release()
+            else:
+                place.held = True

@@ -147,3 +147,32 @@ def test_a_request_cancelled_while_queueing_again_gives_back_no_place_it_does_no
         assert places._value == 1
 
     run(scenario)
+
+
+def test_a_task_that_outlives_its_request_neither_frees_nor_keeps_a_place() -> None:
+    """A task started inside a request inherits its place through the context; once the
+    request is over, that task can neither give the place back a second time nor keep one."""
+
+    async def scenario() -> None:
+        leftover: list[asyncio.Task[None]] = []
+        resume_leftover = asyncio.Event()
+        free_while_handing_on: list[int] = []
+
+        async def outlives_the_request() -> None:
+            await resume_leftover.wait()
+            async with place_handed_on():
+                free_while_handing_on.append(limited._places._value)
+
+        async def app(_scope: Scope, _receive: Receive, _send: Send) -> None:
+            leftover.append(asyncio.create_task(outlives_the_request()))
+
+        limited = ConcurrencyLimitMiddleware(app, limit=1)
+        await limited(scope("/starts-a-task"), receive, send)
+        assert limited._places._value == 1  # the request is over: its place is free
+        resume_leftover.set()
+        await asyncio.gather(*leftover)
+        # Not 2: the place was not released a second time (two requests would get in).
+        assert free_while_handing_on == [1]
+        assert limited._places._value == 1
+
+    run(scenario)
