@@ -53,9 +53,15 @@ def account_tag(user_id: uuid.UUID) -> str:
     return f"user:{user_id}"
 
 
-def _changed(session: Session, user_id: uuid.UUID) -> None:
-    # Revoked, not just invalidated: the cached account decides whether a token still works.
-    revoke_on_commit(session, account_tag(user_id))
+def _changed(session: Session, user_id: uuid.UUID, *, revoking: bool) -> None:
+    """A write to an account: the cached account and the lists that show it die with its
+    commit. `revoking`: it changes whether a token still works (password, deactivation,
+    superuser rights, deletion), so with Redis unreachable the response waits until no worker
+    can serve the old account (core/cache.py)."""
+    if revoking:
+        revoke_on_commit(session, account_tag(user_id))
+    else:
+        invalidate_on_commit(session, account_tag(user_id))
     invalidate_on_commit(session, USERS_TAG)
 
 
@@ -89,7 +95,8 @@ def add(session: Session, data: UserCreate, hashed_password: str) -> User:
     except IntegrityError as error:
         session.rollback()
         raise EmailTaken from error
-    _changed(session, user.id)
+    # A new account: nothing can have cached it, only the lists change.
+    invalidate_on_commit(session, USERS_TAG)
     return user
 
 
@@ -118,7 +125,7 @@ def replace_password(
         .where(col(User.id) == user_id, col(User.token_version) == expected_version)
         .values(**values)
     )
-    _changed(session, user_id)
+    _changed(session, user_id, revoking=True)
     return changed_rows(session, statement) == 1
 
 
@@ -131,7 +138,7 @@ def mark_email_verified(session: Session, user_id: uuid.UUID, email: str) -> Non
         .where(col(User.id) == user_id, col(User.email) == email)
         .values(is_verified=True, updated_at=utc_now()),
     )
-    _changed(session, user_id)
+    _changed(session, user_id, revoking=False)
 
 
 def ensure_first_superuser(session: Session, email: str, hashed_password: str) -> bool:
@@ -198,7 +205,10 @@ def _apply_changes(
         user.token_version += 1
     user.updated_at = utc_now()
     session.add(user)
-    _changed(session, user.id)
+    revoking = hashed_password is not None or any(
+        key in values for key in ("is_active", "is_superuser")
+    )
+    _changed(session, user.id, revoking=revoking)
     if email_changed:
         new_address.fire(session, user)
     try:
@@ -272,7 +282,7 @@ def delete_user(session: Session, *, user_id: uuid.UUID) -> None:
     user = get(session, user_id)
     _ensure_not_last_superuser(session, user)
     session.delete(user)
-    _changed(session, user_id)
+    _changed(session, user_id, revoking=True)
     session.commit()
 
 
