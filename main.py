@@ -1,5 +1,5 @@
 """Composition root: builds the app from settings, mounts every installed feature and wires
-the features' reactions to one another."""
+the features' reactions to one another (features/registry.py)."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -18,20 +18,9 @@ from core.logging import RequestLogMiddleware, configure_logging
 from core.middleware import BodySizeLimitMiddleware, ConcurrencyLimitMiddleware
 from core.ratelimit import RateLimiter
 from core.security import PasswordHasher
-from features.recovery import service as recovery_service
-from features.registry import import_routers
-from features.users import service as users_service
+from features.registry import connect_features, import_routers
 
 API_PREFIX = "/api/v1"
-
-
-def connect_features() -> None:
-    """Every reaction of one feature to another, in one place, so none hides in an import.
-
-    An account with an address nobody has confirmed yet (a sign-up, an email change) gets a
-    verification link from the recovery feature, enqueued in the same transaction.
-    """
-    users_service.new_address.connect(recovery_service.send_verification)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -103,8 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limit=settings.MAX_CONCURRENT_REQUESTS,
             exempt=frozenset({"/health", "/health/ready", "/metrics"}),
         )
-    # Added last so it is outermost: every response, 413s and 500s included, gets the id, and
-    # its logged duration includes any wait for a place.
+    # Outermost but for the HTTP metrics (observability.install, below): every response,
+    # 413s and 500s included, gets the id, and its logged duration includes any wait for a
+    # place.
     app.add_middleware(RequestLogMiddleware)
     install_error_handlers(app)
 

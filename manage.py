@@ -87,11 +87,12 @@ def worker(extra_modules: list[str]) -> int:
     """Every job the app can enqueue is declared in a module its routers import."""
     from core import job_worker
     from core.logging import configure_logging
-    from features.registry import import_routers
+    from features.registry import connect_features, import_routers
 
     settings = get_settings()
     configure_logging(settings.LOG_LEVEL, json_lines=settings.ENVIRONMENT == "production")
     import_routers()
+    connect_features()  # jobs that change an account react as the app does
     for module in extra_modules:
         importlib.import_module(module)
     return job_worker.run(settings)

@@ -2,7 +2,8 @@
 
 Adding a feature is one line here. The app mounts each feature's `router` and Alembic sees
 each feature's tables through `import_models()`; a test fails when a folder under
-`features/` is missing from this list.
+`features/` is missing from this list. The features' reactions to one another are wired in
+`connect_features()`, which every entry point calls (the app, the job worker).
 """
 
 import importlib
@@ -27,3 +28,15 @@ def import_models() -> list[ModuleType]:
 
 def import_routers() -> list[ModuleType]:
     return [importlib.import_module(f"features.{name}.router") for name in INSTALLED_FEATURES]
+
+
+def connect_features() -> None:
+    """Every reaction of one feature to another, in one place, so none hides in an import.
+
+    An account with an address nobody has confirmed yet (a sign-up, an email change) gets a
+    verification link from the recovery feature, enqueued in the same transaction.
+    """
+    from features.recovery import service as recovery_service
+    from features.users import service as users_service
+
+    users_service.new_address.connect(recovery_service.send_verification)

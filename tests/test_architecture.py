@@ -1,5 +1,6 @@
 """The rules that keep the codebase copyable: every feature registered, imports one way."""
 
+import ast
 import importlib
 import subprocess
 import sys
@@ -70,8 +71,47 @@ def test_every_table_reaches_alembic_metadata() -> None:
     assert {"users", "refresh_tokens", "account_tokens", "row_counts"} <= set(metadata.tables)
 
 
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (function-level imports included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+# The accounts every feature builds on; any feature may import them.
+SHARED_FEATURE = "users"
+
+
+def test_a_feature_imports_core_itself_and_users_only() -> None:
+    """Checked for every folder under features/, a scaffolded one included the moment it
+    exists: a copied feature cannot quietly come to depend on a sibling. Which feature reacts
+    to which is wired in one place, features/registry.py (`connect_features`)."""
+    for name in sorted(feature_folders()):
+        allowed = {name} if name == SHARED_FEATURE else {name, SHARED_FEATURE}
+        for path in sorted((FEATURES_DIR / name).glob("*.py")):
+            for module in imported_modules(path):
+                parts = module.split(".")
+                if parts[0] == "features" and len(parts) > 1:
+                    assert parts[1] in allowed, (
+                        f"{path.relative_to(ROOT)} imports {module}: a feature imports core, "
+                        f"itself and features.{SHARED_FEATURE} only"
+                    )
+
+
+def test_core_imports_no_feature() -> None:
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        features = {module for module in imported_modules(path) if module.startswith("features")}
+        assert not features, f"{path.relative_to(ROOT)} imports {sorted(features)}"
+
+
 def test_import_contracts_hold() -> None:
-    """core <- users <- auth <- main, checked by import-linter (config in pyproject.toml)."""
+    """core <- users <- auth | recovery <- main, checked by import-linter (pyproject.toml);
+    the two tests above cover features that contract does not name yet."""
     result = subprocess.run(
         [str(Path(sys.executable).parent / "lint-imports")],
         cwd=ROOT,

@@ -115,8 +115,9 @@ def logout(session: Session, *, refresh_token: str) -> None:
         _revoke_family(session, stored.family_id)
 
 
-# On the primary: an account deactivated a moment ago must already be refused.
-_find_account = transaction(users_service.get_by_email)
+@transaction  # the primary: an account deactivated a moment ago must already be refused
+def _find_account(session: Session, *, email: str) -> User | None:
+    return users_service.get_by_email(session, email)
 
 
 @transaction
@@ -172,7 +173,7 @@ async def login(
         # No account can have either (a NUL would also crash the PostgreSQL driver), so it
         # cannot match: answer without the database and without bcrypt.
         raise InvalidCredentials
-    user = await _find_account(db, email)
+    user = await _find_account(db, email=email)
     matches = await passwords.verify_async(password, user.hashed_password if user else None)
     if (
         user is None

@@ -10,10 +10,10 @@ and spent by one atomic UPDATE. Accounts change only through the users feature's
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from core import jobs as background
 from core.clock import as_utc, utc_now
 from core.config import Settings
 from core.db import Database, changed_rows, transaction
+from core.jobs import enqueue
 from core.ratelimit import RateLimiter, parse_limit
 from core.security import PasswordHasher, digest_token
 from features.recovery import jobs
@@ -31,7 +31,7 @@ ACCEPTED_MESSAGE = "If an account uses this address, a mail with a link is on it
 def send_verification(session: Session, user: User) -> None:
     """An account has an address nobody has confirmed (a sign-up, an email change): mail it
     a link, once this transaction commits; never if it rolls back."""
-    background.enqueue(session, jobs.issue_verification, email=user.email, user_id=str(user.id))
+    enqueue(session, jobs.issue_verification, email=user.email, user_id=str(user.id))
 
 
 # --- building blocks ---------------------------------------------------------------------
@@ -71,13 +71,13 @@ def _spend(session: Session, stored: AccountToken) -> None:
 
 @transaction
 def _enqueue_password_reset(session: Session, *, email: str) -> None:
-    background.enqueue(session, jobs.issue_password_reset, email=normalize_email(email))
+    enqueue(session, jobs.issue_password_reset, email=normalize_email(email))
     session.commit()
 
 
 @transaction
 def _enqueue_verification(session: Session, *, email: str) -> None:
-    background.enqueue(session, jobs.issue_verification, email=normalize_email(email))
+    enqueue(session, jobs.issue_verification, email=normalize_email(email))
     session.commit()
 
 
