@@ -1,19 +1,17 @@
 """Outgoing mail: build a plain-text and HTML message and hand it to an SMTP server.
 
-Knows no feature: callers give a recipient, a subject and the two bodies. Two ways to send:
-`send` never raises: a mail that cannot be delivered is logged (recipient masked) and the
-caller's request goes on, because the person waiting for a link must not learn from an error
-page whether an account exists, and a flaky mail server must not take sign-ups down with it.
-`deliver` raises instead, for background jobs (core/jobs.py): a job that raises is retried,
-so a mail server that is down for a while delays the mail instead of losing it.
+Knows no feature: callers give a recipient, a subject and the two bodies. Mails are sent from
+background jobs (core/jobs.py), never from a request: the person waiting for a link must not
+learn from a response whether an account exists, and a flaky mail server must not take
+sign-ups down with it. `deliver` raises when the server does not take a mail; the job that
+raises is retried, so a mail server that is down for a while delays the mail instead of
+losing it.
 """
 
 import logging
 import smtplib
 from dataclasses import dataclass
 from email.message import EmailMessage
-
-import anyio
 
 from core import metrics
 from core.config import Settings
@@ -73,19 +71,6 @@ class Mailer:
     @property
     def configured(self) -> bool:
         return bool(self.host)
-
-    async def send(self, *, recipient: str, subject: str, text: str, html: str) -> bool:
-        """Deliver one mail from a worker thread; False (and an error log line) on failure."""
-        try:
-            await anyio.to_thread.run_sync(
-                lambda: self.deliver(recipient=recipient, subject=subject, text=text, html=html)
-            )
-        except (smtplib.SMTPException, OSError) as error:
-            logger.error(
-                "mail to %s not sent: %s: %s", mask_address(recipient), type(error).__name__, error
-            )
-            return False
-        return True
 
     def deliver(self, *, recipient: str, subject: str, text: str, html: str) -> None:
         """Deliver one mail now, in this thread; raises smtplib.SMTPException or OSError when

@@ -14,6 +14,7 @@ until it expires); a `send_account_link` run twice mails the same link twice.
 import base64
 import hashlib
 import hmac
+import logging
 import uuid
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -30,6 +31,8 @@ from features.recovery.models import AccountToken, AccountTokenPurpose
 from features.users import service as users_service
 from features.users.models import User
 
+logger = logging.getLogger("app.recovery")
+
 
 def reset_lifetime(settings: Settings) -> timedelta:
     return timedelta(minutes=settings.PASSWORD_RESET_EXPIRE_MINUTES)
@@ -40,8 +43,10 @@ def verify_lifetime(settings: Settings) -> timedelta:
 
 
 def link_secret(secret_key: str, token_id: uuid.UUID) -> str:
-    """The secret a link carries: 256 bits nobody can compute without SECRET_KEY."""
-    mac = hmac.new(secret_key.encode(), b"account-link:" + token_id.bytes, hashlib.sha256)
+    """The secret a link carries: 256 bits nobody can compute without SECRET_KEY (through a
+    key of its own, derived from it, so nothing else signed with SECRET_KEY is reused)."""
+    link_key = hmac.new(secret_key.encode(), b"account-links", hashlib.sha256).digest()
+    mac = hmac.new(link_key, token_id.bytes, hashlib.sha256)
     return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
 
 
@@ -103,6 +108,8 @@ def send_account_link(context: jobs.JobContext, *, token_id: str) -> None:
     with context.database.session() as session:
         token = session.get(AccountToken, uuid.UUID(token_id))
         if token is None or token.used_at is not None or as_utc(token.expires_at) <= utc_now():
+            # Spent, expired (retries can outlast a short link) or gone with its account.
+            logger.info("link %s not mailed: it can no longer be used", token_id)
             return
         recipient, purpose = token.email, AccountTokenPurpose(token.purpose)
     secret = link_secret(settings.SECRET_KEY, uuid.UUID(token_id))
