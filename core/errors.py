@@ -117,7 +117,8 @@ class MalformedRequestError(BadRequestError):
 
 # What any API route can answer, whatever it does, from the machinery every request passes
 # through: a request the body-size middleware or the body parser refuses (400, 413), and a
-# database (or, where limits are counted there, a Redis) that cannot be reached (503).
+# database that cannot be reached (503). Redis never gives a 503: without it the cache reads
+# the database and rate limits are counted per process.
 # main.py documents these on every feature router it mounts; a route's own entry for the
 # same status wins, with the same body model.
 SHARED_API_RESPONSES = error_responses(

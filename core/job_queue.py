@@ -4,7 +4,7 @@ procrastinate or a second database driver (that would cost each web worker about
 
 Writes go only through procrastinate's versioned SQL functions (`procrastinate_*_v1/_v2`):
 they are the interface procrastinate keeps stable across its schema migrations, and the
-pinned version (requirements.txt, migrations/sql/) is what tests/core/test_job_queue.py runs
+pinned version (requirements.txt, migrations/sql/) is what tests/jobs/test_queue.py runs
 against. The one direct write resets `attempts` when an operator retries a failed job, so
 that it gets a fresh set of tries.
 """

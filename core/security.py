@@ -160,8 +160,10 @@ def decode_access_token(token: str, *, secret_key: str) -> AccessClaims:
 
 # A client sends the same access token with every request until it expires, and checking
 # its signature is a pure function of (token, key): remembering the answer is always right.
-# Whether the account may still use it (revocation, deactivation) is checked in the database
-# on every request, never cached. Only valid tokens are remembered, so junk cannot flush it.
+# Whether the account may still use it (revocation, deactivation) is checked against the
+# account on every request: read from the database, or from Redis where every write that
+# revokes moves the account's cache tag first (core/cache.py). Only valid tokens are
+# remembered here, so junk cannot flush it.
 VERIFIED_TOKEN_CACHE_SIZE = 4096
 
 

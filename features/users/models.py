@@ -43,8 +43,8 @@ class User(SQLModel, table=True):
     is_superuser: bool = False
     # The owner proved they read mail at `email`; a new address starts unverified again.
     is_verified: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
-    # Bumped on every password change: access and refresh tokens carry the version they were
-    # issued under, so all earlier tokens die at once, on every worker and instance.
+    # Bumped on every password change and deactivation: access and refresh tokens carry the
+    # version they were issued under, so all earlier tokens die at once, everywhere.
     token_version: int = 0
     created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))

@@ -161,6 +161,22 @@ def test_no_instance_accepts_a_token_after_the_response_that_revoked_it(
         assert {status for _, status, _ in late} == {401}, late
 
 
+def test_both_instances_give_one_body_one_etag_and_honour_each_others(cluster: Cluster) -> None:
+    """ETags come from the body alone (not from anything per process, like Python's
+    randomised hash()), so a client behind the load balancer gets 304 from any instance."""
+    _, headers = new_account(cluster.a)
+    with (
+        httpx2.Client(base_url=cluster.a.base_url, timeout=15) as a,
+        httpx2.Client(base_url=cluster.b.base_url, timeout=15) as b,
+    ):
+        from_a, from_b = a.get(ME, headers=headers), b.get(ME, headers=headers)
+        assert from_a.status_code == from_b.status_code == 200
+        assert from_a.content == from_b.content
+        assert from_a.headers["etag"] == from_b.headers["etag"]
+        again = b.get(ME, headers={**headers, "If-None-Match": from_a.headers["etag"]})
+        assert again.status_code == 304
+
+
 def test_a_deleted_account_is_refused_everywhere_at_once(cluster: Cluster) -> None:
     _, headers = new_account(cluster.b)
     with Readers(headers, [cluster.a, cluster.b]) as readers:

@@ -243,6 +243,29 @@ def test_worker_is_given_time_to_finish_or_release_its_job(manifests: Manifests)
     assert pod_spec(worker)["terminationGracePeriodSeconds"] > WORKER_SHUTDOWN_SECONDS
 
 
+def effective_setting(manifests: Manifests, container: Object, name: str) -> int:
+    """A numeric setting as the container sees it: its env, else its ConfigMap, else the
+    default in core/config.py."""
+    env = {item["name"]: item.get("value") for item in container.get("env", [])}
+    if name in env:
+        return int(env[name])
+    config_map = manifests.get("ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
+    if name in config_map.get("data", {}):
+        return int(config_map["data"][name])
+    default: int = Settings.model_fields[name].default
+    return default
+
+
+def test_worker_pool_holds_every_job_plus_the_queue_checks(manifests: Manifests) -> None:
+    """Jobs, the stalled-job check and the queue stats share the worker's pool: smaller than
+    JOBS_CONCURRENCY + 2 and a job at full concurrency waits out pool_timeout."""
+    (container,) = pod_spec(manifests.app_workload("worker"))["containers"]
+    pool = effective_setting(manifests, container, "DATABASE_POOL_SIZE") + effective_setting(
+        manifests, container, "DATABASE_MAX_OVERFLOW"
+    )
+    assert pool >= effective_setting(manifests, container, "JOBS_CONCURRENCY") + 2
+
+
 def test_migration_job_migrates_then_creates_the_superuser_from_the_release_image(
     manifests: Manifests,
 ) -> None:
