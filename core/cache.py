@@ -30,10 +30,12 @@ treated as missing.
 """
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -41,7 +43,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cashews import Cache as Backend
-from pydantic import BaseModel
+from cashews.exceptions import BackendNotAvailableError
+from pydantic import BaseModel, TypeAdapter
+from redis.exceptions import RedisError
 from sqlmodel import Session
 
 from core import metrics
@@ -59,6 +63,10 @@ TAG_VERSION_TTL_SECONDS = 24 * 3600
 # that write entries and the one that waits (entries expire by the writer's clock).
 REVOKE_MARGIN_SECONDS = 1.0
 _COMMITTED = "cache.committed"
+_SIGNATURE = re.compile("[0-9a-f]{64}")
+# What a failing store raises; anything else (a value cashews cannot decode) is a miss for
+# that key, never a reason to stop using the store.
+_STORE_ERRORS = (RedisError, OSError, TimeoutError, BackendNotAvailableError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,28 +144,32 @@ class Cache:
 
     def _open(self, key: str, stored: Any) -> Json | None:
         """The data of a value this cache signed and that has not expired; None for anything
-        else, whatever is stored there."""
+        else, whatever is stored there (never an exception: a value is not an outage)."""
         if not isinstance(stored, bytes):
             return None
         try:
             envelope = json.loads(stored)
-        except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+            content, expires_at, signature = envelope["d"], envelope["x"], envelope["s"]
+            if not (
+                isinstance(content, str)
+                and isinstance(expires_at, float)
+                and isinstance(signature, str)
+                and _SIGNATURE.fullmatch(signature)
+            ):
+                return None
+            expected = self._signature(key, content, expires_at)
+            if not hmac.compare_digest(expected, signature) or expires_at <= time.time():
+                return None
+            return json.loads(content)
+        except Exception:  # malformed, too deep, not text: not a value this cache signed
             return None
-        if not isinstance(envelope, dict):
-            return None
-        content, expires_at, signature = envelope.get("d"), envelope.get("x"), envelope.get("s")
-        if not (
-            isinstance(content, str)
-            and isinstance(expires_at, float)
-            and isinstance(signature, str)
-        ):
-            return None
-        expected = self._signature(key, content, expires_at)
-        if not hmac.compare_digest(expected, signature) or expires_at <= time.time():
-            return None
-        return json.loads(content)
 
     # --- the store, behind a fast timeout and a back-off ----------------------------------
+
+    @property
+    def timeout(self) -> float:
+        """Longest a call to the store may take."""
+        return self._timeout
 
     @property
     def available(self) -> bool:
@@ -179,8 +191,15 @@ class Cache:
         try:
             async with asyncio.timeout(self._timeout):
                 return True, await call
-        except Exception as error:  # any store failure is a miss, never an error response
+        except _STORE_ERRORS as error:  # any store failure is a miss, never an error response
             self._failed(operation, error)
+            return False, None
+        except Exception as error:
+            # A value only someone else can have written (cashews cannot decode it): a miss,
+            # and the keys are dropped below, which is always safe (see the docstring).
+            self.errors += 1
+            metrics.record_cache("store", "error")
+            logger.warning("cache value unreadable (%s: %s)", operation, type(error).__name__)
             return False, None
 
     def _tag_key(self, tag: str) -> str:
@@ -209,6 +228,10 @@ class Cache:
         tag_keys = [self._tag_key(tag) for tag in tags]
         ok, found = await self._call("get", self._backend.get_many(self._entry_key(key), *tag_keys))
         if not ok:
+            if self.available:  # the store answered, with something unreadable: drop it
+                await self._call(
+                    "delete", self._backend.delete_many(self._entry_key(key), *tag_keys)
+                )
             return Lookup(key, None, None, started)
         entry = self._open(self._entry_key(key), found[0])
         read_versions = tuple(
@@ -315,7 +338,7 @@ class Cache:
             await self.put(lookup, value, entry_ttl)
             return value
 
-        lookup = await self.get(key, tags)
+        lookup = await self.get(f"{key}:{schema_fingerprint(schema)}", tags)
         value = lookup.value if lookup.hit else await self.single_flight(lookup, load_and_store)
         return None if value is None else schema.model_validate(value)
 
@@ -334,6 +357,7 @@ class Cache:
             running = asyncio.ensure_future(load_and_store(lookup))
             self._inflight[flight] = running
             running.add_done_callback(lambda _: self._inflight.pop(flight, None))
+            running.add_done_callback(_retrieve_outcome)
         return await asyncio.shield(running)
 
     # --- writes ------------------------------------------------------------------------------
@@ -361,6 +385,30 @@ class Cache:
         every such entry has expired before going on, so no worker can serve one after."""
         if not await self.invalidate(tags):
             await asyncio.sleep(self.revocable_ttl + REVOKE_MARGIN_SECONDS)
+
+
+def _retrieve_outcome(task: "asyncio.Future[Any]") -> None:
+    """Every caller of a shared load may have gone away: its error is theirs, not a log line
+    saying nobody looked at it."""
+    if not task.cancelled():
+        task.exception()
+
+
+def schema_fingerprint(schema: Any) -> str:
+    """A short digest of a value's JSON schema, part of its key: after a release changes a
+    cached shape, old and new code (side by side in a rolling update) never read each
+    other's entries."""
+    return _fingerprints(schema)
+
+
+@functools.cache
+def _fingerprints(schema: Any) -> str:
+    described = (
+        schema.model_json_schema()
+        if isinstance(schema, type) and issubclass(schema, BaseModel)
+        else TypeAdapter(schema).json_schema()
+    )
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _version(opened: Json | None) -> str | None:

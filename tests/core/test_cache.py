@@ -286,6 +286,41 @@ class TestRedisTrouble:
         assert run(scenario) == [None] * 10 + [{"name": "real", "admin": False}]
         store.close()
 
+    @pytest.mark.parametrize(
+        "planted",
+        [
+            STORED + '{"d":"x","x":1e10,"s":"\u00e9"}'.encode(),  # a non-ASCII signature
+            STORED + b'{"d":"\\ud800","x":1e10,"s":"' + b"a" * 64 + b'"}',  # a lone surrogate
+            STORED + b"[" * 100_000,  # deeper than the JSON parser goes
+            b"7" * 5_000,  # more digits than Python turns into an int
+            b"StreamingResponse:x",  # a type cashews decodes on its own
+        ],
+        ids=["non-ascii-signature", "surrogate", "deep", "digits", "cashews-type"],
+    )
+    @pytest.mark.parametrize("where", ["entry", "tag"])
+    def test_anything_planted_is_a_miss_never_an_error_nor_an_outage(
+        self, redis: RedisServer, planted: bytes, where: str
+    ) -> None:
+        store = redis_client.Redis.from_url(redis.url)
+
+        async def scenario() -> tuple[Any, bool, Any]:
+            cache = await started(make_cache(redis.url))
+            await cache.put(await cache.get("account", TAGS), {"name": "real"}, ttl=60)
+            (key,) = store.keys(f"cache:*:{where}:*")
+            store.set(key, planted)
+            if planted.startswith(b"StreamingResponse"):
+                store.set(f"{key.decode() if isinstance(key, bytes) else key}:done", b"1")
+            found = (await cache.get("account", TAGS)).value
+            still_available = cache.available
+            # The planted value was dropped: the key caches again at once.
+            await cache.put(await cache.get("account", TAGS), {"name": "again"}, ttl=60)
+            again = (await cache.get("account", TAGS)).value
+            await cache.close()
+            return found, still_available, again
+
+        assert run(scenario) == (None, True, {"name": "again"})
+        store.close()
+
     def test_an_old_entry_and_version_written_back_are_dead_once_expired(
         self, redis: RedisServer
     ) -> None:
