@@ -7,27 +7,30 @@ Authorization`. A request whose `If-None-Match` names the current tag gets `304 
 with no body: the client keeps its copy and the transfer is a few headers.
 
 `@cached(tags)` on a GET route serves its response from core/cache.py: keyed by the route, the
-path and the query string, and by the tags, which name what the response shows (the owner's
-rows, the users table), so a response for one user is never served to another. A write
-invalidates the tags in its unit of work (`invalidate_on_commit`); the next read is a miss.
+path and the parameters it was called with, and by the tags, which name what the response
+shows (the owner's rows, the users table), so a response for one user is never served to
+another. A write invalidates the tags in its unit of work (`invalidate_on_commit`); the next
+read is a miss.
 """
 
 import hashlib
 import inspect
 import json
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from fastapi import Request, Response
-from pydantic import BaseModel, TypeAdapter
+from fastapi.encoders import jsonable_encoder
+from pydantic import TypeAdapter
 from pydantic_settings import BaseSettings
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.cache import Cache, Lookup
-from core.db import reads_from_primary
+from core.cache import Cache, Lookup, schema_fingerprint
+from core.db import Database, reads_from_primary
+from core.ratelimit import RateLimiter
+from core.security import PasswordHasher
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -133,11 +136,13 @@ def cached(
 
     `tags` is called with the route's own parameters, by name (`lambda user: [...]`): tag a
     response with whatever its content depends on, the owner included, and invalidate the
-    same tags from the service's writes. The key is the route, its path and its parameters as
-    validated (query strings the route does not read make no new entry), and the tags, so a
-    response for one owner is never served to another. The response model is the route's
-    return annotation. `ttl` defaults to CACHE_TTL_SECONDS. A miss reads from the primary
-    even in `@read_only` work: a replica's lag would otherwise be stored as current.
+    same tags from the service's writes. The key is the route, the shape of its answer, its
+    path, every parameter it is called with as validated (a query parameter the route does not
+    declare makes no new entry), bar the machinery (database, cache, settings...), and the
+    tags, so a response for one owner is never served to another. The response model is the
+    route's return annotation. `ttl` defaults to CACHE_TTL_SECONDS. A miss that will be stored
+    reads from the primary even in `@read_only` work: a replica's lag would otherwise be stored
+    as current.
     """
 
     def decorate(endpoint: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -145,6 +150,7 @@ def cached(
         body_type = TypeAdapter(signature.return_annotation)
         tag_parameters = list(inspect.signature(tags).parameters)
         name = f"{endpoint.__module__}.{endpoint.__qualname__}"
+        shape = schema_fingerprint(signature.return_annotation)
 
         @wraps(endpoint)
         async def serve(*args: Any, **kwargs: Any) -> Any:
@@ -152,17 +158,24 @@ def cached(
             cache: Cache = request.app.state.cache
             entry_tags = tuple(tags(**{key: kwargs[key] for key in tag_parameters}))
             parameters = sorted(
-                (key, _key_part(value)) for key, value in kwargs.items() if _is_parameter(value)
+                (key, _key_part(key, value))
+                for key, value in kwargs.items()
+                if not isinstance(value, _MACHINERY)
             )
-            described = json.dumps([name, request.url.path, parameters, entry_tags], default=str)
+            described = json.dumps(
+                [name, shape, request.url.path, parameters, entry_tags], default=str
+            )
             key = "response:" + hashlib.sha256(described.encode()).hexdigest()
             lookup = await cache.get(key, entry_tags)
             if isinstance(lookup.value, dict):
                 return _json_response(lookup.value["body"].encode(), lookup.value["etag"])
 
             async def render_and_store(lookup: Lookup) -> dict[str, str]:
-                with reads_from_primary():
+                if lookup.versions is None:  # nothing will be stored: the usual read
                     result = await endpoint(*args, **kwargs)
+                else:
+                    with reads_from_primary():
+                        result = await endpoint(*args, **kwargs)
                 body = body_type.dump_json(body_type.validate_python(result, from_attributes=True))
                 rendered = {"body": body.decode(), "etag": etag_of(body)}
                 entry_ttl = request.app.state.settings.CACHE_TTL_SECONDS if ttl is None else ttl
@@ -187,16 +200,16 @@ def cached(
     return decorate
 
 
-def _is_parameter(value: Any) -> bool:
-    """A value that shapes the response: a query or path parameter, or the current user; not
-    the machinery a route is handed (the database, the cache, the settings)."""
-    if isinstance(value, BaseSettings):
-        return False
-    return value is None or isinstance(value, str | int | float | bool | uuid.UUID | BaseModel)
+# What a route is handed to do its work, not what its answer depends on. Every other
+# parameter (path, query, the current user, a feature's own dependency) is part of the key.
+_MACHINERY: tuple[type, ...] = (Request, Database, Cache, BaseSettings, PasswordHasher, RateLimiter)
 
 
-def _key_part(value: Any) -> Any:
-    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+def _key_part(name: str, value: Any) -> Any:
+    try:
+        return jsonable_encoder(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"@cached cannot key a response on parameter {name!r}") from error
 
 
 def _json_response(body: bytes, etag: str) -> Response:

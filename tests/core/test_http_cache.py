@@ -2,11 +2,19 @@
 client that holds the current one, and headers that keep authenticated JSON out of shared
 caches."""
 
+import enum
+from datetime import date
+from typing import Annotated
+
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
+from pydantic import BaseModel
 from starlette.testclient import TestClient
 
-from core.http_cache import etag_of
+from core.cache import Cache
+from core.config import Settings
+from core.deps import SettingsDep
+from core.http_cache import cached, etag_of
 from main import create_app
 from tests.conftest import Account
 
@@ -81,3 +89,61 @@ class TestConditionalGet:
         assert patched.status_code == 200
         assert "etag" not in patched.headers
         assert "etag" not in client.get("/health").headers
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Echo(BaseModel):
+    value: str
+
+
+class TestCachedKeys:
+    """`@cached` keys a response by every parameter the route is called with, whatever its
+    type: two requests that get different answers never share an entry."""
+
+    @pytest.fixture
+    def echo(self, settings: Settings) -> TestClient:
+        app = FastAPI()
+        app.state.settings = settings
+        app.state.cache = Cache("", secret=settings.SECRET_KEY)
+
+        @app.get("/by-date")
+        @cached(lambda: ["echo"])
+        async def by_date(since: date, _settings: SettingsDep) -> Echo:
+            return Echo(value=since.isoformat())
+
+        @app.get("/by-list")
+        @cached(lambda: ["echo"])
+        async def by_list(ids: Annotated[list[int], Query()]) -> Echo:
+            return Echo(value=",".join(map(str, ids)))
+
+        @app.get("/by-enum")
+        @cached(lambda: ["echo"])
+        async def by_enum(colour: Colour) -> Echo:
+            return Echo(value=colour.value)
+
+        return TestClient(app)
+
+    @pytest.mark.parametrize(
+        ("path", "first", "second"),
+        [
+            ("/by-date", {"since": "2026-01-01"}, {"since": "2026-01-02"}),
+            ("/by-list", {"ids": ["1", "2"]}, {"ids": ["3"]}),
+            ("/by-enum", {"colour": "red"}, {"colour": "blue"}),
+        ],
+    )
+    def test_different_parameters_get_their_own_answers(
+        self,
+        echo: TestClient,
+        path: str,
+        first: dict[str, str | list[str]],
+        second: dict[str, str | list[str]],
+    ) -> None:
+        with echo:
+            answers = [echo.get(path, params=params).json()["value"] for params in (first, second)]
+            again = echo.get(path, params=first).json()["value"]
+        assert answers[0] != answers[1]
+        assert again == answers[0]
