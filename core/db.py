@@ -18,6 +18,7 @@ connection while bcrypt runs.
 import asyncio
 import concurrent.futures
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -35,6 +36,8 @@ from core import metrics
 from core.cache import Cache
 from core.config import Settings
 from core.middleware import place_handed_on
+
+logger = logging.getLogger("app.db")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -175,9 +178,17 @@ class Database:
 
     @contextmanager
     def session(self, *, read_only: bool = False) -> Iterator[Session]:
-        """A session in the calling thread, for commands and tests (routes use `run`)."""
+        """A session in the calling thread, for commands, jobs and tests (routes use `run`).
+        It moves no cache tags: what its commits invalidate expires within its TTL."""
         with (self._read_only_session if read_only else self._session)() as session:
             yield session
+            left = cache_tags.committed_invalidation(session)
+            if left is not None and left.revoked:
+                logger.warning(
+                    "a write outside a unit of work revoked %s: cached accounts stay valid "
+                    "up to their TTL (CACHE_USER_TTL_SECONDS); run it through Database.run",
+                    ", ".join(sorted(left.revoked)),
+                )
 
     async def run(
         self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
@@ -212,11 +223,15 @@ class Database:
             raise sa_exc.TimeoutError("database work timed out") from None
         if outcome.invalidating is not None:
             # Before the response: once it is sent, no worker serves what the write changed.
-            # Shielded: a request that goes away does not stop an invalidation already owed.
-            # While Redis is unreachable a revocation waits out the cache's TTL; the request's
-            # place among those in progress goes to the next one meanwhile.
-            async with place_handed_on():
-                await asyncio.shield(asyncio.wrap_future(outcome.invalidating))
+            # Not cancelled with the request: an invalidation owed after a commit still runs.
+            invalidating = asyncio.wrap_future(outcome.invalidating)
+            quick = self._cache.timeout if self._cache is not None else None
+            done, _ = await asyncio.wait({invalidating}, timeout=quick)
+            if not done:
+                # Redis is slow or gone, and a revocation then waits out the cache's TTL: the
+                # request's place among those in progress goes to the next one meanwhile.
+                async with place_handed_on():
+                    await asyncio.shield(invalidating)
         if outcome.error is not None:
             raise outcome.error
         result: T = outcome.result
