@@ -71,16 +71,30 @@ def test_every_table_reaches_alembic_metadata() -> None:
     assert {"users", "refresh_tokens", "account_tokens", "row_counts"} <= set(metadata.tables)
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every module a file imports, at any depth (function-level imports included)."""
+def imported_modules(source: str, package: str) -> set[str]:
+    """Every module `source` (a file of `package`) imports, at any depth (function-level
+    imports included), relative imports resolved against the package."""
+    parts = package.split(".")
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = parts[: len(parts) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
     return found
+
+
+def imports_of(path: Path) -> set[str]:
+    return imported_modules(path.read_text(), ".".join(path.relative_to(ROOT).parent.parts))
+
+
+def test_relative_imports_are_seen_as_the_modules_they_name() -> None:
+    source = "from ..auth import service\nfrom .. import recovery\nfrom .models import Widget\n"
+    found = imported_modules(source, "features.widgets")
+    assert {"features.auth", "features.recovery", "features.widgets.models"} <= found
 
 
 # The accounts every feature builds on; any feature may import them.
@@ -94,7 +108,7 @@ def test_a_feature_imports_core_itself_and_users_only() -> None:
     for name in sorted(feature_folders()):
         allowed = {name} if name == SHARED_FEATURE else {name, SHARED_FEATURE}
         for path in sorted((FEATURES_DIR / name).glob("*.py")):
-            for module in imported_modules(path):
+            for module in imports_of(path):
                 parts = module.split(".")
                 if parts[0] == "features" and len(parts) > 1:
                     assert parts[1] in allowed, (
@@ -105,7 +119,7 @@ def test_a_feature_imports_core_itself_and_users_only() -> None:
 
 def test_core_imports_no_feature() -> None:
     for path in sorted((ROOT / "core").rglob("*.py")):
-        features = {module for module in imported_modules(path) if module.startswith("features")}
+        features = {module for module in imports_of(path) if module.startswith("features")}
         assert not features, f"{path.relative_to(ROOT)} imports {sorted(features)}"
 
 

@@ -176,3 +176,43 @@ def test_a_task_that_outlives_its_request_neither_frees_nor_keeps_a_place() -> N
         assert limited._places._value == 1
 
     run(scenario)
+
+
+def test_a_task_still_queueing_for_its_place_when_the_request_ends_gives_it_back() -> None:
+    """The leftover task handed the request's place on and queues to take it back; the
+    request ends meanwhile. Once the task gets a place it must give it straight back."""
+
+    async def scenario() -> None:
+        gate = Gate()
+        leftover: list[asyncio.Task[None]] = []
+        handed_on, other_is_in, request_may_end = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def hands_on_the_place() -> None:
+            async with place_handed_on():
+                handed_on.set()
+                await other_is_in.wait()
+            # Leaving the block, it queues for a place again: /other holds the only one.
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["path"] == "/starts-a-task":
+                leftover.append(asyncio.create_task(hands_on_the_place()))
+                await request_may_end.wait()
+                return
+            await gate(scope, receive, send)
+
+        limited = ConcurrencyLimitMiddleware(app, limit=1)
+        starter = asyncio.create_task(limited(scope("/starts-a-task"), receive, send))
+        await handed_on.wait()
+        other = asyncio.create_task(limited(scope("/other"), receive, send))
+        await settle()
+        assert gate.started == ["/other"]  # it took the place the task handed on
+        other_is_in.set()
+        await settle()  # the task queues behind /other
+        request_may_end.set()
+        await starter  # the request ends while its task still queues
+        gate.let_go("/other")
+        await other
+        await asyncio.gather(*leftover)
+        assert limited._places._value == 1  # the place came back: nothing holds it
+
+    run(scenario)

@@ -5,7 +5,8 @@ accounts are never cached; here the app has a Redis of the test module's own.
 """
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 import pytest
 from fastapi import FastAPI
@@ -30,6 +31,37 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 @pytest.fixture
 def settings_overrides(redis: RedisServer) -> dict[str, object]:
     return {"REDIS_URL": redis.url}
+
+
+@dataclass
+class MovedTags:
+    """The tags the app's cache was asked to move, and which of them as revocations (those
+    make a write wait out the TTL when Redis is unreachable)."""
+
+    revoked: set[str] = field(default_factory=set)
+    invalidated: set[str] = field(default_factory=set)
+
+
+@pytest.fixture
+def moved(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> MovedTags:
+    cache = app.state.cache
+    real_revoke, real_invalidate = cache.revoke, cache.invalidate
+    moved = MovedTags()
+
+    async def revoke(tags: Iterable[str]) -> None:
+        tags = list(tags)
+        moved.revoked.update(tags)
+        await real_revoke(tags)
+
+    async def invalidate(tags: Iterable[str]) -> bool:
+        tags = list(tags)
+        moved.invalidated.update(tags)
+        result: bool = await real_invalidate(tags)
+        return result
+
+    monkeypatch.setattr(cache, "revoke", revoke)
+    monkeypatch.setattr(cache, "invalidate", invalidate)
+    return moved
 
 
 def served_from_the_cache(client: TestClient, app: FastAPI, account: Account) -> None:
@@ -80,16 +112,20 @@ def test_the_old_token_is_refused_by_the_next_request(
     client: TestClient,
     app: FastAPI,
     make_account: Callable[..., Account],
+    moved: MovedTags,
     write: RevokingWrite,
 ) -> None:
     user, admin = make_account(), make_account(is_superuser=True)
     served_from_the_cache(client, app, user)
     write(client, user, admin)
     assert client.get(ME, headers=user.headers).status_code == 401
+    # A revocation, so with Redis unreachable the write would wait until no worker can
+    # serve the old account.
+    assert f"user:{user.id}" in moved.revoked
 
 
 def test_a_demoted_admin_loses_admin_routes_at_once(
-    client: TestClient, app: FastAPI, make_account: Callable[..., Account]
+    client: TestClient, app: FastAPI, make_account: Callable[..., Account], moved: MovedTags
 ) -> None:
     demoted, admin = make_account(is_superuser=True), make_account(is_superuser=True)
     served_from_the_cache(client, app, demoted)
@@ -99,6 +135,7 @@ def test_a_demoted_admin_loses_admin_routes_at_once(
     )
     assert response.status_code == 200, response.text
     assert client.get(USERS, headers=demoted.headers).status_code == 403
+    assert f"user:{demoted.id}" in moved.revoked
 
 
 def test_a_password_reset_refuses_the_old_token_at_once(
@@ -106,6 +143,7 @@ def test_a_password_reset_refuses_the_old_token_at_once(
     app: FastAPI,
     account: Account,
     caplog: pytest.LogCaptureFixture,
+    moved: MovedTags,
 ) -> None:
     served_from_the_cache(client, app, account)
     caplog.set_level("INFO", logger="app.mail")
@@ -119,16 +157,20 @@ def test_a_password_reset_refuses_the_old_token_at_once(
     )
     assert response.status_code == 204, response.text
     assert client.get(ME, headers=account.headers).status_code == 401
+    assert f"user:{account.id}" in moved.revoked
 
 
 def test_a_name_change_is_seen_at_once_and_keeps_the_token(
-    client: TestClient, app: FastAPI, account: Account
+    client: TestClient, app: FastAPI, account: Account, moved: MovedTags
 ) -> None:
     served_from_the_cache(client, app, account)
     assert client.patch(ME, headers=account.headers, json={"name": "Renamed"}).status_code == 200
     response = client.get(ME, headers=account.headers)
     assert response.status_code == 200
     assert response.json()["name"] == "Renamed"
+    # Not a revocation: during a Redis outage it does not wait out the account's TTL.
+    assert f"user:{account.id}" in moved.invalidated
+    assert f"user:{account.id}" not in moved.revoked
 
 
 def test_no_test_here_runs_without_redis(app: FastAPI) -> None:
