@@ -1,10 +1,11 @@
 """Reactions of one feature to another, inside the transaction that causes them.
 
 A feature declares a hook where something happens that others may care about (users: an
-account now has an address nobody has confirmed); the composition root, main.py, connects
-the other features' reactions to it, so every cross-feature reaction is listed in one place
-and none hides in an import. A reaction runs in the same session and transaction as the
-change, so what it does (enqueue a mail job) commits or rolls back with the change itself.
+account now has an address nobody has confirmed); features/registry.py (`connect_features`,
+called by the app and the job worker) connects the other features' reactions to it, so every
+cross-feature reaction is listed in one place and none hides in an import. A reaction runs in
+the same session and transaction as the change, so what it does (enqueue a mail job) commits
+or rolls back with the change itself.
 """
 
 from collections.abc import Callable

@@ -25,7 +25,7 @@ from features.users.models import User, normalize_email
 ACCEPTED_MESSAGE = "If an account uses this address, a mail with a link is on its way."
 
 
-# --- reactions to other features (connected in main.py) ------------------------------------
+# --- reactions to other features (connected in features/registry.py) ---------------------
 
 
 def send_verification(session: Session, user: User) -> None:
