@@ -31,22 +31,29 @@ class Request:
     method: str = "GET"
     body: str = ""
     headers: tuple[tuple[str, str], ...] = ()
-    # Append `&nocache=<a number no other request of the run used>`: every request misses
-    # a response cache keyed by the query string.
-    unique_query: bool = False
+    # Replace the path's `limit=100` with a larger number no other request of the run sent:
+    # the list caps it to the same page of 100, but a response cache keys on the parameter
+    # as given, so every request misses it (and stores its answer, as a real miss does).
+    unique_limit: bool = False
 
 
-UNIQUE_QUERY = """
-local thread_number = 0
+# Limits stay under the API's 1,000,000; each wrk run takes a window of its own, so runs
+# within a cache TTL of each other never repeat a value.
+UNIQUE_LIMIT_WINDOW = 45_000
+UNIQUE_LIMIT_WINDOWS = 21
+_unique_limit_runs = 0
+
+UNIQUE_LIMIT = """
+local threads = 0
 setup = function(thread)
-  thread_number = thread_number + 1
-  thread:set("prefix", thread_number)
+  threads = threads + 1
+  thread:set("first", threads - 1)
 end
 local sent = 0
 request = function()
+  local value = WINDOW_START + (first + sent * 2) % WINDOW_SIZE
   sent = sent + 1
-  local separator = string.find(wrk.path, "?", 1, true) and "&" or "?"
-  return wrk.format(nil, wrk.path .. separator .. "nocache=" .. prefix .. "-" .. sent)
+  return wrk.format(nil, (string.gsub(wrk.path, "limit=100", "limit=" .. value)))
 end
 """
 
@@ -90,8 +97,13 @@ def _script(request: Request, directory: Path) -> Path:
     if request.body:
         lines.append(f"wrk.body = {json.dumps(request.body)}")
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in request.headers]
-    if request.unique_query:
-        lines.append(UNIQUE_QUERY)
+    if request.unique_limit:
+        global _unique_limit_runs
+        window = _unique_limit_runs % UNIQUE_LIMIT_WINDOWS
+        _unique_limit_runs += 1
+        lines.append(f"WINDOW_START = {101 + window * UNIQUE_LIMIT_WINDOW}")
+        lines.append(f"WINDOW_SIZE = {UNIQUE_LIMIT_WINDOW}")
+        lines.append(UNIQUE_LIMIT)
     text = "\n".join(lines) + "\n" + REPORT_HOOK
     path = directory / f"wrk-{hashlib.sha256(text.encode()).hexdigest()[:12]}.lua"
     path.write_text(text)
