@@ -7,6 +7,7 @@ import json
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,19 +26,36 @@ TAGS = ("user:1",)
 
 
 # cashews marks the bytes it stores with this prefix; what follows is the cache's signed
-# envelope. Tests that play an attacker with write access to Redis write the same way.
+# value. Tests that play an attacker with write access to Redis write the same way.
 STORED = b"bytes:"
 
 
-def read_stored(store: Any, key: bytes | str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Signed:
+    """A value as the cache stores it: `<signature>:<expiry>:<JSON content>`."""
+
+    signature: bytes
+    expiry: bytes
+    content: bytes
+
+    def raw(self) -> bytes:
+        return self.signature + b":" + self.expiry + b":" + self.content
+
+
+def read_stored(store: Any, key: bytes | str) -> Signed:
     raw: bytes = store.get(key)
     assert raw.startswith(STORED)
-    envelope: dict[str, Any] = json.loads(raw[len(STORED) :])
-    return envelope
+    signature, expiry, content = raw[len(STORED) :].split(b":", 2)
+    return Signed(signature, expiry, content)
 
 
 def write_stored(store: Any, key: bytes | str, value: str | bytes) -> None:
     store.set(key, STORED + (value.encode() if isinstance(value, str) else value))
+
+
+def unsigned(content: Any) -> bytes:
+    """A well-formed value with a signature made up without the key."""
+    return Signed(b"0" * 64, repr(time.time() + 60).encode(), json.dumps(content).encode()).raw()
 
 
 class Account(BaseModel):
@@ -230,16 +248,15 @@ class TestRedisTrouble:
             await cache.put(await cache.get("account", TAGS), {"name": "real"}, ttl=60)
             (key,) = store.keys("cache:*:entry:*")
             versions = [
-                json.loads(read_stored(store, tag)["d"]) for tag in store.keys("cache:*:tag:*")
+                json.loads(read_stored(store, tag).content) for tag in store.keys("cache:*:tag:*")
             ]
             # Whoever can write to Redis but lacks the signing key cannot plant an entry,
             # even one that names the current versions...
-            content = json.dumps({"versions": versions, "value": {"name": "forged"}})
-            write_stored(store, key, json.dumps({"d": content, "x": time.time() + 60, "s": "0"}))
+            write_stored(store, key, unsigned({"versions": versions, "value": {"name": "forged"}}))
             forged_entry = (await cache.get("account", TAGS)).value
             # ...nor a tag version: an unreadable version only ends what it guarded.
             (tag_key,) = store.keys("cache:*:tag:*")
-            write_stored(store, tag_key, json.dumps("a version of the attacker's choosing"))
+            write_stored(store, tag_key, unsigned("a version of the attacker's choosing"))
             forged_version = (await cache.get("account", TAGS)).value
             # And neither turns the cache off: the next value is stored and served.
             await cache.put(await cache.get("account", TAGS), {"name": "again"}, ttl=60)
@@ -262,23 +279,25 @@ class TestRedisTrouble:
             signed = read_stored(store, key)
             found = []
             # The real signature over other content...
-            altered = dict(signed, d=signed["d"].replace('"admin":false', '"admin":true'))
+            altered = replace(
+                signed, content=signed.content.replace(b'"admin":false', b'"admin":true')
+            )
             assert altered != signed
             # ...a later expiry under the old signature, and the weak signatures other
             # serializers accept (a byte sum, none at all).
-            extended = dict(signed, x=signed["x"] + 3600)
+            extended = replace(signed, expiry=repr(float(signed.expiry) + 3600).encode())
             for forged in (
-                json.dumps(altered),
-                json.dumps(extended),
-                "sum:123_" + signed["d"],
-                signed["d"],
-                "not json \xff",
+                altered.raw(),
+                extended.raw(),
+                b"sum:123_" + signed.content,
+                signed.content,
+                "not json \xff".encode(),
             ):
                 write_stored(store, key, forged)
                 found.append((await cache.get("account", TAGS)).value)
                 store.set(key, forged)  # and as cashews' own formats would read it
                 found.append((await cache.get("account", TAGS)).value)
-            write_stored(store, key, json.dumps(signed))
+            write_stored(store, key, signed.raw())
             found.append((await cache.get("account", TAGS)).value)
             await cache.close()
             return found
@@ -289,9 +308,9 @@ class TestRedisTrouble:
     @pytest.mark.parametrize(
         "planted",
         [
-            STORED + '{"d":"x","x":1e10,"s":"\u00e9"}'.encode(),  # a non-ASCII signature
-            STORED + b'{"d":"\\ud800","x":1e10,"s":"' + b"a" * 64 + b'"}',  # a lone surrogate
-            STORED + b"[" * 100_000,  # deeper than the JSON parser goes
+            STORED + "\u00e9".encode() * 32 + b":1e10:{}",  # a non-ASCII signature
+            STORED + b"a" * 64 + b":nan:" + b'"\\ud800"',  # no expiry, a lone surrogate
+            STORED + b"a" * 64 + b":1e10:" + b"[" * 100_000,  # deeper than JSON goes
             b"7" * 5_000,  # more digits than Python turns into an int
             b"StreamingResponse:x",  # a type cashews decodes on its own
         ],
