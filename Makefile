@@ -82,9 +82,17 @@ migration: $(STAMP) ## Autogenerate a migration: make migration m="add widgets"
 	$(BIN)/alembic revision --autogenerate -m "$(m)"
 
 .PHONY: feature
-feature: $(STAMP) ## Scaffold features/<name> and its tests: make feature name=widgets
+feature: $(STAMP) ## Scaffold features/<name> and its tests, regenerate clients/: make feature name=widgets
 	@test -n "$(name)" || { echo 'usage: make feature name=widgets (plural snake_case)'; exit 2; }
 	$(BIN)/python -m scaffold "$(name)"
+	@# The new routes are part of the API the committed clients describe: regenerate them now,
+	@# or the clients tests (and CI) report clients/ as stale.
+	@if command -v npm >/dev/null; then \
+		$(MAKE) --no-print-directory client \
+		&& echo "clients/ regenerated with the new routes: commit it with the feature"; \
+	else \
+		echo "clients/ not regenerated (needs Node.js 20.19+ and npm): run 'make client'"; \
+	fi
 
 .PHONY: superuser
 superuser: $(STAMP) ## Create FIRST_SUPERUSER_EMAIL unless it exists
