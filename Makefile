@@ -88,8 +88,10 @@ feature: $(STAMP) ## Scaffold features/<name> and its tests, regenerate clients/
 	@# The new routes are part of the API the committed clients describe: regenerate them now,
 	@# or the clients tests (and CI) report clients/ as stale.
 	@if command -v npm >/dev/null; then \
-		$(MAKE) --no-print-directory client \
-		&& echo "clients/ regenerated with the new routes: commit it with the feature"; \
+		$(MAKE) --no-print-directory client || { \
+			echo "features/$(name) is written, clients/ is not: fix the above, then 'make client'"; \
+			exit 1; }; \
+		echo "clients/ regenerated with the new routes: commit it with the feature"; \
 	else \
 		echo "clients/ not regenerated (needs Node.js 20.19+ and npm): run 'make client'"; \
 	fi
