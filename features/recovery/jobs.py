@@ -7,8 +7,10 @@ the secret in the link is derived from that id and SECRET_KEY (`link_secret`), s
 never holds it, the database holds only its SHA-256, and every retry mails the same link.
 
 At least once: a worker that dies after a job's commit but before the queue records it runs
-the job again. An `issue_*` job run twice stores two links and mails both (each works once,
-until it expires); a `send_account_link` run twice mails the same link twice.
+the job again. An `issue_*` job run twice stores two links and mails both: two verification
+links each work once until they expire; of two reset links, the first one used moves the
+account's token version and so ends the other. A `send_account_link` run twice mails the same
+link twice.
 """
 
 import base64
