@@ -54,6 +54,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def increase(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    """How much one series grew between two scrapes."""
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
 def label_values(samples: Samples, name: str, label: str) -> set[str]:
     return {dict(key)[label] for sample, key in samples if sample == name and label in dict(key)}
 
@@ -152,9 +157,7 @@ class TestHttpMetrics:
             assert client.get(f"/api/v1/users/{user_id}", headers=admin.headers).status_code == 404
         after = scrape(client)
         template = {"method": "GET", "route": "/api/v1/users/{user_id}", "status": "404"}
-        assert value(after, "http_requests_total", **template) - value(
-            before, "http_requests_total", **template
-        ) == len(ids)
+        assert increase(before, after, "http_requests_total", **template) == len(ids)
         routes = label_values(after, "http_requests_total", "route")
         assert not [route for route in routes if any(user_id in route for user_id in ids)]
 
@@ -165,9 +168,7 @@ class TestHttpMetrics:
             assert client.get(path).status_code == 404
         after = scrape(client)
         unmatched = {"method": "GET", "route": "<unmatched>", "status": "404"}
-        assert value(after, "http_requests_total", **unmatched) - value(
-            before, "http_requests_total", **unmatched
-        ) == len(paths)
+        assert increase(before, after, "http_requests_total", **unmatched) == len(paths)
         routes = label_values(after, "http_requests_total", "route")
         assert not [route for route in routes if any(path in route for path in paths)]
 
@@ -178,9 +179,7 @@ class TestHttpMetrics:
             assert client.request(method, "/api/v1/users/me").status_code == 405
         after = scrape(client)
         other = {"method": "OTHER", "route": "/api/v1/users/me", "status": "405"}
-        assert value(after, "http_requests_total", **other) - value(
-            before, "http_requests_total", **other
-        ) == len(methods)
+        assert increase(before, after, "http_requests_total", **other) == len(methods)
         assert not set(methods) & label_values(after, "http_requests_total", "method")
 
     def test_bodies_refused_before_routing_count_under_their_routes(
@@ -194,9 +193,9 @@ class TestHttpMetrics:
         after = scrape(client)
         for route in set(routes):
             refused = {"method": "POST", "route": route, "status": "413"}
-            assert value(after, "http_requests_total", **refused) - value(
-                before, "http_requests_total", **refused
-            ) == routes.count(route), route
+            assert increase(before, after, "http_requests_total", **refused) == routes.count(
+                route
+            ), route
 
     def test_a_response_is_counted_before_its_last_byte_leaves(self) -> None:
         # So a scrape sent after a response arrives always includes it.
@@ -235,7 +234,7 @@ class TestHttpMetrics:
             client.get("/health")
         after = scrape(client)
         count = "http_request_duration_seconds_count"
-        assert value(after, count, **series) - value(before, count, **series) == 3
+        assert increase(before, after, count, **series) == 3
         in_ten_seconds = value(after, "http_request_duration_seconds_bucket", le="10.0", **series)
         assert in_ten_seconds == value(after, count, **series)
 
@@ -255,13 +254,10 @@ class TestLogins:
         assert statuses == [401, 401, 429]
         after = scrape(client)
 
-        def delta(name: str, **labels: str) -> float:
-            return value(after, name, **labels) - value(before, name, **labels)
-
-        assert delta("app_logins_total", outcome="success") == 1
-        assert delta("app_logins_total", outcome="failure") == 2
-        assert delta("app_logins_total", outcome="rate_limited") == 1
-        assert delta("app_rate_limit_rejections_total", limit="login") == 1
+        assert increase(before, after, "app_logins_total", outcome="success") == 1
+        assert increase(before, after, "app_logins_total", outcome="failure") == 2
+        assert increase(before, after, "app_logins_total", outcome="rate_limited") == 1
+        assert increase(before, after, "app_rate_limit_rejections_total", limit="login") == 1
 
 
 class _Accepting:
@@ -302,10 +298,7 @@ def test_mails_are_counted_sent_failed_and_skipped(client: TestClient, smtp_port
     send(mailer("", 587))  # no SMTP_HOST: logged, not sent
     after = scrape(client)
     for outcome in ("sent", "failed", "skipped"):
-        outcome_delta = value(after, "app_mails_total", outcome=outcome) - value(
-            before, "app_mails_total", outcome=outcome
-        )
-        assert outcome_delta == 1, outcome
+        assert increase(before, after, "app_mails_total", outcome=outcome) == 1, outcome
 
 
 class TestBcryptQueue:
@@ -399,15 +392,12 @@ class TestDatabase:
             threads.shutdown()
         after = scrape(client)
 
-        def delta(name: str, **labels: str) -> float:
-            return value(after, name, **labels) - value(before, name, **labels)
-
         assert waiting - value(before, "app_db_work_waiting") == 1
-        assert delta("app_db_work_waiting") == 0
-        assert delta("app_db_thread_wait_seconds_count") == 2
+        assert increase(before, after, "app_db_work_waiting") == 0
+        assert increase(before, after, "app_db_thread_wait_seconds_count") == 2
         # The second call waited for the first, at least 0.2 s: above the 0.1 s bucket.
-        assert delta("app_db_thread_wait_seconds_bucket", le="0.1") == 1
-        assert delta("app_db_thread_wait_seconds_sum") >= 0.2
+        assert increase(before, after, "app_db_thread_wait_seconds_bucket", le="0.1") == 1
+        assert increase(before, after, "app_db_thread_wait_seconds_sum") >= 0.2
 
     @pytest.mark.parametrize("metrics_on", [True, False])
     def test_a_call_runs_in_its_callers_context(self, metrics_on: bool) -> None:
@@ -450,11 +440,7 @@ class TestCacheAndJobs:
         after = scrape(client)
         for result, count in (("hit", 2), ("miss", 1), ("error", 1)):
             labels = {"cache": "current_user", "result": result}
-            assert (
-                value(after, "app_cache_requests_total", **labels)
-                - value(before, "app_cache_requests_total", **labels)
-                == count
-            )
+            assert increase(before, after, "app_cache_requests_total", **labels) == count
 
     def test_job_runs_by_job_and_outcome(self, client: TestClient) -> None:
         before = scrape(client)
@@ -463,16 +449,9 @@ class TestCacheAndJobs:
         after = scrape(client)
         for outcome in ("succeeded", "failed"):
             labels = {"job_name": "send_mail", "outcome": outcome}
-            assert (
-                value(after, "app_jobs_processed_total", **labels)
-                - value(before, "app_jobs_processed_total", **labels)
-                == 1
-            )
+            assert increase(before, after, "app_jobs_processed_total", **labels) == 1
         count = "app_job_duration_seconds_count"
-        assert (
-            value(after, count, job_name="send_mail") - value(before, count, job_name="send_mail")
-            == 2
-        )
+        assert increase(before, after, count, job_name="send_mail") == 2
 
     def test_the_job_queue_is_read_at_each_scrape(self, client: TestClient) -> None:
         depth = {"queued": 4, "running": 1}
