@@ -14,7 +14,7 @@ from core.config import Settings, get_settings
 from core.db import Database
 from core.errors import SHARED_API_RESPONSES, install_error_handlers
 from core.http_cache import ConditionalGetMiddleware
-from core.logging import RequestLogMiddleware, configure_logging
+from core.logging import PROBE_PATHS, RequestLogMiddleware, configure_logging
 from core.middleware import BodySizeLimitMiddleware, ConcurrencyLimitMiddleware
 from core.ratelimit import RateLimiter
 from core.security import PasswordHasher
@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             ConcurrencyLimitMiddleware,
             limit=settings.MAX_CONCURRENT_REQUESTS,
-            exempt=frozenset({"/health", "/health/ready", "/metrics"}),
+            exempt=PROBE_PATHS,
         )
     # Outermost but for the HTTP metrics (observability.install, below): every response,
     # 413s and 500s included, gets the id, and its logged duration includes any wait for a

@@ -20,9 +20,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 REQUEST_ID_HEADER = b"x-request-id"
 # Anything else (newlines, huge values) could forge or flood log lines: replace it.
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
-# Probes and scrapes hit these every few seconds per load balancer or Prometheus; logging
-# them drowns real traffic.
-UNLOGGED_PATHS = frozenset({"/health", "/health/ready", "/metrics"})
+# Probes and scrapes hit these every few seconds per load balancer or Prometheus: they are
+# not logged (they would drown real traffic), not traced, and never wait for a place among the
+# requests in progress (they must answer while a worker is saturated).
+PROBE_PATHS = frozenset({"/health", "/health/ready", "/metrics"})
 
 request_logger = logging.getLogger("app.request")
 
@@ -94,7 +95,7 @@ class RequestLogMiddleware:
             if name == REQUEST_ID_HEADER:
                 request_id = value if _SAFE_REQUEST_ID.match(value) else b""
                 break
-        if not request_id and scope["path"] in UNLOGGED_PATHS:
+        if not request_id and scope["path"] in PROBE_PATHS:
             # A probe that sent no id gets none: nothing is logged, so there is nothing to
             # correlate, and probes are the most frequent requests of all.
             await self.app(scope, receive, send)
@@ -118,7 +119,7 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if scope["path"] not in UNLOGGED_PATHS:
+            if scope["path"] not in PROBE_PATHS:
                 client = scope.get("client")
                 fields = {
                     "request_id": request_id.decode(),

@@ -51,8 +51,6 @@ JobOutcome = Literal["succeeded", "retried", "failed"]
 
 LOGIN_OUTCOMES: tuple[LoginOutcome, ...] = ("success", "failure", "rate_limited")
 MAIL_OUTCOMES: tuple[MailOutcome, ...] = ("sent", "failed", "skipped")
-CACHE_RESULTS: tuple[CacheResult, ...] = ("hit", "miss", "error")
-JOB_OUTCOMES: tuple[JobOutcome, ...] = ("succeeded", "retried", "failed")
 
 
 class Families:
@@ -286,11 +284,6 @@ def track_password_hashing(future: Future[Any]) -> None:
         depth = families.bcrypt_queue_depth
         depth.inc()
         future.add_done_callback(lambda _: depth.dec())
-
-
-def observe_db_thread_wait(seconds: float) -> None:
-    if (families := _state.active) is not None:
-        families.db_thread_wait.observe(seconds)
 
 
 class ObservedThreadPoolExecutor(ThreadPoolExecutor):

@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("app.tracing")
 
-UNTRACED_PATHS = frozenset({"/health", "/health/ready", "/metrics"})
-
 # One provider per process: OpenTelemetry's global provider can be set only once.
 _provider: TracerProvider | None = None
 
@@ -109,7 +107,7 @@ def _without_probes(delegate: Any) -> Any:
             links: Any = None,
             trace_state: Any = None,
         ) -> SamplingResult:
-            if attributes and attributes.get("url.path") in UNTRACED_PATHS:
+            if attributes and attributes.get("url.path") in app_logging.PROBE_PATHS:
                 return SamplingResult(Decision.DROP)
             result: SamplingResult = delegate.should_sample(
                 parent_context, trace_id, name, kind, attributes, links, trace_state
