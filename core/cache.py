@@ -40,7 +40,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from cashews import Cache as Backend
 from cashews.exceptions import BackendNotAvailableError
@@ -54,6 +54,7 @@ from core.commits import after_commit
 logger = logging.getLogger("app.cache")
 
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
+ValueT = TypeVar("ValueT")
 Json = Any
 
 # A tag's version outlives every entry stored under it; when it expires, the tag simply gets
@@ -104,7 +105,7 @@ class Cache:
         self._backoff = backoff
         self._unavailable_until = 0.0
         self._inflight: dict[str, asyncio.Future[Any]] = {}
-        self.hits = self.misses = self.errors = 0
+        self.hits = 0  # read by tests; metrics.record_cache counts for operators
         self._signing_key = hmac.new(secret.encode(), b"cache-signing", hashlib.sha256).digest()
         # Each SECRET_KEY has a key space of its own, named by a digest that says nothing
         # about the signing key: after a rotation, or beside another deployment on the same
@@ -174,7 +175,6 @@ class Cache:
         return time.monotonic() >= self._unavailable_until
 
     def _failed(self, operation: str, error: BaseException) -> None:
-        self.errors += 1
         metrics.record_cache("store", "error")
         if self.available:
             logger.warning(
@@ -195,7 +195,6 @@ class Cache:
         except Exception as error:
             # A value only someone else can have written (cashews cannot decode it): a miss,
             # and the keys are dropped below, which is always safe (see the docstring).
-            self.errors += 1
             metrics.record_cache("store", "error")
             logger.warning("cache value unreadable (%s: %s)", operation, type(error).__name__)
             return False, None
@@ -205,6 +204,19 @@ class Cache:
 
     def _entry_key(self, key: str) -> str:
         return f"{self._prefix}:entry:{key}"
+
+    def _fresh_version(self, tag_key: str) -> bytes:
+        """A new random version for a tag, signed: never reused, so it ends every entry stored
+        under the tag's earlier versions."""
+        return self._sign(tag_key, secrets.token_hex(16), time.time() + TAG_VERSION_TTL_SECONDS)
+
+    def _read_versions(self, tag_keys: list[str], stored: list[Any]) -> tuple[str | None, ...]:
+        """The versions as read, None for a tag with none readable (missing, not signed here,
+        expired)."""
+        return tuple(
+            _version(self._open(tag_key, value))
+            for tag_key, value in zip(tag_keys, stored, strict=True)
+        )
 
     async def start(self) -> None:
         await self._backend.init()
@@ -223,23 +235,19 @@ class Cache:
         started = time.time()
         if not self.available:
             return Lookup(key, None, None, started)
+        entry_key = self._entry_key(key)
         tag_keys = [self._tag_key(tag) for tag in tags]
-        ok, found = await self._call("get", self._backend.get_many(self._entry_key(key), *tag_keys))
+        ok, found = await self._call("get", self._backend.get_many(entry_key, *tag_keys))
         if not ok:
             if self.available:  # the store answered, with something unreadable: drop it
-                await self._call(
-                    "delete", self._backend.delete_many(self._entry_key(key), *tag_keys)
-                )
+                await self._call("delete", self._backend.delete_many(entry_key, *tag_keys))
             return Lookup(key, None, None, started)
-        entry = self._open(self._entry_key(key), found[0])
-        read_versions = tuple(
-            _version(self._open(tag_key, stored))
-            for tag_key, stored in zip(tag_keys, found[1:], strict=True)
-        )
+        entry = self._open(entry_key, found[0])
+        read_versions = self._read_versions(tag_keys, list(found[1:]))
         versions = (
             await self._create_versions(tags, read_versions)
             if None in read_versions
-            else tuple(version for version in read_versions if version is not None)
+            else cast(tuple[str, ...], read_versions)
         )
         if versions is None:
             return Lookup(key, None, None, started)
@@ -252,7 +260,6 @@ class Cache:
             self.hits += 1
             metrics.record_cache(kind, "hit")
             return Lookup(key, entry["value"], versions, started)
-        self.misses += 1
         metrics.record_cache(kind, "miss")
         return Lookup(key, None, versions, started)
 
@@ -263,32 +270,28 @@ class Cache:
         versions a value read from now on is stored under. A version that is there but not
         readable (not signed here, or expired) is replaced: a fresh version only ends the
         entries under its tag."""
-        missing = [tag for tag, version in zip(tags, versions, strict=True) if version is None]
+        tag_keys = [self._tag_key(tag) for tag in tags]
+        missing = [key for key, version in zip(tag_keys, versions, strict=True) if version is None]
         for only_if_absent in (True, False):
-            for tag in missing:
-                expires_at = time.time() + TAG_VERSION_TTL_SECONDS
+            for tag_key in missing:
                 ok, _ = await self._call(
                     "set",
                     self._backend.set(
-                        self._tag_key(tag),
-                        self._sign(self._tag_key(tag), secrets.token_hex(16), expires_at),
+                        tag_key,
+                        self._fresh_version(tag_key),
                         expire=TAG_VERSION_TTL_SECONDS,
                         exist=False if only_if_absent else None,
                     ),
                 )
                 if not ok:
                     return None
-            tag_keys = [self._tag_key(tag) for tag in tags]
             ok, found = await self._call("get", self._backend.get_many(*tag_keys))
             if not ok:
                 return None
-            opened = [
-                _version(self._open(tag_key, stored))
-                for tag_key, stored in zip(tag_keys, found, strict=True)
-            ]
+            opened = self._read_versions(tag_keys, list(found))
             if None not in opened:
-                return tuple(version for version in opened if version is not None)
-            missing = [tag for tag, version in zip(tags, opened, strict=True) if version is None]
+                return cast(tuple[str, ...], opened)
+            missing = [key for key, got in zip(tag_keys, opened, strict=True) if got is None]
         return None
 
     async def put(self, lookup: Lookup, value: Json, ttl: float) -> None:
@@ -328,31 +331,36 @@ class Cache:
             return await load()
         entry_ttl = self.revocable_ttl if revocable or ttl is None else ttl
 
-        async def load_and_store(lookup: Lookup) -> Json | None:
+        async def load_json() -> Json | None:
             loaded = await load()
-            if loaded is None:
-                return None
-            value = loaded.model_dump(mode="json")
-            await self.put(lookup, value, entry_ttl)
-            return value
+            return None if loaded is None else loaded.model_dump(mode="json")
 
         lookup = await self.get(f"{key}:{schema_fingerprint(schema)}", tags)
-        value = lookup.value if lookup.hit else await self.single_flight(lookup, load_and_store)
+        if lookup.hit:
+            return schema.model_validate(lookup.value)
+        value = await self.single_flight(lookup, load_json, entry_ttl)
         return None if value is None else schema.model_validate(value)
 
     async def single_flight(
-        self, lookup: Lookup, load_and_store: Callable[[Lookup], Awaitable[Any]]
-    ) -> Any:
-        """Run `load_and_store(lookup)` once for concurrent misses of one key that saw the same
-        versions (stampede protection); the first one stores, the others share its result. A
-        miss that saw other versions never shares a read that may predate them. The work runs
-        as a task of its own: a caller that goes away does not cancel it for the others."""
+        self, lookup: Lookup, produce: Callable[[], Awaitable[ValueT]], ttl: float
+    ) -> ValueT:
+        """Run `produce()` once for concurrent misses of one key that saw the same versions
+        (stampede protection) and store what it returns for `ttl`; the others share its
+        result. A miss that saw other versions never shares a read that may predate them. The
+        work runs as a task of its own: a caller that goes away does not cancel it for the
+        others."""
         if lookup.versions is None:  # the store is unavailable: nothing to share or store
-            return await load_and_store(lookup)
+            return await produce()
+
+        async def produce_and_store() -> ValueT:
+            value = await produce()
+            await self.put(lookup, value, ttl)  # put stores nothing for None
+            return value
+
         flight = f"{lookup.key}|{','.join(lookup.versions)}"
         running = self._inflight.get(flight)
         if running is None:
-            running = asyncio.ensure_future(load_and_store(lookup))
+            running = asyncio.ensure_future(produce_and_store())
             self._inflight[flight] = running
             running.add_done_callback(lambda _: self._inflight.pop(flight, None))
             running.add_done_callback(_retrieve_outcome)
@@ -363,11 +371,7 @@ class Cache:
     async def invalidate(self, tags: Iterable[str]) -> bool:
         """Move each tag to a fresh version: every entry stored under it is dead. False when
         the store could not be reached (tried even during a back-off: this matters)."""
-        expires_at = time.time() + TAG_VERSION_TTL_SECONDS
-        versions = {
-            self._tag_key(tag): self._sign(self._tag_key(tag), secrets.token_hex(16), expires_at)
-            for tag in tags
-        }
+        versions = {key: self._fresh_version(key) for key in map(self._tag_key, tags)}
         if not versions:
             return True
         ok, _ = await self._call(
@@ -392,15 +396,11 @@ def _retrieve_outcome(task: "asyncio.Future[Any]") -> None:
         task.exception()
 
 
+@functools.cache
 def schema_fingerprint(schema: Any) -> str:
     """A short digest of a value's JSON schema, part of its key: after a release changes a
     cached shape, old and new code (side by side in a rolling update) never read each
     other's entries."""
-    return _fingerprints(schema)
-
-
-@functools.cache
-def _fingerprints(schema: Any) -> str:
     described = (
         schema.model_json_schema()
         if isinstance(schema, type) and issubclass(schema, BaseModel)

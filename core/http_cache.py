@@ -27,7 +27,7 @@ from pydantic_settings import BaseSettings
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.cache import Cache, Lookup, schema_fingerprint
+from core.cache import Cache, schema_fingerprint
 from core.db import Database, reads_from_primary
 from core.ratelimit import RateLimiter
 from core.security import PasswordHasher
@@ -170,19 +170,17 @@ def cached(
             if isinstance(lookup.value, dict):
                 return _json_response(lookup.value["body"].encode(), lookup.value["etag"])
 
-            async def render_and_store(lookup: Lookup) -> dict[str, str]:
+            async def render() -> dict[str, str]:
                 if lookup.versions is None:  # nothing will be stored: the usual read
                     result = await endpoint(*args, **kwargs)
                 else:
                     with reads_from_primary():
                         result = await endpoint(*args, **kwargs)
                 body = body_type.dump_json(body_type.validate_python(result, from_attributes=True))
-                rendered = {"body": body.decode(), "etag": etag_of(body)}
-                entry_ttl = request.app.state.settings.CACHE_TTL_SECONDS if ttl is None else ttl
-                await cache.put(lookup, rendered, entry_ttl)
-                return rendered
+                return {"body": body.decode(), "etag": etag_of(body)}
 
-            rendered = await cache.single_flight(lookup, render_and_store)
+            entry_ttl = request.app.state.settings.CACHE_TTL_SECONDS if ttl is None else ttl
+            rendered = await cache.single_flight(lookup, render, entry_ttl)
             return _json_response(rendered["body"].encode(), rendered["etag"])
 
         # FastAPI reads the route's parameters from the signature: add the request, so the
