@@ -17,8 +17,7 @@ SubjectT = TypeVar("SubjectT")
 
 
 class Hook(Generic[SubjectT]):
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self) -> None:
         self._reactions: list[Callable[[Session, SubjectT], None]] = []
 
     def connect(self, reaction: Callable[[Session, SubjectT], None]) -> None:

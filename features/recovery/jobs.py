@@ -18,13 +18,15 @@ import hashlib
 import hmac
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlencode
 
 from sqlmodel import Session
 
 from core import jobs
-from core.clock import as_utc, utc_now
+from core.clock import utc_now
 from core.config import Settings
 from core.mail import Mailer
 from core.security import digest_token
@@ -36,12 +38,25 @@ from features.users.models import User
 logger = logging.getLogger("app.recovery")
 
 
-def reset_lifetime(settings: Settings) -> timedelta:
-    return timedelta(minutes=settings.PASSWORD_RESET_EXPIRE_MINUTES)
+@dataclass(frozen=True)
+class _LinkKind:
+    lifetime: Callable[[Settings], timedelta]
+    page: str  # the frontend page the link opens
+    compose: Callable[[str, str, timedelta], mails.MailContent]
 
 
-def verify_lifetime(settings: Settings) -> timedelta:
-    return timedelta(hours=settings.VERIFY_EMAIL_EXPIRE_HOURS)
+_LINK_KINDS = {
+    AccountTokenPurpose.RESET: _LinkKind(
+        lambda settings: timedelta(minutes=settings.PASSWORD_RESET_EXPIRE_MINUTES),
+        "reset-password",
+        mails.password_reset,
+    ),
+    AccountTokenPurpose.VERIFY: _LinkKind(
+        lambda settings: timedelta(hours=settings.VERIFY_EMAIL_EXPIRE_HOURS),
+        "verify-email",
+        mails.email_verification,
+    ),
+}
 
 
 def link_secret(secret_key: str, token_id: uuid.UUID) -> str:
@@ -55,11 +70,7 @@ def link_secret(secret_key: str, token_id: uuid.UUID) -> str:
 def _issue(session: Session, settings: Settings, user: User, purpose: AccountTokenPurpose) -> None:
     """Store a link for the account's current address and enqueue its mail; the caller
     commits both together."""
-    lifetime = (
-        reset_lifetime(settings)
-        if purpose is AccountTokenPurpose.RESET
-        else verify_lifetime(settings)
-    )
+    lifetime = _LINK_KINDS[purpose].lifetime(settings)
     token_id = uuid.uuid4()
     session.add(
         AccountToken(
@@ -109,24 +120,15 @@ def send_account_link(context: jobs.JobContext, *, token_id: str) -> None:
     settings = context.settings
     with context.database.session() as session:
         token = session.get(AccountToken, uuid.UUID(token_id))
-        if token is None or token.used_at is not None or as_utc(token.expires_at) <= utc_now():
+        if token is None or not token.usable():
             # Spent, expired (retries can outlast a short link) or gone with its account.
             logger.info("link %s not mailed: it can no longer be used", token_id)
             return
-        recipient, purpose = token.email, AccountTokenPurpose(token.purpose)
-    secret = link_secret(settings.SECRET_KEY, uuid.UUID(token_id))
-    if purpose is AccountTokenPurpose.RESET:
-        content = mails.password_reset(
-            settings.PROJECT_NAME,
-            _link(settings, "reset-password", secret),
-            reset_lifetime(settings),
-        )
-    else:
-        content = mails.email_verification(
-            settings.PROJECT_NAME,
-            _link(settings, "verify-email", secret),
-            verify_lifetime(settings),
-        )
+        recipient, kind = token.email, _LINK_KINDS[AccountTokenPurpose(token.purpose)]
+    secret = link_secret(settings.SECRET_KEY, token.id)
+    content = kind.compose(
+        settings.PROJECT_NAME, _link(settings, kind.page, secret), kind.lifetime(settings)
+    )
     Mailer.from_settings(settings).deliver(
         recipient=recipient, subject=content.subject, text=content.text, html=content.html
     )

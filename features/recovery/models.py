@@ -9,7 +9,7 @@ from pydantic import EmailStr
 from sqlalchemy import DateTime
 from sqlmodel import Field, SQLModel
 
-from core.clock import utc_now
+from core.clock import as_utc, utc_now
 from core.types import Password
 from features.users.models import EMAIL_MAX_LENGTH
 
@@ -38,6 +38,10 @@ class AccountToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
     expires_at: datetime = Field(sa_type=DateTime(timezone=True))
     used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+    def usable(self) -> bool:
+        """Neither spent nor expired (what the account behind it allows is checked apart)."""
+        return self.used_at is None and as_utc(self.expires_at) > utc_now()
 
 
 class EmailRequest(SQLModel):

@@ -10,7 +10,7 @@ and spent by one atomic UPDATE. Accounts change only through the users feature's
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from core.clock import as_utc, utc_now
+from core.clock import utc_now
 from core.config import Settings
 from core.db import Database, changed_rows, transaction
 from core.jobs import enqueue
@@ -44,7 +44,7 @@ def _usable(session: Session, token: str, purpose: AccountTokenPurpose) -> Accou
             AccountToken.token_hash == digest_token(token), AccountToken.purpose == purpose
         )
     ).first()
-    if stored is None or stored.used_at is not None or as_utc(stored.expires_at) <= utc_now():
+    if stored is None or not stored.usable():
         raise InvalidAccountToken
     user = session.get(User, stored.user_id)
     if user is None or not user.is_active or user.email != stored.email:
@@ -71,13 +71,13 @@ def _spend(session: Session, stored: AccountToken) -> None:
 
 @transaction
 def _enqueue_password_reset(session: Session, *, email: str) -> None:
-    enqueue(session, jobs.issue_password_reset, email=normalize_email(email))
+    enqueue(session, jobs.issue_password_reset, email=email)
     session.commit()
 
 
 @transaction
 def _enqueue_verification(session: Session, *, email: str) -> None:
-    enqueue(session, jobs.issue_verification, email=normalize_email(email))
+    enqueue(session, jobs.issue_verification, email=email)
     session.commit()
 
 
@@ -118,12 +118,13 @@ async def _limit_mail_requests(
 ) -> None:
     limit = parse_limit(settings.RECOVERY_RATE_LIMIT)
     if limit is not None:
-        await limiter.hit(limit, namespace, f"email:{normalize_email(email)}", f"ip:{client_ip}")
+        await limiter.hit(limit, namespace, f"email:{email}", f"ip:{client_ip}")
 
 
 async def request_password_recovery(
     db: Database, limiter: RateLimiter, settings: Settings, *, email: str, client_ip: str
 ) -> None:
+    email = normalize_email(email)
     await _limit_mail_requests(limiter, settings, "recovery", email, client_ip)
     await _enqueue_password_reset(db, email=email)
 
@@ -131,6 +132,7 @@ async def request_password_recovery(
 async def request_verification(
     db: Database, limiter: RateLimiter, settings: Settings, *, email: str, client_ip: str
 ) -> None:
+    email = normalize_email(email)
     await _limit_mail_requests(limiter, settings, "verification", email, client_ip)
     await _enqueue_verification(db, email=email)
 

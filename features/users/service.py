@@ -42,7 +42,7 @@ from features.users.models import (
 # An account now has an address nobody has confirmed (a sign-up, an email change), inside
 # the transaction that made it so; features/registry.py connects the reactions (recovery
 # mails a link).
-new_address: Hook[User] = Hook("users.new_address")
+new_address: Hook[User] = Hook()
 
 
 # What the cache holds about accounts: every cached response that lists them, and each
