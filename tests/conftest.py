@@ -145,16 +145,17 @@ def app(settings: Settings, session_factory: Callable[[], Session]) -> Iterator[
 JOBS_IDLE_TIMEOUT_SECONDS = 30.0
 
 
+def wait_for_jobs(app: FastAPI) -> None:
+    """The jobs a request enqueued share the test's one database connection: they finish
+    before the test, or its next request, uses it again."""
+    if app.state.jobs is not None:
+        assert app.state.jobs.wait_idle(JOBS_IDLE_TIMEOUT_SECONDS), "jobs still running"
+
+
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    def wait_for_jobs(_response: object) -> None:
-        # The jobs a request enqueued share the test's one database connection: they finish
-        # before the test, or its next request, uses it again.
-        if app.state.jobs is not None:
-            assert app.state.jobs.wait_idle(JOBS_IDLE_TIMEOUT_SECONDS), "jobs still running"
-
     with TestClient(app, raise_server_exceptions=False) as client:
-        client.event_hooks = {"response": [wait_for_jobs]}
+        client.event_hooks = {"response": [lambda _response: wait_for_jobs(app)]}
         yield client
 
 

@@ -46,9 +46,6 @@ def settings_overrides(inbox: Inbox, extra_settings: dict[str, object]) -> dict[
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": inbox.port,
         "SMTP_STARTTLS": False,
-        "JOBS_MODE": "in-process",
-        "JOBS_RETRY_BASE_SECONDS": 0.05,
-        "JOBS_RETRY_MAX_SECONDS": 0.1,
         **extra_settings,
     }
 
