@@ -78,10 +78,11 @@ class ConditionalGetMiddleware:
             if name == b"if-none-match":
                 if_none_match = value.decode("latin-1")
         start: Message | None = None
+        start_headers = MutableHeaders()
         chunks: list[bytes] = []
 
         async def buffered_send(message: Message) -> None:
-            nonlocal start
+            nonlocal start, start_headers
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(raw=list(message["headers"]))
                 if message["status"] != 200 or not headers.get("content-type", "").startswith(
@@ -94,7 +95,7 @@ class ConditionalGetMiddleware:
                     await send({**message, "headers": headers.raw})
                     start = None
                     return
-                start = message
+                start, start_headers = message, headers
                 return
             if start is None:  # not a response this middleware changes
                 await send(message)
@@ -102,13 +103,14 @@ class ConditionalGetMiddleware:
             chunks.append(message.get("body", b""))
             if message.get("more_body", False):
                 return
-            await self._finish(start, b"".join(chunks), if_none_match, send)
+            await self._finish(start, start_headers, b"".join(chunks), if_none_match, send)
 
         await self.app(scope, receive, buffered_send)
 
     @staticmethod
-    async def _finish(start: Message, body: bytes, if_none_match: str, send: Send) -> None:
-        headers = MutableHeaders(raw=list(start["headers"]))
+    async def _finish(
+        start: Message, headers: MutableHeaders, body: bytes, if_none_match: str, send: Send
+    ) -> None:
         etag = headers.get("etag") or etag_of(body)
         headers["etag"] = etag
         headers["cache-control"] = CACHE_CONTROL
