@@ -18,7 +18,9 @@ connection while bcrypt runs.
 import asyncio
 import concurrent.futures
 import functools
+import hashlib
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,7 +28,19 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import CursorResult, Engine, Executable, MetaData, Select, bindparam, event, select
+from sqlalchemy import (
+    CursorResult,
+    Engine,
+    Executable,
+    Index,
+    MetaData,
+    Select,
+    UniqueConstraint,
+    bindparam,
+    event,
+    func,
+    select,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, SQLModel, create_engine
@@ -35,6 +49,7 @@ from core import cache as cache_tags
 from core import metrics
 from core.cache import Cache
 from core.config import Settings
+from core.errors import error_for_constraint
 from core.middleware import place_handed_on
 
 logger = logging.getLogger("app.db")
@@ -69,17 +84,48 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # `serialized` asks for the database's write lock from the first statement on.
+        immediate = connection.get_execution_options().get(_SQLITE_WRITE_LOCK, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+_SQLITE_WRITE_LOCK = "app_sqlite_write_lock"
+
+
+def serialized(session: Session, name: str) -> None:
+    """From here until its transaction ends, this session's transaction is the only one
+    holding the lock `name`: the others wait for it. For a rule that spans rows and must hold
+    however many requests race (one admin always remains): take the lock, change, then check
+    the rule against what is committed, in the same transaction.
+
+    PostgreSQL: a transaction-level advisory lock, released by the commit or rollback. SQLite:
+    the database's write lock, taken by the transaction's BEGIN; so there it must be the
+    first thing the session does (SQLite cannot take the lock once a transaction has read),
+    and SQLAlchemy refuses it later rather than let it silently do nothing.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
+        session.execute(select(func.pg_advisory_xact_lock(key)))
+    elif not session.in_transaction():
+        session.connection(execution_options={_SQLITE_WRITE_LOCK: True})
+    elif not session.connection().get_execution_options().get(_SQLITE_WRITE_LOCK):
+        raise RuntimeError(f"serialized({name!r}) must come first in its transaction on SQLite")
 
 
 def build_engine(url: str, settings: Settings) -> Engine:
     """One engine, and so one pool, per database URL, tuned for the backend it talks to."""
+    # A statement's parameters are personal data (addresses, names): in production, errors
+    # and their log lines show the statement without them.
+    hide_parameters = settings.ENVIRONMENT == "production"
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False}, hide_parameters=hide_parameters
+        )
         _configure_sqlite(engine)
         return engine
     return create_engine(
         url,
+        hide_parameters=hide_parameters,
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
         pool_timeout=settings.DATABASE_POOL_TIMEOUT,
@@ -101,6 +147,50 @@ def build_engine(url: str, settings: Settings) -> Engine:
             "tcp_user_timeout": 15_000,
         },
     )
+
+
+# SQLite names the columns of a violated unique constraint, not the constraint itself.
+_SQLITE_UNIQUE_FAILED = re.compile(r"UNIQUE constraint failed: (.+)$")
+
+
+def violated_constraint(error: sa_exc.IntegrityError) -> str | None:
+    """The name of the constraint an IntegrityError violated, as the naming convention gives
+    it, on PostgreSQL and SQLite; None when the driver does not say."""
+    diagnostics = getattr(error.orig, "diag", None)  # psycopg2
+    if diagnostics is not None:
+        name: str | None = diagnostics.constraint_name
+        return name
+    found = _SQLITE_UNIQUE_FAILED.search(str(error.orig))
+    if found is None:
+        return None
+    qualified = [column.strip().split(".", 1) for column in found.group(1).split(",")]
+    table = metadata.tables.get(qualified[0][0])
+    if table is None:
+        return None
+    columns = [column for _table, column in qualified]
+    uniques: list[UniqueConstraint | Index] = [
+        *(c for c in table.constraints if isinstance(c, UniqueConstraint)),
+        *(index for index in table.indexes if index.unique),
+    ]
+    for constraint in uniques:
+        if [column.name for column in constraint.columns] == columns:
+            if isinstance(constraint.name, str):
+                return constraint.name
+            # `unique=True` on a column: named by the convention only when DDL is emitted.
+            return NAMING_CONVENTION["uq"] % {"table_name": table.name, "column_0_name": columns[0]}
+    return None
+
+
+def as_domain_error(error: Exception) -> Exception:
+    """A violation of a constraint some error class claims (`AppError.constraint`) becomes
+    that error; anything else is returned unchanged."""
+    if isinstance(error, sa_exc.IntegrityError):
+        claimed = error_for_constraint(violated_constraint(error))
+        if claimed is not None:
+            domain_error = claimed()
+            domain_error.__cause__ = error
+            return domain_error
+    return error
 
 
 SessionFactory = Callable[[], Session]
@@ -251,7 +341,9 @@ class Database:
             try:
                 result = work(session, *args, **kwargs)
             except Exception as raised:  # carried back and raised again in the request
-                error = raised
+                # A unique address taken a moment ago is a 409 wherever its write was flushed:
+                # at the commit, or before it by a hook reaction's own query (autoflush).
+                error = as_domain_error(raised)
             invalidation = cache_tags.committed_invalidation(session)
         invalidating = None
         if invalidation is not None and self._cache is not None:

@@ -16,6 +16,13 @@ from sqlalchemy import exc as sa_exc
 
 logger = logging.getLogger("app.errors")
 
+_ERRORS_BY_CONSTRAINT: dict[str, type["AppError"]] = {}
+
+
+def error_for_constraint(name: str | None) -> type["AppError"] | None:
+    """The error a violation of constraint `name` means, if some error class claims it."""
+    return None if name is None else _ERRORS_BY_CONSTRAINT.get(name)
+
 
 class AppError(Exception):
     status_code: ClassVar[int] = 400
@@ -23,6 +30,21 @@ class AppError(Exception):
     # Headers every response for this error carries, as OpenAPI header objects: documented
     # with the status, so clients (and the conformance tests) know to expect them.
     response_headers: ClassVar[dict[str, dict[str, Any]]] = {}
+    # The database constraint whose violation means this error (`uq_users_email`, named by
+    # core/db.py's naming convention). A unit of work that violates it raises this error
+    # instead, wherever the violating write was flushed: at the commit, or earlier by a hook
+    # reaction's query (core/db.py). Services need no `except IntegrityError` of their own.
+    constraint: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("constraint")
+        if name is None:
+            return
+        known = _ERRORS_BY_CONSTRAINT.get(name)
+        if known is not None and known.__qualname__ != cls.__qualname__:
+            raise TypeError(f"{known.__qualname__} and {cls.__qualname__} both claim {name}")
+        _ERRORS_BY_CONSTRAINT[name] = cls
 
     def __init__(self, detail: str | None = None, headers: dict[str, str] | None = None) -> None:
         self.detail = detail or self.default_detail

@@ -9,6 +9,8 @@ class UserNotFound(NotFoundError):
 
 class EmailTaken(ConflictError):
     default_detail = "A user with this email already exists"
+    # The unique index is the arbiter when two requests race for one address.
+    constraint = "uq_users_email"
 
 
 class LastSuperuser(ConflictError):
