@@ -12,6 +12,7 @@ that it gets a fresh set of tries.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import Session
@@ -35,6 +36,42 @@ def defer(session: Session, task_name: str, arguments_json: str) -> int:
         _DEFER, {"queue": QUEUE, "task_name": task_name, "arguments": arguments_json}
     ).scalar_one()
     return job_id
+
+
+@dataclass(frozen=True, slots=True)
+class DueJob:
+    """A job taken from the queue to run now (its status is `doing`)."""
+
+    id: int
+    task_name: str
+    arguments: dict[str, Any]
+    attempts: int  # tries before this one
+
+
+_FETCH_DUE = text(
+    "SELECT id, task_name, args, attempts FROM procrastinate_fetch_job_v2(ARRAY[:queue], NULL)"
+)
+_SUCCEEDED = text("SELECT procrastinate_finish_job_v1(:id, 'succeeded', true)")
+_RETRY_AT = text("SELECT procrastinate_retry_job_v2(:id, :retry_at, NULL, NULL, NULL)")
+
+
+def fetch_due(session: Session) -> DueJob | None:
+    """Take the next due job, as a worker takes one (procrastinate's own fetch function), or
+    None when nothing is due. The caller commits, runs it, then records how it ended."""
+    row = session.execute(_FETCH_DUE, {"queue": QUEUE}).one()
+    if row.id is None:
+        return None
+    return DueJob(row.id, row.task_name, dict(row.args), row.attempts)
+
+
+def finish(session: Session, job_id: int, *, succeeded: bool) -> None:
+    """Record a taken job's end: a success is deleted (as the worker does), a failure kept."""
+    session.execute(_SUCCEEDED if succeeded else _FAIL, {"id": job_id})
+
+
+def retry_later(session: Session, job_id: int, retry_at: datetime) -> None:
+    """Put a taken job that failed back in the queue, due at `retry_at`."""
+    session.execute(_RETRY_AT, {"id": job_id, "retry_at": retry_at})
 
 
 @dataclass(frozen=True, slots=True)

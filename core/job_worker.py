@@ -67,13 +67,9 @@ class _Backoff(procrastinate.BaseRetryStrategy):
                 extra={"job": job.task_name, "job_id": job.id, "outcome": "released"},
             )
             return procrastinate.RetryDecision(retry_at=datetime.now(UTC))
-        if self.policy.gives_up_after(attempt):
-            jobs.log_gave_up(job.task_name, job.id, attempt, exception)
+        delay = self.policy.after_failure(job.task_name, job.id, attempt, exception)
+        if delay is None:
             return None
-        delay = self.policy.delay(attempt)
-        jobs.log_retrying(
-            job.task_name, job.id, attempt, self.policy, delay, jobs.describe_error(exception)
-        )
         return procrastinate.RetryDecision(retry_at=datetime.now(UTC) + timedelta(seconds=delay))
 
 

@@ -28,13 +28,13 @@ harmless when repeated (a second identical mail).
 import json
 import logging
 import random
-import re
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, Generic, ParamSpec
 
 from sqlmodel import Session
@@ -43,6 +43,7 @@ from core import job_queue, metrics
 from core.commits import after_commit
 from core.config import Settings
 from core.db import Database
+from core.masking import mask_addresses
 
 P = ParamSpec("P")
 
@@ -146,16 +147,27 @@ class RetryPolicy:
         ceiling = min(self.max_seconds, self.base_seconds * 2.0 ** min(attempt - 1, 60))
         return ceiling / 2 + random.random() * ceiling / 2  # noqa: S311 - spread, not a secret
 
+    def after_failure(
+        self, name: str, job_id: int | None, attempt: int, error: BaseException
+    ) -> float | None:
+        """Seconds until the next try of a job whose try `attempt` raised `error`, or None
+        when it has had its tries; writes the outcome's log line either way. The worker, the
+        in-process runner and `run_due_jobs` all decide here."""
+        if self.gives_up_after(attempt):
+            log_gave_up(name, job_id, attempt, error)
+            return None
+        delay = self.delay(attempt)
+        log_retrying(name, job_id, attempt, self, delay, describe_error(error))
+        return delay
+
 
 # --- log lines, the same from the worker and in-process ------------------------------------
 
-# An error message may quote the recipient (an SMTP refusal does): keep the logs free of
-# addresses, as core/mail.py does.
-_ADDRESS = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+)")
-
 
 def describe_error(error: BaseException) -> str:
-    return _ADDRESS.sub(r"\1***@\2", f"{type(error).__name__}: {error}")
+    """`Type: message`, with any address the message quotes masked (an SMTP refusal names
+    the recipient; a database error may quote a row)."""
+    return mask_addresses(f"{type(error).__name__}: {error}")
 
 
 def _label(name: str, job_id: int | None) -> str:
@@ -202,7 +214,7 @@ def log_gave_up(name: str, job_id: int | None, attempt: int, error: BaseExceptio
         attempt,
         where,
         describe_error(error),
-        _ADDRESS.sub(r"\1***@\2", trace),
+        mask_addresses(trace),
         extra={"job": name, "job_id": job_id, "outcome": "failed", "attempt": attempt},
     )
 
@@ -248,13 +260,9 @@ class InProcessJobs:
                 try:
                     job.function(JobContext(settings, database, attempt, None), **arguments)
                 except Exception as error:
-                    if self._policy.gives_up_after(attempt):
-                        log_gave_up(job.name, None, attempt, error)
+                    delay = self._policy.after_failure(job.name, None, attempt, error)
+                    if delay is None:
                         return
-                    delay = self._policy.delay(attempt)
-                    log_retrying(
-                        job.name, None, attempt, self._policy, delay, describe_error(error)
-                    )
                     if self._stopping.wait(delay):
                         logger.warning(
                             "job %s lost: the process stopped before its retry", job.name
@@ -294,3 +302,49 @@ def use_in_process_runner(runner: InProcessJobs | None) -> None:
             "jobs run inside this process after each commit (JOBS_MODE=in-process): "
             "not durable, a job still running or waiting for a retry is lost when it stops"
         )
+
+
+# --- the queue's due jobs, run in the calling thread -----------------------------------------
+
+# A job that enqueues another is fine; a chain this long is a loop.
+MAX_JOBS_PER_RUN = 1000
+
+
+def run_due_jobs(settings: Settings, database: Database) -> int:
+    """Run, in this thread, every job the queue holds that is due now (those they enqueue
+    included) until none is left; how many ran.
+
+    Each job is taken, finished or put back for a retry through the queue's own SQL functions
+    (core/job_queue.py), as the worker does, with the same retry policy and log lines. For
+    tests, whose rolled-back transaction no worker process can see; a deployment runs
+    `manage.py worker`.
+    """
+    policy = RetryPolicy.from_settings(settings)
+    for ran in range(MAX_JOBS_PER_RUN):
+        with database.session() as session:
+            due = job_queue.fetch_due(session)
+            session.commit()
+        if due is None:
+            return ran
+        declared = _declared.get(due.task_name)
+        attempt = due.attempts + 1
+        started = time.monotonic()
+        try:
+            if declared is None:
+                raise LookupError(f"no job is declared as {due.task_name}")
+            declared.function(JobContext(settings, database, attempt, due.id), **due.arguments)
+        except Exception as error:
+            delay = policy.after_failure(due.task_name, due.id, attempt, error)
+            with database.session() as session:
+                if delay is None:
+                    job_queue.finish(session, due.id, succeeded=False)
+                else:
+                    retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+                    job_queue.retry_later(session, due.id, retry_at)
+                session.commit()
+            continue
+        log_succeeded(due.task_name, due.id, attempt, time.monotonic() - started)
+        with database.session() as session:
+            job_queue.finish(session, due.id, succeeded=True)
+            session.commit()
+    raise RuntimeError(f"more than {MAX_JOBS_PER_RUN} jobs in one run: do jobs enqueue a loop?")

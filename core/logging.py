@@ -17,6 +17,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.masking import mask_addresses
+
 REQUEST_ID_HEADER = b"x-request-id"
 # Anything else (newlines, huge values) could forge or flood log lines: replace it.
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
@@ -47,21 +49,51 @@ def _new_request_id() -> bytes:
     return f"{_ID_PREFIX}{next(_id_counter):016x}".encode()
 
 
-_STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})))
+# What every record has, and what formatting adds to it (another handler may have formatted
+# it first): none of it is an extra field.
+_STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; every text in it has its addresses masked (core/masking.py)."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": mask_addresses(record.getMessage()),
         }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD_RECORD_FIELDS})
+        entry.update(
+            {
+                key: _masked(value)
+                for key, value in vars(record).items()
+                if key not in _STANDARD_RECORD_FIELDS
+            }
+        )
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+            entry["exception"] = mask_addresses(self.formatException(record.exc_info))
+        # Masked before encoding: JSON escapes non-ASCII, which would hide an address from it.
+        return json.dumps(entry, default=lambda value: mask_addresses(str(value)))
+
+
+def _masked(value: Any) -> Any:
+    """`value` with the addresses in every text inside it masked (extra fields may be dicts,
+    such as a job's arguments)."""
+    if isinstance(value, str):
+        return mask_addresses(value)
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    return value
+
+
+class TextFormatter(logging.Formatter):
+    """Readable lines for development, addresses masked like the JSON ones."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_addresses(super().format(record))
 
 
 class _AppHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -73,7 +105,7 @@ def configure_logging(level: str, json_lines: bool) -> None:
     handler.setFormatter(
         JsonFormatter()
         if json_lines
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     root = logging.getLogger()
     # Replace only our own handler (create_app may run more than once per process); leave

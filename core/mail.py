@@ -15,18 +15,22 @@ from email.message import EmailMessage
 
 from core import metrics
 from core.config import Settings
+from core.masking import mask_address, mask_addresses
 
 logger = logging.getLogger("app.mail")
 
 SMTP_TIMEOUT_SECONDS = 10
 
 
-def mask_address(address: str) -> str:
-    """`jane@example.com` -> `j***@example.com`: enough to trace a log line, not to harvest."""
-    local, at, domain = address.partition("@")
-    if not at:
-        return "***"
-    return f"{local[:1]}***@{domain}"
+class MailNotDelivered(Exception):
+    """The mail server could not be reached or refused a mail. Its message names the
+    recipient masked and the cause, so the job's log lines say whose mail failed and why."""
+
+    def __init__(self, recipient: str, cause: BaseException) -> None:
+        super().__init__(
+            f"mail to {mask_address(recipient)} not delivered: "
+            f"{type(cause).__name__}: {mask_addresses(str(cause))}"
+        )
 
 
 def build_message(
@@ -73,8 +77,8 @@ class Mailer:
         return bool(self.host)
 
     def deliver(self, *, recipient: str, subject: str, text: str, html: str) -> None:
-        """Deliver one mail now, in this thread; raises smtplib.SMTPException or OSError when
-        the server cannot be reached or refuses it. Without SMTP_HOST, writes it to the log."""
+        """Deliver one mail now, in this thread; raises MailNotDelivered when the server
+        cannot be reached or refuses it. Without SMTP_HOST, writes it to the log."""
         message = build_message(
             sender=self.sender, recipient=recipient, subject=subject, text=text, html=html
         )
@@ -84,9 +88,9 @@ class Mailer:
             return
         try:
             self._deliver(message)
-        except (smtplib.SMTPException, OSError):
+        except (smtplib.SMTPException, OSError) as error:
             metrics.record_mail("failed")
-            raise
+            raise MailNotDelivered(recipient, error) from error
         metrics.record_mail("sent")
 
     def _deliver(self, message: EmailMessage) -> None:
