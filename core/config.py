@@ -74,8 +74,13 @@ class Settings(BaseSettings):
     FIRST_SUPERUSER_EMAIL: str = ""
     FIRST_SUPERUSER_PASSWORD: str = ""
 
+    # Sign-in attempts per client address, and per account from one address.
     LOGIN_RATE_LIMIT: str = "10/minute"
-    REGISTER_RATE_LIMIT: str = ""
+    # Failed sign-ins per account from every address; past it, only addresses that have not
+    # failed at the account are heard (features/auth/service.py: the owner still gets in).
+    LOGIN_ACCOUNT_FAILURE_LIMIT: str = "20/hour"
+    # Sign-ups per client address: each answers whether an address has an account (409).
+    REGISTER_RATE_LIMIT: str = "20/hour"
     # Recovery and verification mails asked for, per address and per client IP.
     RECOVERY_RATE_LIMIT: str = "5/hour"
 
@@ -92,6 +97,9 @@ class Settings(BaseSettings):
     FRONTEND_URL: str = "http://localhost:3000"
     PASSWORD_RESET_EXPIRE_MINUTES: float = Field(default=60, gt=0)
     VERIFY_EMAIL_EXPIRE_HOURS: float = Field(default=48, gt=0)
+    # After an email change, the previous address gets a link that puts it back and ends
+    # every session: days, since its owner may not read that mailbox every day.
+    EMAIL_RESTORE_EXPIRE_DAYS: float = Field(default=7, gt=0)
     # Login refuses accounts whose address has not been confirmed.
     REQUIRE_VERIFIED_EMAIL: bool = False
     # --- background jobs (core/jobs.py) ---
@@ -150,7 +158,12 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in text.split(",") if origin.strip()]
         return value
 
-    @field_validator("LOGIN_RATE_LIMIT", "REGISTER_RATE_LIMIT", "RECOVERY_RATE_LIMIT")
+    @field_validator(
+        "LOGIN_RATE_LIMIT",
+        "LOGIN_ACCOUNT_FAILURE_LIMIT",
+        "REGISTER_RATE_LIMIT",
+        "RECOVERY_RATE_LIMIT",
+    )
     @classmethod
     def check_rate_limit_notation(cls, value: str) -> str:
         """A typo here would fail every request it meters; fail at start-up instead."""

@@ -4,6 +4,7 @@ Each one is an `async def` on purpose: FastAPI runs plain `def` dependencies in 
 thread, and a thread hop to read an attribute would cost more than the attribute.
 """
 
+import ipaddress
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -49,8 +50,16 @@ CacheDep = Annotated[Cache, Depends(get_cache)]
 
 async def get_client_ip(request: Request) -> str:
     """The peer address; behind a proxy, the server's forwarded-allow-ips makes it the
-    client's (see the README's deployment section)."""
-    return request.client.host if request.client else "unknown"
+    client's (see the README's deployment section). Anything that is not an IP address (a
+    forged forwarding header can carry any text) is `invalid`, so no such text reaches a
+    rate limit or a log."""
+    if request.client is None:
+        return "unknown"
+    host = request.client.host
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return "invalid"
 
 
 ClientIP = Annotated[str, Depends(get_client_ip)]

@@ -8,13 +8,31 @@ clients get a `LoginForm` type instead of `Body_login_api_v1_auth_login_post`.
 
 from pydantic import BaseModel, Field
 
+# Every field is bounded before anything (the rate limiter, the database, bcrypt) sees it:
+# an address is at most 254 characters (RFC 5321); a stored password at most 72 bytes, so a
+# far longer one cannot match; scopes and client credentials are short by nature.
+USERNAME_MAX_LENGTH = 254
+PASSWORD_MAX_LENGTH = 1024
+SCOPE_MAX_LENGTH = 1024
+CLIENT_FIELD_MAX_LENGTH = 255
+
 
 class LoginForm(BaseModel):
     grant_type: str | None = Field(
         default=None, pattern="^password$", description="`password`, when sent"
     )
-    username: str = Field(description="The account's email address")
-    password: str = Field(json_schema_extra={"format": "password"})
-    scope: str = Field(default="", description="Space-separated scopes; none are used")
-    client_id: str | None = None
-    client_secret: str | None = Field(default=None, json_schema_extra={"format": "password"})
+    username: str = Field(
+        min_length=1, max_length=USERNAME_MAX_LENGTH, description="The account's email address"
+    )
+    password: str = Field(
+        min_length=1, max_length=PASSWORD_MAX_LENGTH, json_schema_extra={"format": "password"}
+    )
+    scope: str = Field(
+        default="",
+        max_length=SCOPE_MAX_LENGTH,
+        description="Space-separated scopes; none are used",
+    )
+    client_id: str | None = Field(default=None, max_length=CLIENT_FIELD_MAX_LENGTH)
+    client_secret: str | None = Field(
+        default=None, max_length=CLIENT_FIELD_MAX_LENGTH, json_schema_extra={"format": "password"}
+    )

@@ -5,12 +5,20 @@ When Redis cannot be reached (or answers slower than the timeout), counting goes
 process's memory until Redis answers again: every limit still holds per process, so a brute
 force stays metered, and the routes stay up. Redis is left alone for the back-off after a
 failure, so an outage costs one timeout per worker and back-off, not one per request.
+
+Keys are what a limit counts per (an address, an account): they reach Redis only as a digest
+of fixed length, so no input, however long or odd, becomes a key of its own size, and Redis
+holds no address in clear.
 """
 
 import asyncio
+import hashlib
+import ipaddress
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
@@ -22,11 +30,34 @@ from core.errors import TooManyRequestsError
 
 logger = logging.getLogger("app.ratelimit")
 
+T = TypeVar("T")
+
+# IPv6 hands a whole /64 to one subscriber: counting per address there would give one
+# attacker 2^64 budgets.
+IPV6_PREFIX_LENGTH = 64
+
 
 def _async_storage(uri: str, **options: float | str | bool) -> Storage:
     storage = storage_from_string(uri, **options)
     assert isinstance(storage, Storage)  # the async+ scheme always gives an async storage
     return storage
+
+
+def address_key(client_ip: str) -> str:
+    """What limits per client address count by: the IPv4 address, or the IPv6 /64 its
+    address is in."""
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return f"address:{client_ip}"
+    if address.version == 6:
+        network = ipaddress.ip_network(f"{address}/{IPV6_PREFIX_LENGTH}", strict=False)
+        return f"address:{network}"
+    return f"address:{address}"
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 class RateLimiter:
@@ -56,14 +87,15 @@ class RateLimiter:
             )
             self._shared = MovingWindowRateLimiter(self._storage)
 
-    async def hit(self, limit: RateLimitItem, namespace: str, *keys: str) -> None:
-        """Count one hit against every key; refuse (429) when any of them is over its limit."""
-        identifiers = [(self._key_prefix, namespace, key) for key in keys]
+    def _identifier(self, namespace: str, key: str) -> tuple[str, str, str]:
+        return (self._key_prefix, namespace, _digest(key))
+
+    async def _counted(self, count: Callable[[MovingWindowRateLimiter], Awaitable[T]]) -> T:
+        """`count(strategy)` on the shared store, or in this process while it is unavailable."""
         if self._shared is not None and time.monotonic() >= self._unavailable_until:
             try:
                 async with asyncio.timeout(self._timeout):
-                    await _count(self._shared, limit, identifiers)
-                return
+                    return await count(self._shared)
             except TooManyRequestsError:
                 raise
             except Exception as error:  # any store failure: count here instead
@@ -73,7 +105,33 @@ class RateLimiter:
                     type(error).__name__,
                     self._backoff,
                 )
-        await _count(self._local, limit, identifiers)
+        return await count(self._local)
+
+    async def hit(self, limit: RateLimitItem, namespace: str, *keys: str) -> None:
+        """Count one hit against every key; refuse (429) when any of them is over its limit."""
+        identifiers = [self._identifier(namespace, key) for key in keys]
+        await self._counted(lambda strategy: _count(strategy, limit, identifiers))
+
+    async def record(self, limit: RateLimitItem, namespace: str, key: str) -> None:
+        """Count one hit against `key` without refusing anything (failures, say)."""
+        identifier = self._identifier(namespace, key)
+
+        async def count(strategy: MovingWindowRateLimiter) -> None:
+            await strategy.hit(limit, *identifier)
+
+        await self._counted(count)
+
+    async def wait_seconds(self, limit: RateLimitItem, namespace: str, key: str) -> int:
+        """0 while `key` has room under `limit`; else the seconds until it has, at least 1."""
+        identifier = self._identifier(namespace, key)
+
+        async def check(strategy: MovingWindowRateLimiter) -> int:
+            if await strategy.test(limit, *identifier):
+                return 0
+            stats = await strategy.get_window_stats(limit, *identifier)
+            return max(1, math.ceil(stats.reset_time - time.time()))
+
+        return await self._counted(check)
 
     async def ping(self) -> bool:
         if self._storage is None:
@@ -106,3 +164,8 @@ async def _count(
 def parse_limit(notation: str) -> RateLimitItem | None:
     """`10/minute` -> a limit; an empty string means no limit."""
     return parse(notation) if notation.strip() else None
+
+
+def once_per_window(limit: RateLimitItem) -> RateLimitItem:
+    """One hit per `limit`'s window: "has this happened within the window?"."""
+    return type(limit)(1, limit.multiples)

@@ -101,7 +101,17 @@ class PasswordHasher:
         if hashed is None:
             self._context.verify(password, self._dummy_hash)
             return False
-        return self._context.verify(password, hashed)
+        matches = self._context.verify(password, hashed)
+        if not matches and bcrypt_cost(hashed) < self._rounds:
+            # A hash from before BCRYPT_ROUNDS was raised checks faster than the dummy that
+            # unknown addresses cost: a "no" for it costs the configured work on top, so the
+            # time of a wrong password does not tell which accounts exist.
+            self._context.verify(password, self._dummy_hash)
+        return matches
+
+    def needs_rehash(self, hashed: str) -> bool:
+        """True when `hashed` was made at another cost than the configured one."""
+        return bcrypt_cost(hashed) != self._rounds
 
     async def hash_async(self, password: str) -> str:
         return await self._on_hashing_thread(self.hash, password)
@@ -122,6 +132,13 @@ class PasswordHasher:
     def shutdown(self) -> None:
         if "_executor" in self.__dict__:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def bcrypt_cost(hashed: str) -> int:
+    """The cost (log2 rounds) a bcrypt hash was made with: `$2b$12$...` -> 12; 0 when the
+    string is not a bcrypt hash."""
+    parts = hashed.split("$")
+    return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else 0
 
 
 def password_byte_length_error(password: str) -> str | None:

@@ -15,7 +15,8 @@ from core import metrics
 from core.clock import as_utc, utc_now
 from core.config import Settings
 from core.db import Database, changed_rows, transaction
-from core.ratelimit import RateLimiter, parse_limit
+from core.errors import TooManyRequestsError
+from core.ratelimit import RateLimiter, address_key, once_per_window, parse_limit
 from core.security import (
     PASSWORD_MAX_BYTES,
     PasswordHasher,
@@ -121,7 +122,16 @@ def _find_account(session: Session, *, email: str) -> User | None:
 
 
 @transaction
-def _start_session(session: Session, *, user: User, settings: Settings) -> TokenPair:
+def _start_session(
+    session: Session, *, user: User, settings: Settings, rehashed: str | None = None
+) -> TokenPair:
+    if rehashed is not None:
+        # Only over the hash that was checked: a password changed meanwhile stays changed.
+        session.execute(
+            update(User)
+            .where(col(User.id) == user.id, col(User.hashed_password) == user.hashed_password)
+            .values(hashed_password=rehashed)
+        )
     return issue_tokens(session, user, settings)
 
 
@@ -148,7 +158,7 @@ async def register(
 ) -> User:
     limit = parse_limit(settings.REGISTER_RATE_LIMIT)
     if limit is not None:
-        await limiter.hit(limit, "register", f"ip:{client_ip}")
+        await limiter.hit(limit, "register", address_key(client_ip))
     hashed = await passwords.hash_async(data.password)
     return await _create_account(db, data=data, hashed_password=hashed)
 
@@ -166,12 +176,12 @@ async def login(
 ) -> TokenPair:
     """One bcrypt verify per attempt, whether or not the account exists."""
     email = normalize_email(email)
-    limit = parse_limit(settings.LOGIN_RATE_LIMIT)
-    if limit is not None:
-        await limiter.hit(limit, "login", f"account:{email}", f"ip:{client_ip}")
+    throttle = _LoginThrottle(limiter, settings, account=email, client_ip=client_ip)
+    await throttle.admit()
     if "\x00" in email or len(password.encode("utf-8")) > PASSWORD_MAX_BYTES:
         # No account can have either (a NUL would also crash the PostgreSQL driver), so it
         # cannot match: answer without the database and without bcrypt.
+        await throttle.failed()
         raise InvalidCredentials
     user = await _find_account(db, email=email)
     matches = await passwords.verify_async(password, user.hashed_password if user else None)
@@ -181,5 +191,63 @@ async def login(
         or not user.is_active
         or (settings.REQUIRE_VERIFIED_EMAIL and not user.is_verified)
     ):
+        await throttle.failed()
         raise InvalidCredentials
-    return await _start_session(db, user=user, settings=settings)
+    # A hash made at another cost than BCRYPT_ROUNDS follows the setting now, while the
+    # password is at hand, in the same unit of work as the sign-in.
+    rehashed = (
+        await passwords.hash_async(password)
+        if passwords.needs_rehash(user.hashed_password)
+        else None
+    )
+    return await _start_session(db, user=user, settings=settings, rehashed=rehashed)
+
+
+class _LoginThrottle:
+    """Limits that stop guessers, not owners.
+
+    - LOGIN_RATE_LIMIT (10/minute): attempts from one client address, and attempts at one
+      account from one address: a guesser at one address is slowed at once.
+    - LOGIN_ACCOUNT_FAILURE_LIMIT (20/hour): failed sign-ins at one account from every
+      address. Past it, an address that has already failed at that account within the window
+      is refused; an address that has not is still heard, so the owner with the right
+      password signs in however many addresses fail meanwhile. A guesser spread over many
+      addresses thus gets the ceiling, then one guess per address (per IPv6 /64) per window,
+      instead of the per-address limit at every address.
+    """
+
+    def __init__(
+        self, limiter: RateLimiter, settings: Settings, *, account: str, client_ip: str
+    ) -> None:
+        self._limiter = limiter
+        self._attempts = parse_limit(settings.LOGIN_RATE_LIMIT)
+        self._failures = parse_limit(settings.LOGIN_ACCOUNT_FAILURE_LIMIT)
+        self._address = address_key(client_ip)
+        self._account = f"account:{account}"
+        self._account_from_address = f"{self._account}|{self._address}"
+
+    async def admit(self) -> None:
+        """429 for an attempt the limits do not allow, before anything is checked."""
+        if self._attempts is not None:
+            await self._limiter.hit(
+                self._attempts, "login", self._address, self._account_from_address
+            )
+        if self._failures is None:
+            return
+        if not await self._limiter.wait_seconds(self._failures, "login-failures", self._account):
+            return
+        wait = await self._limiter.wait_seconds(
+            once_per_window(self._failures), "login-failures", self._account_from_address
+        )
+        if wait:
+            metrics.record_rate_limit_rejection("login")
+            raise TooManyRequestsError(retry_after_seconds=wait)
+
+    async def failed(self) -> None:
+        """Count a failed attempt at the account, and that this address has failed at it."""
+        if self._failures is None:
+            return
+        await self._limiter.record(self._failures, "login-failures", self._account)
+        await self._limiter.record(
+            once_per_window(self._failures), "login-failures", self._account_from_address
+        )
