@@ -33,10 +33,14 @@ def import_routers() -> list[ModuleType]:
 def connect_features() -> None:
     """Every reaction of one feature to another, in one place, so none hides in an import.
 
-    An account with an address nobody has confirmed yet (a sign-up, an email change) gets a
-    verification link from the recovery feature, enqueued in the same transaction.
+    The recovery feature mails, from jobs enqueued in the transaction of the change: a
+    verification link to an address nobody has confirmed yet (a sign-up, an email change), a
+    link that puts it back to the address an account left, and a notice to an account whose
+    password was replaced.
     """
     from features.recovery import service as recovery_service
     from features.users import service as users_service
 
     users_service.new_address.connect(recovery_service.send_verification)
+    users_service.address_replaced.connect(recovery_service.send_address_restore_link)
+    users_service.password_replaced.connect(recovery_service.send_password_notice)

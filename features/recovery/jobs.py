@@ -56,6 +56,11 @@ _LINK_KINDS = {
         "verify-email",
         mails.email_verification,
     ),
+    AccountTokenPurpose.RESTORE: _LinkKind(
+        lambda settings: timedelta(days=settings.EMAIL_RESTORE_EXPIRE_DAYS),
+        "restore-email",
+        mails.address_changed,
+    ),
 }
 
 
@@ -67,9 +72,15 @@ def link_secret(secret_key: str, token_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
 
 
-def _issue(session: Session, settings: Settings, user: User, purpose: AccountTokenPurpose) -> None:
-    """Store a link for the account's current address and enqueue its mail; the caller
-    commits both together."""
+def _issue(
+    session: Session,
+    settings: Settings,
+    user: User,
+    purpose: AccountTokenPurpose,
+    email: str | None = None,
+) -> None:
+    """Store a link for `email` (the account's current address by default) and enqueue its
+    mail; the caller commits both together."""
     lifetime = _LINK_KINDS[purpose].lifetime(settings)
     token_id = uuid.uuid4()
     session.add(
@@ -78,7 +89,7 @@ def _issue(session: Session, settings: Settings, user: User, purpose: AccountTok
             user_id=user.id,
             purpose=purpose,
             token_hash=digest_token(link_secret(settings.SECRET_KEY, token_id)),
-            email=user.email,
+            email=email or user.email,
             token_version=user.token_version,
             expires_at=utc_now() + lifetime,
         )
@@ -111,6 +122,34 @@ def issue_verification(context: jobs.JobContext, *, email: str, user_id: str | N
             return
         _issue(session, context.settings, user, AccountTokenPurpose.VERIFY)
         session.commit()
+
+
+@jobs.job
+def issue_address_restore(context: jobs.JobContext, *, user_id: str, previous_email: str) -> None:
+    """A link to the address an account just left, that puts it back; nothing if the account
+    is gone."""
+    with context.database.session() as session:
+        user = session.get(User, uuid.UUID(user_id))
+        if user is None:
+            return
+        _issue(session, context.settings, user, AccountTokenPurpose.RESTORE, previous_email)
+        session.commit()
+
+
+@jobs.job
+def send_password_notice(context: jobs.JobContext, *, user_id: str) -> None:
+    """Tell an account's address that its password changed. Raises when the mail server does
+    not take it, so the queue tries again later."""
+    settings = context.settings
+    with context.database.session() as session:
+        user = session.get(User, uuid.UUID(user_id))
+        if user is None:
+            return
+        recipient = user.email
+    content = mails.password_changed(settings.PROJECT_NAME)
+    Mailer.from_settings(settings).deliver(
+        recipient=recipient, subject=content.subject, text=content.text, html=content.html
+    )
 
 
 @jobs.job

@@ -14,6 +14,8 @@ class MailContent:
 
 def describe_lifetime(lifetime: timedelta) -> str:
     minutes = lifetime.total_seconds() / 60
+    if minutes >= 2 * 24 * 60 and minutes % (24 * 60) == 0:
+        return f"{int(minutes // (24 * 60))} days"
     if minutes >= 120 and minutes % 60 == 0:
         return f"{int(minutes // 60)} hours"
     if minutes >= 2:
@@ -23,10 +25,10 @@ def describe_lifetime(lifetime: timedelta) -> str:
 
 def _html(project: str, lines: list[str], link: str, action: str, footer: str) -> str:
     paragraphs = "".join(f"<p>{escape(line)}</p>" for line in lines)
+    button = f'<p><a href="{escape(link, quote=True)}">{escape(action)}</a></p>' if link else ""
     return (
         "<!DOCTYPE html><html><body>"
-        f"<h2>{escape(project)}</h2>{paragraphs}"
-        f'<p><a href="{escape(link, quote=True)}">{escape(action)}</a></p>'
+        f"<h2>{escape(project)}</h2>{paragraphs}{button}"
         f"<p>{escape(footer)}</p>"
         "</body></html>"
     )
@@ -35,10 +37,12 @@ def _html(project: str, lines: list[str], link: str, action: str, footer: str) -
 def _mail(
     project: str, subject: str, lines: list[str], action: str, link: str, footer: str
 ) -> MailContent:
-    """The same words twice: as plain text, and as HTML with the link as a button-like anchor."""
+    """The same words twice: as plain text, and as HTML with the link (if any) as a
+    button-like anchor."""
+    action_line = [f"{action}: {link}"] if link else []
     return MailContent(
         subject=f"{project}: {subject}",
-        text="\n\n".join([*lines, f"{action}: {link}", footer]) + "\n",
+        text="\n\n".join([*lines, *action_line, footer]) + "\n",
         html=_html(project, lines, link, action, footer),
     )
 
@@ -68,4 +72,38 @@ def email_verification(project: str, link: str, lifetime: timedelta) -> MailCont
         "Confirm your address",
         link,
         "If you did not sign up, ignore this mail.",
+    )
+
+
+def address_changed(project: str, link: str, lifetime: timedelta) -> MailContent:
+    """To the previous address, after the account moved to another one."""
+    return _mail(
+        project,
+        "your account's email address was changed",
+        [
+            "The email address of your account was just changed, so this address no longer "
+            "signs in.",
+            "If you did not make this change, follow the link to put this address back and "
+            "sign out every session, then reset your password. "
+            f"The link works once and expires in {describe_lifetime(lifetime)}.",
+        ],
+        "Put this address back",
+        link,
+        "If you made the change yourself, ignore this mail.",
+    )
+
+
+def password_changed(project: str) -> MailContent:
+    """To the account's address, after its password was changed or reset."""
+    return _mail(
+        project,
+        "your password was changed",
+        [
+            "The password of your account was just changed, and every session signed in "
+            "before has been signed out.",
+            "If you did not do this, ask for a password reset right away.",
+        ],
+        "",
+        "",
+        "If it was you, there is nothing more to do.",
     )

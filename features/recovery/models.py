@@ -19,10 +19,13 @@ ACCOUNT_TOKEN_MAX_LENGTH = 512
 class AccountTokenPurpose(StrEnum):
     RESET = "reset"
     VERIFY = "verify"
+    # Mailed to an account's previous address after an email change: puts it back.
+    RESTORE = "restore"
 
 
 class AccountToken(SQLModel, table=True):
-    """A one-time link mailed to `email`: a password reset or an address confirmation."""
+    """A one-time link mailed to `email`: a password reset, an address confirmation, or the
+    way back to an address the account had before an email change."""
 
     __tablename__ = "account_tokens"
 
@@ -54,6 +57,10 @@ class PasswordReset(SQLModel):
 
 
 class EmailVerification(SQLModel):
+    token: str = Field(min_length=1, max_length=ACCOUNT_TOKEN_MAX_LENGTH)
+
+
+class EmailRestore(SQLModel):
     token: str = Field(min_length=1, max_length=ACCOUNT_TOKEN_MAX_LENGTH)
 
 

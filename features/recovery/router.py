@@ -6,7 +6,14 @@ from core.deps import ClientIP, DatabaseDep, PasswordHasherDep, RateLimiterDep, 
 from core.errors import ServiceUnavailableError, TooManyRequestsError, error_responses
 from features.recovery import service
 from features.recovery.errors import InvalidAccountToken
-from features.recovery.models import Accepted, EmailRequest, EmailVerification, PasswordReset
+from features.recovery.models import (
+    Accepted,
+    EmailRequest,
+    EmailRestore,
+    EmailVerification,
+    PasswordReset,
+)
+from features.users.errors import EmailTaken
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 mail_request_responses = error_responses(TooManyRequestsError, ServiceUnavailableError)
@@ -55,6 +62,18 @@ async def reset_password(
 async def verify_email(body: EmailVerification, db: DatabaseDep) -> None:
     """Marks the address the link was mailed to as verified."""
     await service.verify_email(db, token=body.token)
+
+
+@router.post(
+    "/restore-email",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Put back the previous email address",
+    responses=error_responses(InvalidAccountToken, EmailTaken),
+)
+async def restore_email(body: EmailRestore, db: DatabaseDep) -> None:
+    """With the link mailed to an account's previous address after an email change: the
+    account gets that address back and every session ends. Then reset the password."""
+    await service.restore_email(db, token=body.token)
 
 
 @router.post(

@@ -7,6 +7,8 @@ server takes it. Links are stored as their SHA-256, bound to the address they we
 and spent by one atomic UPDATE. Accounts change only through the users feature's service.
 """
 
+import uuid
+
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
@@ -14,7 +16,7 @@ from core.clock import utc_now
 from core.config import Settings
 from core.db import Database, changed_rows, transaction
 from core.jobs import enqueue
-from core.ratelimit import RateLimiter, parse_limit
+from core.ratelimit import RateLimiter, address_key, parse_limit
 from core.security import PasswordHasher, digest_token
 from features.recovery import jobs
 from features.recovery.errors import InvalidAccountToken
@@ -34,6 +36,21 @@ def send_verification(session: Session, user: User) -> None:
     enqueue(session, jobs.issue_verification, email=user.email, user_id=str(user.id))
 
 
+def send_address_restore_link(session: Session, change: users_service.AddressChange) -> None:
+    """An account left an address: mail that address a link that puts it back."""
+    enqueue(
+        session,
+        jobs.issue_address_restore,
+        user_id=str(change.user_id),
+        previous_email=change.previous_email,
+    )
+
+
+def send_password_notice(session: Session, user_id: uuid.UUID) -> None:
+    """An account's password was replaced: tell its address."""
+    enqueue(session, jobs.send_password_notice, user_id=str(user_id))
+
+
 # --- building blocks ---------------------------------------------------------------------
 
 
@@ -47,7 +64,11 @@ def _usable(session: Session, token: str, purpose: AccountTokenPurpose) -> Accou
     if stored is None or not stored.usable():
         raise InvalidAccountToken
     user = session.get(User, stored.user_id)
-    if user is None or not user.is_active or user.email != stored.email:
+    if user is None or not user.is_active:
+        raise InvalidAccountToken
+    # A link vouches for the address it was mailed to, and works only while the account
+    # still has it; but for the link that puts a previous address back.
+    if purpose is not AccountTokenPurpose.RESTORE and user.email != stored.email:
         raise InvalidAccountToken
     if purpose is AccountTokenPurpose.RESET and user.token_version != stored.token_version:
         raise InvalidAccountToken  # the password changed since the link was mailed
@@ -110,6 +131,18 @@ def verify_email(session: Session, *, token: str) -> None:
     session.commit()
 
 
+@transaction
+def restore_email(session: Session, *, token: str) -> None:
+    """Spend a restore link: the account gets back the address the link was mailed to, marked
+    verified, and every session ends (the change may have come from a stolen one)."""
+    stored = _usable(session, token, AccountTokenPurpose.RESTORE)
+    _spend(session, stored)
+    if not users_service.restore_address(session, stored.user_id, stored.email):
+        session.rollback()
+        raise InvalidAccountToken
+    session.commit()
+
+
 # --- use cases called by the routes -------------------------------------------------------
 
 
@@ -118,7 +151,7 @@ async def _limit_mail_requests(
 ) -> None:
     limit = parse_limit(settings.RECOVERY_RATE_LIMIT)
     if limit is not None:
-        await limiter.hit(limit, namespace, f"email:{email}", f"ip:{client_ip}")
+        await limiter.hit(limit, namespace, f"email:{email}", address_key(client_ip))
 
 
 async def request_password_recovery(

@@ -13,6 +13,9 @@ from core.types import CleanStr, Password, UTCDateTime
 
 NAME_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
+# A password being checked, not set: any stored one is at most 72 bytes, so anything far
+# longer is refused before bcrypt sees it.
+CURRENT_PASSWORD_MAX_LENGTH = 1024
 
 
 def normalize_email(email: str) -> str:
@@ -64,7 +67,9 @@ class UserCreate(UserBase):
     is_superuser: bool = False
 
 
-class UserUpdateMe(SQLModel):
+class UserChanges(SQLModel):
+    """The fields an account's owner and an admin may both change."""
+
     name: CleanStr | None = Field(default=None, min_length=1, max_length=NAME_MAX_LENGTH)
     email: EmailStr | None = Field(default=None, max_length=EMAIL_MAX_LENGTH)
 
@@ -74,7 +79,32 @@ class UserUpdateMe(SQLModel):
         return normalize_email(value) if value is not None else None
 
 
-class UserUpdate(UserUpdateMe):
+class UserUpdateMe(UserChanges):
+    """What the owner may change; a new email needs the current password."""
+
+    # The published schema states the rule too, so generated clients ask for both together.
+    model_config = SQLModel.model_config | {
+        "json_schema_extra": {"dependentRequired": {"email": ["current_password"]}}
+    }
+
+    # A stolen access token alone must not move the account to another address (and reset
+    # its password from there).
+    current_password: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=CURRENT_PASSWORD_MAX_LENGTH,
+        schema_extra={"json_schema_extra": {"format": "password"}},
+        description="Required with `email`",
+    )
+
+    @model_validator(mode="after")
+    def email_needs_the_current_password(self) -> "UserUpdateMe":
+        if self.email is not None and self.current_password is None:
+            raise ValueError("current_password is required to change the email")
+        return self
+
+
+class UserUpdate(UserChanges):
     """What a superuser may change on any account."""
 
     password: Password | None = None
@@ -83,7 +113,7 @@ class UserUpdate(UserUpdateMe):
 
 
 class PasswordChange(SQLModel):
-    current_password: str = Field(min_length=1, max_length=1024)
+    current_password: str = Field(min_length=1, max_length=CURRENT_PASSWORD_MAX_LENGTH)
     new_password: Password
 
 

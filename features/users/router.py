@@ -39,12 +39,15 @@ async def read_me(user: CurrentUser) -> UserPublic:
     "/me",
     response_model=UserPublic,
     summary="Update my name or email",
-    responses=error_responses(EmailTaken),
+    responses=error_responses(WrongPassword, EmailTaken),
 )
-async def update_me(user: CurrentUser, changes: UserUpdateMe, db: DatabaseDep) -> UserPublic:
-    """Change name and/or email. A new email is unverified until its link is followed.
-    Other fields in the body are ignored."""
-    updated = await service.update_me(db, user_id=user.id, changes=changes)
+async def update_me(
+    user: CurrentUser, changes: UserUpdateMe, db: DatabaseDep, passwords: PasswordHasherDep
+) -> UserPublic:
+    """Change name and/or email. A new email needs `current_password`, is unverified until
+    its link is followed, and the previous address gets a mail with a link that puts it back
+    and ends every session. Other fields in the body are ignored."""
+    updated = await service.update_me(db, passwords, user=user, changes=changes)
     return UserPublic.model_validate(updated)
 
 

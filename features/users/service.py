@@ -7,6 +7,7 @@ units of work, other features and manage.py call with a session of their own.
 """
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, update
@@ -15,12 +16,11 @@ from sqlmodel import Session, col, select
 
 from core.cache import Cache, invalidate_on_commit, revoke_on_commit
 from core.clock import utc_now
-from core.db import Database, changed_rows, get_as, read_only, transaction
+from core.db import Database, changed_rows, get_as, read_only, serialized, transaction
 from core.hooks import Hook
 from core.pagination import fetch_page
 from core.security import PasswordHasher
 from features.users.errors import (
-    EmailTaken,
     InvalidAccessToken,
     LastSuperuser,
     UserNotFound,
@@ -39,10 +39,27 @@ from features.users.models import (
     normalize_email,
 )
 
-# An account now has an address nobody has confirmed (a sign-up, an email change), inside
-# the transaction that made it so; features/registry.py connects the reactions (recovery
-# mails a link).
+# Hooks fire inside the transaction that made the change; features/registry.py connects the
+# reactions (recovery mails), which commit or roll back with it.
+
+# An account now has an address nobody has confirmed (a sign-up, an email change): recovery
+# mails it a confirmation link.
 new_address: Hook[User] = Hook()
+
+
+@dataclass(frozen=True, slots=True)
+class AddressChange:
+    user_id: uuid.UUID
+    previous_email: str
+
+
+# An account's address was replaced: the previous address hears of it (recovery mails it a
+# link that puts it back and ends every session), so a stolen session cannot quietly move
+# the account away from its owner.
+address_replaced: Hook[AddressChange] = Hook()
+# An account's password was replaced (changed, reset, or set by an admin): its address hears
+# of it. The subject is the account's id.
+password_replaced: Hook[uuid.UUID] = Hook()
 
 
 # What the cache holds about accounts: every cached response that lists them, and each
@@ -89,13 +106,8 @@ def add(session: Session, data: UserCreate, hashed_password: str) -> User:
         is_active=data.is_active,
         is_superuser=data.is_superuser,
     )
+    # A taken address is EmailTaken, raised by the unit of work whenever the insert is flushed.
     session.add(user)
-    # The unique index on email is the arbiter when two requests race for one address.
-    try:
-        session.flush()
-    except IntegrityError as error:
-        session.rollback()
-        raise EmailTaken from error
     # A new account: nothing can have cached it, only the lists change.
     invalidate_on_commit(session, USERS_TAG)
     return user
@@ -127,7 +139,26 @@ def replace_password(
         .values(**values)
     )
     _changed(session, user_id, revoking=True)
-    return changed_rows(session, statement) == 1
+    if changed_rows(session, statement) != 1:
+        return False
+    password_replaced.fire(session, user_id)
+    return True
+
+
+def restore_address(session: Session, user_id: uuid.UUID, email: str) -> bool:
+    """Put back an address the account had, proven by a link mailed to it, and end every
+    session (the change may have come from a stolen one); False when the account is gone.
+    A taken address is EmailTaken. Does not commit."""
+    user = session.get(User, user_id)
+    if user is None:
+        return False
+    user.email = email
+    user.is_verified = True
+    user.token_version += 1
+    user.updated_at = utc_now()
+    session.add(user)
+    _changed(session, user_id, revoking=True)
+    return True
 
 
 def mark_email_verified(session: Session, user_id: uuid.UUID, email: str) -> None:
@@ -168,15 +199,20 @@ def ensure_first_superuser(session: Session, email: str, hashed_password: str) -
     return True
 
 
-def _ensure_not_last_superuser(session: Session, user: User) -> None:
-    if not (user.is_superuser and user.is_active):
-        return
-    others = session.exec(
-        select(func.count())
-        .select_from(User)
-        .where(User.is_superuser, User.is_active, User.id != user.id)
+# Every change that may take the last admin's rights away holds this lock from its first
+# statement to its commit, so two of them (two admins demoting each other, or themselves) can
+# never both see the other one still there.
+AUTHORITY_LOCK = "users:authority"
+
+
+def _ensure_an_admin_remains(session: Session) -> None:
+    """After a change that took an admin's rights away, under AUTHORITY_LOCK: refuse it if no
+    active superuser is left."""
+    session.flush()
+    remaining = session.exec(
+        select(func.count()).select_from(User).where(User.is_superuser, User.is_active)
     ).one()
-    if others == 0:
+    if remaining == 0:
         raise LastSuperuser
 
 
@@ -187,11 +223,16 @@ def _apply_changes(
     hashed_password: str | None,
 ) -> User:
     """Apply only the fields the schema allows and the caller sent, and commit."""
-    user = get(session, user_id)
-    values: dict[str, Any] = changes.model_dump(exclude_unset=True, exclude={"password"})
+    values: dict[str, Any] = changes.model_dump(
+        exclude_unset=True, exclude={"password", "current_password"}
+    )
     values = {key: value for key, value in values.items() if value is not None}
-    if values.get("is_superuser") is False or values.get("is_active") is False:
-        _ensure_not_last_superuser(session, user)
+    takes_rights = values.get("is_superuser") is False or values.get("is_active") is False
+    if takes_rights:
+        serialized(session, AUTHORITY_LOCK)  # first: on SQLite it cannot come later
+    user = get(session, user_id)
+    was_admin = user.is_superuser and user.is_active
+    previous_email = user.email
     if values.get("is_active") is False and user.is_active:
         # A deactivated account's tokens die with it, not just until it is reactivated.
         user.token_version += 1
@@ -211,12 +252,15 @@ def _apply_changes(
     )
     _changed(session, user.id, revoking=revoking)
     if email_changed:
+        # The reactions' own queries flush the new address: if another account took it a
+        # moment ago, the unit of work turns the violation into EmailTaken (core/db.py).
         new_address.fire(session, user)
-    try:
-        session.commit()
-    except IntegrityError as error:  # the new address was taken a moment ago
-        session.rollback()
-        raise EmailTaken from error
+        address_replaced.fire(session, AddressChange(user.id, previous_email))
+    if hashed_password is not None:
+        password_replaced.fire(session, user.id)
+    if takes_rights and was_admin:
+        _ensure_an_admin_remains(session)
+    session.commit()
     return user
 
 
@@ -273,17 +317,25 @@ def read_user(session: Session, *, user_id: uuid.UUID) -> User:
 
 
 @transaction
-def update_me(session: Session, *, user_id: uuid.UUID, changes: UserUpdateMe) -> User:
+def _update_me(
+    session: Session, *, user_id: uuid.UUID, changes: UserUpdateMe, token_version: int
+) -> User:
+    if get(session, user_id).token_version != token_version:
+        # The password changed since this request's token was checked: it is dead now.
+        raise InvalidAccessToken
     return _apply_changes(session, user_id, changes, hashed_password=None)
 
 
 @transaction
 def delete_user(session: Session, *, user_id: uuid.UUID) -> None:
     """Deletes the account; its sessions and links go with it (ON DELETE CASCADE)."""
+    serialized(session, AUTHORITY_LOCK)
     user = get(session, user_id)
-    _ensure_not_last_superuser(session, user)
+    was_admin = user.is_superuser and user.is_active
     session.delete(user)
     _changed(session, user_id, revoking=True)
+    if was_admin:
+        _ensure_an_admin_remains(session)
     session.commit()
 
 
@@ -327,13 +379,28 @@ async def update_user(
     return await _update(db, user_id=user_id, changes=changes, hashed_password=hashed)
 
 
-async def change_password(
-    db: Database, passwords: PasswordHasher, *, user: AuthenticatedUser, change: PasswordChange
+async def _check_current_password(
+    db: Database, passwords: PasswordHasher, user: AuthenticatedUser, password: str
 ) -> None:
     # Read here, not kept with the account a token sees: a hash never goes to the cache.
     current = await _password_hash(db, user_id=user.id)
-    if not await passwords.verify_async(change.current_password, current):
+    if not await passwords.verify_async(password, current):
         raise WrongPassword
+
+
+async def update_me(
+    db: Database, passwords: PasswordHasher, *, user: AuthenticatedUser, changes: UserUpdateMe
+) -> User:
+    """A new email needs the current password (the schema makes it required with the email)."""
+    if changes.current_password is not None:
+        await _check_current_password(db, passwords, user, changes.current_password)
+    return await _update_me(db, user_id=user.id, changes=changes, token_version=user.token_version)
+
+
+async def change_password(
+    db: Database, passwords: PasswordHasher, *, user: AuthenticatedUser, change: PasswordChange
+) -> None:
+    await _check_current_password(db, passwords, user, change.current_password)
     hashed = await passwords.hash_async(change.new_password)
     await _store_password(
         db, user_id=user.id, hashed_password=hashed, token_version=user.token_version
