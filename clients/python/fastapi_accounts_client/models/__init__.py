@@ -2,6 +2,7 @@
 
 from .accepted import Accepted
 from .email_request import EmailRequest
+from .email_restore import EmailRestore
 from .email_verification import EmailVerification
 from .error_message import ErrorMessage
 from .health_status import HealthStatus
@@ -24,6 +25,7 @@ from .validation_error_context import ValidationErrorContext
 __all__ = (
     "Accepted",
     "EmailRequest",
+    "EmailRestore",
     "EmailVerification",
     "ErrorMessage",
     "HealthStatus",

@@ -13,17 +13,26 @@ T = TypeVar("T", bound="UserUpdateMe")
 
 @_attrs_define
 class UserUpdateMe:
-    """
+    """What the owner may change; a new email needs the current password.
+
     Attributes:
+        current_password (None | str | Unset): Required with `email`
         email (None | str | Unset):
         name (None | str | Unset):
     """
 
+    current_password: None | str | Unset = UNSET
     email: None | str | Unset = UNSET
     name: None | str | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        current_password: None | str | Unset
+        if isinstance(self.current_password, Unset):
+            current_password = UNSET
+        else:
+            current_password = self.current_password
+
         email: None | str | Unset
         if isinstance(self.email, Unset):
             email = UNSET
@@ -39,6 +48,8 @@ class UserUpdateMe:
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update({})
+        if current_password is not UNSET:
+            field_dict["current_password"] = current_password
         if email is not UNSET:
             field_dict["email"] = email
         if name is not UNSET:
@@ -49,6 +60,15 @@ class UserUpdateMe:
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         d = dict(src_dict)
+
+        def _parse_current_password(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        current_password = _parse_current_password(d.pop("current_password", UNSET))
 
         def _parse_email(data: object) -> None | str | Unset:
             if data is None:
@@ -69,6 +89,7 @@ class UserUpdateMe:
         name = _parse_name(d.pop("name", UNSET))
 
         user_update_me = cls(
+            current_password=current_password,
             email=email,
             name=name,
         )

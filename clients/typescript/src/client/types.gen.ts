@@ -27,6 +27,16 @@ export type EmailRequest = {
 };
 
 /**
+ * EmailRestore
+ */
+export type EmailRestore = {
+    /**
+     * Token
+     */
+    token: string;
+};
+
+/**
  * EmailVerification
  */
 export type EmailVerification = {
@@ -300,8 +310,16 @@ export type UserUpdate = {
 
 /**
  * UserUpdateMe
+ *
+ * What the owner may change; a new email needs the current password.
  */
 export type UserUpdateMe = {
+    /**
+     * Current Password
+     *
+     * Required with `email`
+     */
+    current_password?: string | null;
     /**
      * Email
      */
@@ -655,6 +673,47 @@ export type AuthResetPasswordResponses = {
 
 export type AuthResetPasswordResponse = AuthResetPasswordResponses[keyof AuthResetPasswordResponses];
 
+export type AuthRestoreEmailData = {
+    body: EmailRestore;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/restore-email';
+};
+
+export type AuthRestoreEmailErrors = {
+    /**
+     * Invalid or expired link
+     */
+    400: ErrorMessage;
+    /**
+     * A user with this email already exists
+     */
+    409: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type AuthRestoreEmailError = AuthRestoreEmailErrors[keyof AuthRestoreEmailErrors];
+
+export type AuthRestoreEmailResponses = {
+    /**
+     * Successful Response
+     */
+    204: void;
+};
+
+export type AuthRestoreEmailResponse = AuthRestoreEmailResponses[keyof AuthRestoreEmailResponses];
+
 export type AuthVerifyEmailData = {
     body: EmailVerification;
     path?: never;
@@ -892,7 +951,7 @@ export type UsersUpdateMeData = {
 
 export type UsersUpdateMeErrors = {
     /**
-     * Malformed request: body or Content-Length cannot be read
+     * Current password is incorrect
      */
     400: ErrorMessage;
     /**

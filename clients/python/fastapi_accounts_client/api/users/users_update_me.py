@@ -93,11 +93,12 @@ def sync_detailed(
 ) -> Response[ErrorMessage | HTTPValidationError | UserPublic]:
     """Update my name or email
 
-     Change name and/or email. A new email is unverified until its link is followed.
-    Other fields in the body are ignored.
+     Change name and/or email. A new email needs `current_password`, is unverified until
+    its link is followed, and the previous address gets a mail with a link that puts it back
+    and ends every session. Other fields in the body are ignored.
 
     Args:
-        body (UserUpdateMe):
+        body (UserUpdateMe): What the owner may change; a new email needs the current password.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -125,11 +126,12 @@ def sync(
 ) -> ErrorMessage | HTTPValidationError | UserPublic | None:
     """Update my name or email
 
-     Change name and/or email. A new email is unverified until its link is followed.
-    Other fields in the body are ignored.
+     Change name and/or email. A new email needs `current_password`, is unverified until
+    its link is followed, and the previous address gets a mail with a link that puts it back
+    and ends every session. Other fields in the body are ignored.
 
     Args:
-        body (UserUpdateMe):
+        body (UserUpdateMe): What the owner may change; a new email needs the current password.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -152,11 +154,12 @@ async def asyncio_detailed(
 ) -> Response[ErrorMessage | HTTPValidationError | UserPublic]:
     """Update my name or email
 
-     Change name and/or email. A new email is unverified until its link is followed.
-    Other fields in the body are ignored.
+     Change name and/or email. A new email needs `current_password`, is unverified until
+    its link is followed, and the previous address gets a mail with a link that puts it back
+    and ends every session. Other fields in the body are ignored.
 
     Args:
-        body (UserUpdateMe):
+        body (UserUpdateMe): What the owner may change; a new email needs the current password.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -182,11 +185,12 @@ async def asyncio(
 ) -> ErrorMessage | HTTPValidationError | UserPublic | None:
     """Update my name or email
 
-     Change name and/or email. A new email is unverified until its link is followed.
-    Other fields in the body are ignored.
+     Change name and/or email. A new email needs `current_password`, is unverified until
+    its link is followed, and the previous address gets a mail with a link that puts it back
+    and ends every session. Other fields in the body are ignored.
 
     Args:
-        body (UserUpdateMe):
+        body (UserUpdateMe): What the owner may change; a new email needs the current password.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
