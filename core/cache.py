@@ -30,6 +30,7 @@ treated as missing.
 """
 
 import asyncio
+import collections
 import functools
 import hashlib
 import hmac
@@ -105,7 +106,9 @@ class Cache:
         self._backoff = backoff
         self._unavailable_until = 0.0
         self._inflight: dict[str, asyncio.Future[Any]] = {}
-        self.hits = 0  # read by tests; metrics.record_cache counts for operators
+        # Hits by kind ("account", "response"), read by tests; metrics.record_cache counts
+        # for operators.
+        self.hits: collections.Counter[str] = collections.Counter()
         self._signing_key = hmac.new(secret.encode(), b"cache-signing", hashlib.sha256).digest()
         # Each SECRET_KEY has a key space of its own, named by a digest that says nothing
         # about the signing key: after a rotation, or beside another deployment on the same
@@ -257,7 +260,7 @@ class Cache:
             and tuple(entry.get("versions", ())) == versions
             and entry.get("value") is not None
         ):
-            self.hits += 1
+            self.hits[kind] += 1
             metrics.record_cache(kind, "hit")
             return Lookup(key, entry["value"], versions, started)
         metrics.record_cache(kind, "miss")

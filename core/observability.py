@@ -53,14 +53,16 @@ def install(app: FastAPI, settings: Settings) -> None:
         app.add_middleware(HttpMetricsMiddleware, app_routes=app.router.routes)
         app.add_route(METRICS_PATH, metrics_endpoint, methods=["GET"], include_in_schema=False)
         if not settings.jobs_run_in_process:
-            # The queue's depth and oldest waiting job, read from its table at each scrape.
-            metrics.watch_job_queue(functools.partial(_job_queue_stats, database))
+            # The queue's depth and oldest waiting job, read from its table at each scrape,
+            # through whatever database the app holds then.
+            metrics.watch_job_queue(functools.partial(_job_queue_stats, app))
     else:
         metrics.disable()
     tracing.install(settings, database.engines)
 
 
-async def _job_queue_stats(database: Database) -> metrics.JobQueueStats:
+async def _job_queue_stats(app: FastAPI) -> metrics.JobQueueStats:
+    database: Database = app.state.database
     stats = await database.run(job_queue.stats)
     return metrics.JobQueueStats(stats.by_status, stats.oldest_waiting_seconds)
 

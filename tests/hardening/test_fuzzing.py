@@ -7,7 +7,7 @@ import schemathesis
 from fastapi import FastAPI
 from schemathesis import GenerationMode
 
-from tests.conftest import Account, wait_for_jobs
+from tests.conftest import Account, run_jobs
 from tests.hardening.fuzz import fuzz_every_operation
 
 MAX_EXAMPLES_PER_OPERATION = 25
@@ -17,7 +17,7 @@ MAX_EXAMPLES_PER_OPERATION = 25
 def test_no_operation_fails_a_check(app: FastAPI, superuser: Account, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     run = fuzz_every_operation(
-        schema, mode, superuser.headers, MAX_EXAMPLES_PER_OPERATION, lambda: wait_for_jobs(app)
+        schema, mode, superuser.headers, MAX_EXAMPLES_PER_OPERATION, lambda: run_jobs(app)
     )
 
     print(f"\n{run.summary(mode)}")

@@ -1,6 +1,7 @@
 """In-process mode (SQLite, `make dev`): jobs run in the app's process after their commit,
-retried on failure, never when their transaction rolls back. On PostgreSQL the same tests
-run with JOBS_MODE=in-process."""
+retried on failure, never when their transaction rolls back. It is SQLite's mode, so it is
+tested on SQLite; on PostgreSQL the queue runs jobs (tests/jobs/test_queue.py and
+test_worker.py), and only the tests that build their own apps or processes run here."""
 
 import logging
 import re
@@ -22,9 +23,14 @@ from main import create_app
 from tests.conftest import ROOT, make_settings
 from tests.jobs.sample_jobs import send_note
 from tests.smtp import Inbox
-from tests.support import server_env
+from tests.support import postgres_test_url, server_env
 
 RECIPIENT = "someone@example.com"
+
+sqlite_mode = pytest.mark.skipif(
+    bool(postgres_test_url()),
+    reason="in-process jobs are SQLite's mode: on PostgreSQL the suite runs the queue",
+)
 
 
 @pytest.fixture
@@ -70,6 +76,7 @@ def enqueue_and_commit(marker: str) -> Callable[[Session], None]:
     return work
 
 
+@sqlite_mode
 def test_a_job_runs_once_its_transaction_commits(
     app: FastAPI, client: TestClient, inbox: Inbox
 ) -> None:
@@ -80,6 +87,7 @@ def test_a_job_runs_once_its_transaction_commits(
     assert "attempt=1 job=None" in str(message.get_body(("plain",)).get_content())  # type: ignore[union-attr]
 
 
+@sqlite_mode
 def test_a_rolled_back_or_abandoned_transaction_runs_nothing(
     app: FastAPI, client: TestClient, inbox: Inbox
 ) -> None:
@@ -99,6 +107,7 @@ def test_a_rolled_back_or_abandoned_transaction_runs_nothing(
     assert inbox.subjects() == ["sentinel"]
 
 
+@sqlite_mode
 def test_only_the_jobs_of_a_rolled_back_savepoint_are_dropped(
     app: FastAPI, client: TestClient, inbox: Inbox
 ) -> None:
@@ -117,6 +126,7 @@ def test_only_the_jobs_of_a_rolled_back_savepoint_are_dropped(
     assert sorted(inbox.subjects()) == ["after the savepoint", "before the savepoint"]
 
 
+@sqlite_mode
 def test_a_released_savepoint_waits_for_the_outer_commit(
     app: FastAPI, client: TestClient, inbox: Inbox
 ) -> None:
@@ -140,6 +150,7 @@ def test_a_released_savepoint_waits_for_the_outer_commit(
     assert inbox.subjects() == ["outer committed"]
 
 
+@sqlite_mode
 def test_a_failing_job_is_retried_until_the_mail_server_is_back(
     app: FastAPI, client: TestClient, inbox: Inbox, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -158,6 +169,7 @@ def test_a_failing_job_is_retried_until_the_mail_server_is_back(
     assert RECIPIENT not in caplog.text
 
 
+@sqlite_mode
 @pytest.mark.parametrize("extra_settings", [{"JOBS_MAX_ATTEMPTS": 2}])
 def test_a_job_that_keeps_failing_is_logged_then_dropped(
     app: FastAPI, client: TestClient, inbox: Inbox, caplog: pytest.LogCaptureFixture

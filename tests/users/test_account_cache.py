@@ -67,9 +67,9 @@ def moved(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> MovedTags:
 def served_from_the_cache(client: TestClient, app: FastAPI, account: Account) -> None:
     """Read /users/me until the account comes from Redis: the state every test starts in."""
     assert client.get(ME, headers=account.headers).status_code == 200  # a miss fills it
-    hits = app.state.cache.hits
+    hits = app.state.cache.hits["account"]
     assert client.get(ME, headers=account.headers).status_code == 200
-    assert app.state.cache.hits > hits, "the account was not served from the cache"
+    assert app.state.cache.hits["account"] > hits, "the account was not served from the cache"
 
 
 RevokingWrite = Callable[[TestClient, Account, Account], None]
