@@ -24,6 +24,7 @@ PUBLIC_OPERATIONS = {
     ("post", "/api/v1/auth/reset-password"),
     ("post", "/api/v1/auth/verify-email"),
     ("post", "/api/v1/auth/request-verification"),
+    ("post", "/api/v1/auth/restore-email"),
 }
 
 

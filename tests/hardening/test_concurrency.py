@@ -1,6 +1,7 @@
 """Real concurrency against a real server: uvicorn in a subprocess, its own database, separate
 connections per request."""
 
+import functools
 import hashlib
 import json
 import socket
@@ -225,3 +226,89 @@ def test_a_refresh_token_that_loses_a_race_burns_its_family(
             json={"refresh_token": winner.json()["refresh_token"]},
         )
     assert again.status_code == 401
+
+
+# --- no race to zero admins ------------------------------------------------------------------
+
+ADMIN_RACE_ROUNDS = 5
+
+
+def _only_admins(
+    database_url: str, count: int, client: httpx2.Client, base_url: str
+) -> list[dict[str, str]]:
+    """Make exactly `count` new accounts the only active superusers; their id and headers."""
+    admins = []
+    for _ in range(count):
+        email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+        created = client.post(
+            f"{base_url}{REGISTER}",
+            json={"name": "Admin", "email": email, "password": "admin-password"},
+        )
+        assert created.status_code == 201, created.text
+        admins.append({"id": created.json()["id"], "email": email})
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE users SET is_superuser = false"))
+            for admin in admins:
+                connection.execute(
+                    text("UPDATE users SET is_superuser = true WHERE id = :id"),
+                    {"id": uuid.UUID(admin["id"]).hex if "sqlite" in database_url else admin["id"]},
+                )
+    finally:
+        engine.dispose()
+    for admin in admins:
+        tokens = client.post(
+            f"{base_url}/api/v1/auth/login",
+            data={"username": admin["email"], "password": "admin-password"},
+        )
+        assert tokens.status_code == 200, tokens.text
+        admin["authorization"] = f"Bearer {tokens.json()['access_token']}"
+    return admins
+
+
+def _active_admins(database_url: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            count: int = connection.execute(
+                text("SELECT count(*) FROM users WHERE is_superuser AND is_active")
+            ).scalar_one()
+            return count
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "race", ["both demote themselves", "both delete themselves", "each deactivates the other"]
+)
+def test_two_admins_racing_to_remove_each_other_leave_one(
+    server: LiveServer, database_url: str, race: str
+) -> None:
+    """The review's three races, each repeated: however the two requests interleave, one of
+    them is refused (409) and one admin remains."""
+    base = server.base_url
+    for _ in range(ADMIN_RACE_ROUNDS):
+        with httpx2.Client(timeout=CLIENT_TIMEOUT_SECONDS) as client:
+            admins = _only_admins(database_url, 2, client, base)
+        with parallel_client(2) as client:
+            racing = functools.partial(_remove_an_admin, client, base, race, admins)
+            statuses = sorted(all_at_once(2, racing))
+        # The loser gets 409; or 401 when the winner deactivated it before its request got
+        # past authentication (the two did not overlap that time).
+        assert statuses in ([200, 409], [204, 409], [200, 401]), (race, statuses, server.log())
+        assert _active_admins(database_url) == 1
+
+
+def _remove_an_admin(
+    client: httpx2.Client, base: str, race: str, admins: list[dict[str, str]], index: int
+) -> int:
+    me, other = admins[index], admins[1 - index]
+    headers = {"Authorization": me["authorization"]}
+    if race == "both demote themselves":
+        url, change = f"{base}/api/v1/users/{me['id']}", {"is_superuser": False}
+    elif race == "each deactivates the other":
+        url, change = f"{base}/api/v1/users/{other['id']}", {"is_active": False}
+    else:
+        return client.delete(f"{base}{ME}", headers=headers).status_code
+    return client.patch(url, headers=headers, json=change).status_code

@@ -49,7 +49,11 @@ class TestEmails:
     ) -> None:
         attempts = [
             client.post(REGISTER, json={"name": "A", "email": email, "password": SECRET_PASSWORD}),
-            client.patch(ME, headers=account.headers, json={"email": email}),
+            client.patch(
+                ME,
+                headers=account.headers,
+                json={"email": email, "current_password": account.password},
+            ),
             client.post(
                 USERS,
                 headers=superuser.headers,
