@@ -58,6 +58,7 @@ class RateLimiter:
 
     async def hit(self, limit: RateLimitItem, namespace: str, *keys: str) -> None:
         """Count one hit against every key; refuse (429) when any of them is over its limit."""
+        metrics.expect_rate_limit(namespace)
         identifiers = [(self._key_prefix, namespace, key) for key in keys]
         if self._shared is not None and time.monotonic() >= self._unavailable_until:
             try:
