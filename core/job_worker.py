@@ -26,7 +26,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -154,12 +154,14 @@ async def _every(seconds: float, step: Callable[[], Coroutine[Any, Any, None]]) 
             logger.exception("periodic worker task failed")
 
 
-def _serve_metrics(port: int) -> None:
+def _serve_metrics(port: int, job_names: Iterable[str]) -> None:
     """Job outcomes and durations for Prometheus, on the worker's own port: the worker
     serves no other HTTP, and its samples live in its own memory (it is one process), whatever
-    PROMETHEUS_MULTIPROC_DIR a web server's configuration left in the environment."""
+    PROMETHEUS_MULTIPROC_DIR a web server's configuration left in the environment. Every
+    job's series is there at 0 from the first scrape, before the job first runs."""
     os.environ.pop(metrics.MULTIPROCESS_DIR_VARIABLE, None)
     metrics.enable()
+    metrics.expect_jobs(job_names)
     from prometheus_client import start_http_server
 
     registry = metrics.local_registry()
@@ -175,8 +177,9 @@ def _serve_metrics(port: int) -> None:
 async def serve(settings: Settings) -> None:
     """Run the worker until SIGTERM or SIGINT."""
     _quiet_procrastinate()
+    declared = jobs.declared_jobs()
     if settings.METRICS_ENABLED and settings.JOBS_METRICS_PORT:
-        _serve_metrics(settings.JOBS_METRICS_PORT)
+        _serve_metrics(settings.JOBS_METRICS_PORT, declared)
     policy = jobs.RetryPolicy.from_settings(settings)
     database = Database.from_settings(settings)
     connector = procrastinate.PsycopgConnector(
@@ -188,7 +191,6 @@ async def serve(settings: Settings) -> None:
     )
     app = procrastinate.App(connector=connector)
     backoff = _Backoff(policy)
-    declared = jobs.declared_jobs()
     for name, job in declared.items():
         app.task(name=name, pass_context=True, retry=backoff)(_task_for(job, settings, database))
 

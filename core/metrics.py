@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from core.errors import TooManyRequestsError, UnauthorizedError
@@ -51,6 +51,7 @@ JobOutcome = Literal["succeeded", "retried", "failed"]
 
 LOGIN_OUTCOMES: tuple[LoginOutcome, ...] = ("success", "failure", "rate_limited")
 MAIL_OUTCOMES: tuple[MailOutcome, ...] = ("sent", "failed", "skipped")
+JOB_OUTCOMES: tuple[JobOutcome, ...] = ("succeeded", "retried", "failed")
 
 
 class Families:
@@ -144,7 +145,9 @@ class Families:
             registry=registry,
         )
         # Series that exist from the start read 0 instead of being absent, so rate() and
-        # the dashboard work before the first login or the first mail.
+        # the dashboard work before the first login or the first mail. A series that appears
+        # with its first count hides that count from rate() and increase(), which see only
+        # changes between scrapes: see also expect_jobs and expect_rate_limit.
         for outcome in LOGIN_OUTCOMES:
             self.logins.labels(outcome)
         for mail_outcome in MAIL_OUTCOMES:
@@ -168,6 +171,7 @@ class _State:
     registry: CollectorRegistry | None = None  # single-process mode only
     active: Families | None = None  # None while metrics are off
     job_queue_reader: JobQueueReader | None = None
+    rate_limits: set[str] = field(default_factory=set)  # limits whose rejections read 0 or more
 
 
 _state = _State()
@@ -246,6 +250,16 @@ def record_rate_limit_rejection(limit: str) -> None:
         families.rate_limit_rejections.labels(limit).inc()
 
 
+def expect_rate_limit(limit: str) -> None:
+    """A limit is about to count a request: from now on its rejections read 0 rather than
+    nothing, so its first 429 (which takes at least the limit's number of requests) shows as
+    a rise. Called for every counted request: a set look-up once the limit is known."""
+    families = _state.active
+    if families is not None and limit not in _state.rate_limits:
+        families.rate_limit_rejections.labels(limit)
+        _state.rate_limits.add(limit)
+
+
 def record_mail(outcome: MailOutcome) -> None:
     if (families := _state.active) is not None:
         families.mails.labels(outcome).inc()
@@ -263,6 +277,16 @@ def record_job(job_name: str, outcome: JobOutcome, seconds: float | None = None)
         families.jobs_processed.labels(job_name, outcome).inc()
         if seconds is not None:
             families.job_duration.labels(job_name).observe(seconds)
+
+
+def expect_jobs(job_names: Iterable[str]) -> None:
+    """Every outcome and the duration of each job read 0 before its first run, so the first
+    retry or failure of a job shows on the dashboard instead of being its series' first value."""
+    if (families := _state.active) is not None:
+        for name in job_names:
+            for outcome in JOB_OUTCOMES:
+                families.jobs_processed.labels(name, outcome)
+            families.job_duration.labels(name)
 
 
 def watch_job_queue(read: JobQueueReader | None) -> None:

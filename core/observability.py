@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core import job_queue, metrics, metrics_files, tracing
+from core import job_queue, jobs, metrics, metrics_files, tracing
 from core.config import Settings
 from core.db import Database
 
@@ -52,7 +52,10 @@ def install(app: FastAPI, settings: Settings) -> None:
         # Added last, so it is the outermost of the app's middleware: 413s and 500s count.
         app.add_middleware(HttpMetricsMiddleware, app_routes=app.router.routes)
         app.add_route(METRICS_PATH, metrics_endpoint, methods=["GET"], include_in_schema=False)
-        if not settings.jobs_run_in_process:
+        if settings.jobs_run_in_process:
+            # Jobs run here: their series, as the worker's are (every job is declared by now).
+            metrics.expect_jobs(jobs.declared_jobs())
+        else:
             # The queue's depth and oldest waiting job, read from its table at each scrape,
             # through whatever database the app holds then.
             metrics.watch_job_queue(functools.partial(_job_queue_stats, app))

@@ -109,6 +109,7 @@ class RateLimiter:
 
     async def hit(self, limit: RateLimitItem, namespace: str, *keys: str) -> None:
         """Count one hit against every key; refuse (429) when any of them is over its limit."""
+        metrics.expect_rate_limit(namespace)
         identifiers = [self._identifier(namespace, key) for key in keys]
         await self._counted(lambda strategy: _count(strategy, limit, identifiers))
 

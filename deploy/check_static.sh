@@ -2,7 +2,8 @@
 # Static checks of the deployment files, for machines without a Docker engine:
 #   hadolint on the Dockerfile, the compose files and the CI workflow against their JSON
 #   schemas (shipped inside check-jsonschema, so no network is needed), the Kubernetes
-#   manifests (deploy/check_k8s.sh), the Prometheus and Grafana files, and `nginx -t` on
+#   manifests (deploy/check_k8s.sh), the Prometheus and Grafana files (`promtool check
+#   config` when Prometheus is installed; in CI it must be), and `nginx -t` on
 #   deploy/nginx.conf when nginx is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +32,21 @@ echo "== GitHub workflow schema"
 
 # Kubernetes: every overlay rendered, schema-validated and checked by checkov.
 bash deploy/check_k8s.sh
-# Prometheus and Grafana have no offline validator on PyPI (promtool is a Go binary): this
-# test parses their files, and every dashboard query as PromQL against the series the app
-# exports.
+# Prometheus's own checker comes with Debian's `prometheus` package (promtool is a Go binary,
+# not on PyPI). The suite also runs that Prometheus on the app and evaluates every dashboard
+# query (tests/deploy/test_dashboard_prometheus.py).
+echo "== promtool check config"
+if command -v promtool >/dev/null; then
+    promtool check config deploy/prometheus/prometheus.yml
+elif [[ -n ${CI:-} ]]; then
+    echo "promtool is missing: apt-get install prometheus" >&2
+    exit 1
+else
+    echo "skipped: promtool is not installed here (apt-get install prometheus)"
+fi
+
+# Grafana has no offline validator: this test parses the provisioning files, and every
+# dashboard query as PromQL against the series the app exports and the jobs Prometheus scrapes.
 echo "== Prometheus and Grafana files (observability profile)"
 "$BIN/pytest" -q -p no:cacheprovider tests/deploy/test_observability_files.py
 

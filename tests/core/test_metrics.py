@@ -26,10 +26,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from core import metrics, metrics_files, observability
+from core import jobs, metrics, metrics_files, observability
 from core.config import Settings
 from core.db import Database
+from core.errors import TooManyRequestsError
 from core.mail import Mailer, MailNotDelivered
+from core.ratelimit import RateLimiter, parse_limit
 from core.security import PasswordHasher
 from tests.conftest import Account
 from tests.support import free_port
@@ -261,6 +263,22 @@ class TestLogins:
         assert increase(before, after, "app_rate_limit_rejections_total", limit="login") == 1
 
 
+def test_a_limits_rejections_read_0_from_the_first_request_it_counts(client: TestClient) -> None:
+    """So its first 429 shows as a rise: a series that appears with its first count shows
+    that count to no rate()."""
+    limiter = RateLimiter("")
+    limit = parse_limit("1/minute")
+    assert limit is not None
+    namespace = f"limit-{uuid.uuid4().hex[:8]}"
+    series = ("app_rate_limit_rejections_total", frozenset({("limit", namespace)}))
+    assert series not in scrape(client)
+    asyncio.run(limiter.hit(limit, namespace, "ip:192.0.2.1"))
+    assert scrape(client)[series] == 0
+    with pytest.raises(TooManyRequestsError):
+        asyncio.run(limiter.hit(limit, namespace, "ip:192.0.2.1"))
+    assert scrape(client)[series] == 1
+
+
 class _Accepting:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         return "250 OK"
@@ -431,6 +449,26 @@ class TestDatabase:
         finally:
             release.set()
             threads.shutdown()
+
+
+class TestJobsRunHere:
+    """In-process mode: the web process runs the jobs, so it exports their series (the
+    worker does in queue mode: tests/deploy/test_dashboard_prometheus.py)."""
+
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, object]:
+        return {"JOBS_MODE": "in-process"}
+
+    def test_every_declared_job_has_its_series_before_it_runs(self, client: TestClient) -> None:
+        samples = scrape(client)
+        declared = jobs.declared_jobs()
+        assert declared
+        for name in declared:
+            for outcome in metrics.JOB_OUTCOMES:
+                labels = frozenset({("job_name", name), ("outcome", outcome)})
+                assert ("app_jobs_processed_total", labels) in samples, (name, outcome)
+            duration = ("app_job_duration_seconds_count", frozenset({("job_name", name)}))
+            assert duration in samples, name
 
 
 class TestCacheAndJobs:

@@ -94,6 +94,21 @@ class TestDashboard:
         unused = {f for f in families if not any(name.startswith(f) for name in used)}
         assert not unused
 
+    def test_every_query_selects_jobs_prometheus_scrapes(self) -> None:
+        """`job` is the scrape job of deploy/prometheus/prometheus.yml: a name it does not
+        have selects nothing, and no series exists outside a job."""
+        config = load_yaml(DEPLOY / "prometheus/prometheus.yml")
+        jobs = {job["job_name"] for job in config["scrape_configs"]}
+        for title, expr in dashboard_queries():
+            for selector in selectors(promql_parser.parse(as_promql(expr))):
+                (job,) = [m for m in selector.matchers.matchers if m.name == "job"]
+                if job.op == promql_parser.MatchOp.Equal:
+                    named = {job.value}
+                else:
+                    assert job.op == promql_parser.MatchOp.Re, f"{title}: {expr}"
+                    named = set(job.value.split("|"))
+                assert named <= jobs, f"{title}: no scrape job {sorted(named - jobs)}"
+
     def test_panels_fit_the_grid_and_use_the_provisioned_data_source(self) -> None:
         dashboard = json.loads(DASHBOARD.read_text())
         datasources = load_yaml(DEPLOY / "grafana/provisioning/datasources/prometheus.yml")
@@ -115,6 +130,18 @@ class TestDashboard:
                 assert panel["datasource"]["uid"] == prometheus["uid"], panel["title"]
                 for target in panel["targets"]:
                     assert target["datasource"]["uid"] == prometheus["uid"], panel["title"]
+
+
+def selectors(expr: Any) -> list[Any]:
+    found: list[Any] = []
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(node)
+        return True
+
+    promql_parser.walk(expr, visit)
+    return found
 
 
 def selector_names(expr: Any) -> set[str]:
