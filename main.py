@@ -18,6 +18,7 @@ from core.logging import PROBE_PATHS, RequestLogMiddleware, configure_logging
 from core.middleware import BodySizeLimitMiddleware, ConcurrencyLimitMiddleware
 from core.ratelimit import RateLimiter
 from core.security import PasswordHasher
+from core.security_headers import SecurityHeadersMiddleware
 from features.registry import connect_features, import_routers
 
 API_PREFIX = "/api/v1"
@@ -92,10 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limit=settings.MAX_CONCURRENT_REQUESTS,
             exempt=PROBE_PATHS,
         )
-    # Outermost but for the HTTP metrics (observability.install, below): every response,
-    # 413s and 500s included, gets the id, and its logged duration includes any wait for a
-    # place.
+    # Outermost but for the security headers and the HTTP metrics (observability.install,
+    # below): every request is logged, 500s included, its duration includes any wait for a
+    # place, and every response the middleware sees, 413s included, gets the id.
     app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)
 
     app.include_router(health.router)
