@@ -77,14 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     jobs.use_in_process_runner(app.state.jobs)
 
-    if settings.CORS_ORIGINS:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.CORS_ORIGINS,
-            allow_credentials=True,
-            allow_methods=["*"],
-            allow_headers=["*"],
-        )
+    # Each middleware added wraps the ones added before it.
     app.add_middleware(ConditionalGetMiddleware, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
     if settings.MAX_CONCURRENT_REQUESTS:
@@ -92,6 +85,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ConcurrencyLimitMiddleware,
             limit=settings.MAX_CONCURRENT_REQUESTS,
             exempt=PROBE_PATHS,
+        )
+    if settings.CORS_ORIGINS:
+        # Outside the body limit, so a page can read its 413, and outside the concurrency
+        # limit, so a preflight never waits for a place.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.CORS_ORIGINS,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=settings.CORS_EXPOSE_HEADERS,
         )
     # Outermost but for the security headers and the HTTP metrics (observability.install,
     # below): every request is logged, 500s included, its duration includes any wait for a
