@@ -25,7 +25,6 @@ if not CHROMIUM.exists():
 try:
     from playwright.sync_api import (
         Browser,
-        BrowserContext,
         ConsoleMessage,
         Page,
         Route,
@@ -41,7 +40,6 @@ except ImportError:
 __all__ = [
     "CHROMIUM_ARGS",
     "Browser",
-    "BrowserContext",
     "ConsoleMessage",
     "Page",
     "Route",
