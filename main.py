@@ -18,6 +18,7 @@ from core.logging import PROBE_PATHS, RequestLogMiddleware, configure_logging
 from core.middleware import BodySizeLimitMiddleware, ConcurrencyLimitMiddleware
 from core.ratelimit import RateLimiter
 from core.security import PasswordHasher
+from core.security_headers import SecurityHeadersMiddleware
 from features.registry import connect_features, import_routers
 
 API_PREFIX = "/api/v1"
@@ -76,14 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     jobs.use_in_process_runner(app.state.jobs)
 
-    if settings.CORS_ORIGINS:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.CORS_ORIGINS,
-            allow_credentials=True,
-            allow_methods=["*"],
-            allow_headers=["*"],
-        )
+    # Each middleware added wraps the ones added before it.
     app.add_middleware(ConditionalGetMiddleware, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
     if settings.MAX_CONCURRENT_REQUESTS:
@@ -92,10 +86,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limit=settings.MAX_CONCURRENT_REQUESTS,
             exempt=PROBE_PATHS,
         )
-    # Outermost but for the HTTP metrics (observability.install, below): every response,
-    # 413s and 500s included, gets the id, and its logged duration includes any wait for a
-    # place.
+    if settings.CORS_ORIGINS:
+        # Outside the body limit, so a page can read its 413, and outside the concurrency
+        # limit, so a preflight never waits for a place.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.CORS_ORIGINS,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=settings.CORS_EXPOSE_HEADERS,
+        )
+    # Outermost but for the security headers and the HTTP metrics (observability.install,
+    # below): every request is logged, 500s included, its duration includes any wait for a
+    # place, and every response the middleware sees, 413s included, gets the id.
     app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)
 
     app.include_router(health.router)

@@ -32,3 +32,17 @@ class TestCorsOrigins:
     def test_json_list(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("CORS_ORIGINS", '["https://a.example"]')
         assert settings().CORS_ORIGINS == ["https://a.example"]
+
+    def test_exposed_headers_are_the_documented_ones_unless_set(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        assert settings().CORS_EXPOSE_HEADERS == [
+            "Retry-After",
+            "X-Request-ID",
+            "ETag",
+            "WWW-Authenticate",
+        ]
+        monkeypatch.setenv("CORS_EXPOSE_HEADERS", "ETag, X-Custom")
+        assert settings().CORS_EXPOSE_HEADERS == ["ETag", "X-Custom"]
+        monkeypatch.setenv("CORS_EXPOSE_HEADERS", '["Retry-After"]')
+        assert settings().CORS_EXPOSE_HEADERS == ["Retry-After"]

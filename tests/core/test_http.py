@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from core import docs
+from core.config import Settings
 from main import create_app
 from tests.conftest import TEST_SECRET_KEY, make_settings
 
@@ -147,3 +148,30 @@ class TestDocsAndCors:
             )
         assert allowed.headers["access-control-allow-origin"] == "https://app.example"
         assert "access-control-allow-origin" not in refused.headers
+
+    def test_cors_exposes_the_configured_headers(self, database_url: str) -> None:
+        app = create_app(
+            make_settings(
+                database_url,
+                CORS_ORIGINS=["https://app.example"],
+                CORS_EXPOSE_HEADERS=["ETag", "X-Custom"],
+            )
+        )
+        with TestClient(app) as client:
+            response = client.get("/api/v1/users/me", headers={"Origin": "https://app.example"})
+        assert response.headers["access-control-expose-headers"] == "ETag, X-Custom"
+
+    def test_every_documented_response_header_is_exposed_by_default(self, app: FastAPI) -> None:
+        """A header declared on any response in the OpenAPI document, or added to every
+        response by middleware, is one a web app needs to read."""
+        declared = {
+            name.lower()
+            for operations in app.openapi()["paths"].values()
+            for operation in operations.values()
+            for response in operation["responses"].values()
+            for name in response.get("headers", {})
+        }
+        added_by_middleware = {"etag", "x-request-id"}
+        exposed = {name.lower() for name in Settings.model_fields["CORS_EXPOSE_HEADERS"].default}
+        assert {"retry-after", "www-authenticate"} <= declared
+        assert declared | added_by_middleware <= exposed

@@ -1,5 +1,6 @@
 """deploy/nginx.conf, run by a real nginx in front of the app: /metrics is not served to the
-internet, in any spelling of its path, while the app itself still serves it to Prometheus.
+internet, in any spelling of its path, while the app itself still serves it to Prometheus;
+responses carry one request id.
 
 Needs nginx (Debian's package; .ci/run installs it). The config is used as written, except
 for what only exists inside compose: the upstream's DNS name and port 80.
@@ -92,6 +93,14 @@ def test_the_load_balancer_still_serves_the_api(load_balancer: str) -> None:
     response = httpx2.get(f"{load_balancer}/health", timeout=5)
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("sent", [{"X-Request-ID": "client-id-1"}, {}])
+def test_the_request_id_reaches_the_client_once(load_balancer: str, sent: dict[str, str]) -> None:
+    # Both nginx and the app set it; twice, a browser would read "id, id".
+    response = httpx2.get(f"{load_balancer}/api/v1/users/me", headers=sent, timeout=5)
+    [request_id] = response.headers.get_list("x-request-id")
+    assert request_id == sent.get("X-Request-ID", request_id)
 
 
 def test_prometheus_still_scrapes_the_app_directly(app_server: LiveServer) -> None:
