@@ -33,10 +33,11 @@ dev: $(STAMP) .env ## Migrate, create the first superuser, serve with hot reload
 	$(BIN)/python manage.py superuser
 	@# The worker runs beside the server; Ctrl-C stops the server, and the trap stops the
 	@# worker (SIGTERM: it finishes its jobs first). On SQLite it only waits: jobs run inside
-	@# the server there.
+	@# the server there. The app logs each request once, with its id (core/logging.py), so
+	@# uvicorn's own access line would only repeat it.
 	@$(BIN)/python manage.py worker & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; \
-	$(BIN)/uvicorn main:app --reload --host 127.0.0.1 --port $(PORT)
+	$(BIN)/uvicorn main:app --reload --no-access-log --host 127.0.0.1 --port $(PORT)
 
 .PHONY: worker
 worker: $(STAMP) ## Run background jobs until Ctrl-C / SIGTERM (PostgreSQL; see JOBS_* settings)
