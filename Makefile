@@ -97,6 +97,22 @@ feature: $(STAMP) ## Scaffold features/<name> and its tests, regenerate clients/
 		echo "clients/ not regenerated (needs Node.js 20.19+ and npm): run 'make client'"; \
 	fi
 
+.PHONY: rename
+rename: $(STAMP) ## Once, first: give the project your name: make rename name=<project-name> [title="<Title>"]
+	@# name and title reach the command through the environment, never through the shell's
+	@# parsing of the recipe, so whatever they hold is only ever a value to check.
+	@test -n "$$name" || { echo 'usage: make rename name=<project-name> [title="<Title>"]'; exit 2; }
+	$(BIN)/python -m scaffold.rename "$$name" $${title:+--title "$$title"}
+	@# The clients carry the name (package names, the OpenAPI title): regenerate them now.
+	@if command -v npm >/dev/null; then \
+		$(MAKE) --no-print-directory client || { \
+			echo "renamed, but clients/ is not regenerated: fix the above, then 'make client'"; \
+			exit 1; }; \
+		echo "clients/ regenerated under the new name: review 'git status' and commit"; \
+	else \
+		echo "clients/ not regenerated (needs Node.js 20.19+ and npm): run 'make client'"; \
+	fi
+
 .PHONY: superuser
 superuser: $(STAMP) ## Create FIRST_SUPERUSER_EMAIL unless it exists
 	$(BIN)/python manage.py superuser
