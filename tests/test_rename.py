@@ -215,35 +215,40 @@ def test_a_second_rename_leaves_no_trace_of_the_first(tmp_path: Path) -> None:
 # --- names refused, and nothing changed ----------------------------------------------------------
 
 
+NOT_A_NAME = "is not a project name"
+USED = "is already used in the project"
+# Each with the reason it must be refused for: these names appear in this file, so "already
+# used" would refuse any of them and hide a check that no longer works.
 REFUSED_NAMES = [
-    "",
-    "Acme",
-    "ACME",
-    "acme_shop",
-    "acme shop",
-    "acme.shop",
-    "-acme",
-    "acme-",
-    "acme--shop",
-    "1acme",
-    "ácme",
-    "acme/../shop",
-    "a" * 41,  # the Grafana dashboard's uid takes 40 characters
-    "default",  # Kubernetes namespaces of its own
-    "kube-shop",
-    OLD.slug,  # the current name
-    f"{OLD.slug}-v2",  # the current name would stay inside the new one
-    f"my-{OLD.slug}",
-    "users",  # already used in the project: not the project's name only
-    "web",
-    "fastapi",
-    "readme",
+    ("", NOT_A_NAME),
+    ("Acme", NOT_A_NAME),
+    ("ACME", NOT_A_NAME),
+    ("acme_shop", NOT_A_NAME),
+    ("acme shop", NOT_A_NAME),
+    ("acme.shop", NOT_A_NAME),
+    ("-acme", NOT_A_NAME),
+    ("acme-", NOT_A_NAME),
+    ("acme--shop", NOT_A_NAME),
+    ("1acme", NOT_A_NAME),
+    ("ácme", NOT_A_NAME),
+    ("acme/../shop", NOT_A_NAME),
+    ("acme\n", NOT_A_NAME),
+    ("a" * 41, "longer than 40 characters"),  # the Grafana dashboard's uid takes 40
+    ("default", "Kubernetes keeps"),
+    ("kube-shop", "Kubernetes keeps"),
+    (OLD.slug, "is already the project's name"),
+    (f"{OLD.slug}-v2", "holds the current name"),
+    (f"my-{OLD.slug}", "holds the current name"),
+    ("users", USED),  # not the project's name alone
+    ("web", USED),
+    ("fastapi", USED),
+    ("readme", USED),
 ]
 
 
-@pytest.mark.parametrize("name", REFUSED_NAMES)
-def test_a_refused_name_changes_nothing(name: str) -> None:
-    with pytest.raises(Refused):
+@pytest.mark.parametrize(("name", "reason"), REFUSED_NAMES)
+def test_a_refused_name_changes_nothing(name: str, reason: str) -> None:
+    with pytest.raises(Refused, match=re.escape(reason)):
         plan(name, None, ROOT)  # every check; plan() writes nothing
 
 
