@@ -68,8 +68,8 @@ class Refused(Exception):
 class Name:
     """A project name: its words, and how the title writes each of them."""
 
-    words: tuple[str, ...]  # lower case, as in the name: ("acme", "api")
-    title_words: tuple[str, ...]  # as in the title: ("Acme", "API")
+    words: tuple[str, ...]  # lower case, as in the name: ("users", "api")
+    title_words: tuple[str, ...]  # as in the title: ("Users", "API")
 
     @classmethod
     def parse(cls, name: str, title: str | None = None) -> "Name":

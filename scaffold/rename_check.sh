@@ -29,7 +29,7 @@ words = name.split("-")
 print(name)
 print(" ".join([*(word.capitalize() for word in words[:-1]), words[-1].upper()]))
 old = tomllib.loads(Path("pyproject.toml").read_text())["project"]["name"]
-print("[-_. ]?".join(old.split("-")))
+print("[-_.[:space:]]*".join(old.split("-")))
 PY
 )
 test -n "$name" && test -n "$old_pattern" || { echo "rename check: no trial name" >&2; exit 1; }
