@@ -22,7 +22,8 @@ RUN groupadd --system --gid 10001 app \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 # The application only: tests, tooling and local files stay out (see also .dockerignore).
-COPY alembic.ini gunicorn.conf.py main.py manage.py ./
+# The licence travels with the code, as its terms ask of every copy.
+COPY LICENSE alembic.ini gunicorn.conf.py main.py manage.py ./
 COPY core ./core
 COPY features ./features
 COPY migrations ./migrations

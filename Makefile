@@ -33,10 +33,11 @@ dev: $(STAMP) .env ## Migrate, create the first superuser, serve with hot reload
 	$(BIN)/python manage.py superuser
 	@# The worker runs beside the server; Ctrl-C stops the server, and the trap stops the
 	@# worker (SIGTERM: it finishes its jobs first). On SQLite it only waits: jobs run inside
-	@# the server there.
+	@# the server there. The app logs each request once, with its id (core/logging.py), so
+	@# uvicorn's own access line would only repeat it.
 	@$(BIN)/python manage.py worker & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; \
-	$(BIN)/uvicorn main:app --reload --host 127.0.0.1 --port $(PORT)
+	$(BIN)/uvicorn main:app --reload --no-access-log --host 127.0.0.1 --port $(PORT)
 
 .PHONY: worker
 worker: $(STAMP) ## Run background jobs until Ctrl-C / SIGTERM (PostgreSQL; see JOBS_* settings)
@@ -92,6 +93,22 @@ feature: $(STAMP) ## Scaffold features/<name> and its tests, regenerate clients/
 			echo "features/$(name) is written, clients/ is not: fix the above, then 'make client'"; \
 			exit 1; }; \
 		echo "clients/ regenerated with the new routes: commit it with the feature"; \
+	else \
+		echo "clients/ not regenerated (needs Node.js 20.19+ and npm): run 'make client'"; \
+	fi
+
+.PHONY: rename
+rename: $(STAMP) ## Once, first: give the project your name: make rename name=<project-name> [title="<Title>"]
+	@# name and title reach the command through the environment, never through the shell's
+	@# parsing of the recipe, so whatever they hold is only ever a value to check.
+	@test -n "$$name" || { echo 'usage: make rename name=<project-name> [title="<Title>"]'; exit 2; }
+	$(BIN)/python -m scaffold.rename "$$name" $${title:+--title "$$title"}
+	@# The clients carry the name (package names, the OpenAPI title): regenerate them now.
+	@if command -v npm >/dev/null; then \
+		$(MAKE) --no-print-directory client || { \
+			echo "renamed, but clients/ is not regenerated: fix the above, then 'make client'"; \
+			exit 1; }; \
+		echo "clients/ regenerated under the new name: review 'git status' and commit"; \
 	else \
 		echo "clients/ not regenerated (needs Node.js 20.19+ and npm): run 'make client'"; \
 	fi

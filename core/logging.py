@@ -100,13 +100,15 @@ class _AppHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler this module installed."""
 
 
+def log_formatter(json_lines: bool) -> logging.Formatter:
+    if json_lines:
+        return JsonFormatter()
+    return TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
 def configure_logging(level: str, json_lines: bool) -> None:
     handler = _AppHandler(sys.stdout)
-    handler.setFormatter(
-        JsonFormatter()
-        if json_lines
-        else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-    )
+    handler.setFormatter(log_formatter(json_lines))
     root = logging.getLogger()
     # Replace only our own handler (create_app may run more than once per process); leave
     # handlers others installed, such as a test runner's log capture.
@@ -161,8 +163,19 @@ class RequestLogMiddleware:
                     "duration_ms": round(((finished or time.perf_counter()) - started) * 1000, 2),
                     "client": client[0] if client else None,
                 }
+                # The message says what a reader needs, the ids included: development's readable
+                # lines show only the message; production's JSON lines carry the fields too.
+                ids = f"request_id={fields['request_id']}"
                 if _trace_id_source is not None:
                     fields["trace_id"] = _trace_id_source()
+                    if fields["trace_id"]:
+                        ids += f" trace_id={fields['trace_id']}"
                 request_logger.info(
-                    "%s %s %s", scope["method"], scope["path"], status, extra=fields
+                    "%s %s %s %.1f ms %s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    fields["duration_ms"],
+                    ids,
+                    extra=fields,
                 )

@@ -150,7 +150,7 @@ def run_server(database_url: str, log_dir: Path, **overrides: str) -> Iterator[L
         wait_until_healthy(server.base_url, process, server.log)
         yield server
     finally:
-        _stop(process)
+        stop_process_group(process)
 
 
 def wait_until_healthy(
@@ -174,7 +174,8 @@ def wait_until_healthy(
     pytest.fail(f"{base_url}{path} did not answer 200 in {timeout} s:\n{read_log()}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process and its children (started with start_new_session), then SIGKILL."""
     if process.poll() is not None:
         return
     os.killpg(process.pid, signal.SIGTERM)
