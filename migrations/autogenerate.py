@@ -124,12 +124,16 @@ def _refuse_not_null_on_existing_rows(operation: ops.AlterColumnOp) -> str | Non
 
 
 def render_item(type_: str, obj: Any, _context: AutogenContext) -> str | Literal[False]:
-    """Write a boolean server default as `sa.true()` / `sa.false()`, which each database
-    renders its own way (`true` / `1`), instead of the SQL of the database that happened to
-    generate the migration."""
-    if type_ == "server_default" and isinstance(obj, sa.DefaultClause):
-        if isinstance(obj.arg, True_):
-            return "sa.true()"
-        if isinstance(obj.arg, False_):
-            return "sa.false()"
+    """Write a server default as the model says it, not as the SQL of the database that
+    happened to generate the migration: `sa.false()` rather than `0` (SQLite's; PostgreSQL
+    refuses an integer for a boolean), `sa.text("CURRENT_TIMESTAMP")` rather than SQLite's
+    `(CURRENT_TIMESTAMP)`."""
+    if type_ != "server_default" or not isinstance(obj, sa.DefaultClause):
+        return False
+    if isinstance(obj.arg, True_):
+        return "sa.true()"
+    if isinstance(obj.arg, False_):
+        return "sa.false()"
+    if isinstance(obj.arg, sa.TextClause):
+        return f"sa.text({obj.arg.text!r})"
     return False
