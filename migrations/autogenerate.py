@@ -11,7 +11,8 @@ The server default stays on the column afterwards: pods still running the previo
 insert rows without the new column during a rolling update, and the database fills it in.
 
 A column that was nullable and becomes NOT NULL is refused too: its rows may hold NULLs, which
-a data migration must fill first (README, "Changing the schema safely").
+a data migration must fill first (README, "Changing the schema safely"). And a column the model
+has retired (`RETIRED_COLUMNS`) stays in the table, unreported, until a later release drops it.
 """
 
 import enum
@@ -26,8 +27,36 @@ from alembic.operations import ops
 from alembic.util import CommandError
 from sqlalchemy.sql.elements import False_, True_
 
+# The job queue's tables (procrastinate's, created by their own migration) are no SQLModel
+# model: autogenerate must neither drop them nor report them as drift.
+FOREIGN_TABLE_PREFIXES = ("procrastinate_",)
+# A model lists here the columns its code no longer maps but the database keeps for pods of the
+# previous release, until a later migration drops them (README: Changing the schema safely):
+#     __table_args__ = {"info": {RETIRED_COLUMNS: ("title",)}}
+RETIRED_COLUMNS = "retired_columns"
+
 # Defaults the database can hold as a constant of the column's type.
 SCALAR_DEFAULTS = (bool, int, float, Decimal, str, enum.Enum)
+
+
+def include_in_autogenerate(
+    metadata: sa.MetaData,
+    object_: Any,
+    name: str | None,
+    type_: str,
+    reflected: bool,
+    compare_to: Any,
+) -> bool:
+    """`include_object`: what autogenerate compares. Only in the database: the job queue's
+    tables and the retired columns, neither dropped nor reported as drift."""
+    if not reflected or compare_to is not None or name is None:
+        return True
+    if type_ == "table":
+        return not name.startswith(FOREIGN_TABLE_PREFIXES)
+    if type_ == "column":
+        model = metadata.tables.get(object_.table.name)
+        return model is None or name not in model.info.get(RETIRED_COLUMNS, ())
+    return True
 
 
 def server_defaults(context: MigrationContext, _revision: Any, directives: list[Any]) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, text
 from core.config import get_settings
 from core.db import build_engine, metadata
 from features.registry import import_models
-from migrations.autogenerate import render_item, server_defaults
+from migrations.autogenerate import include_in_autogenerate, render_item, server_defaults
 
 # Any number 0..2^63: the key several replicas take before migrating, so one applies the
 # migrations while the others wait and then find nothing left to do.
@@ -35,17 +35,10 @@ import_models()
 target_metadata = metadata
 
 
-# The job queue's tables (procrastinate's, created by their own migration) are no SQLModel
-# model: autogenerate must neither drop them nor report them as drift.
-FOREIGN_TABLE_PREFIXES = ("procrastinate_",)
-
-
 def include_object(
-    _object: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+    object_: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    if type_ == "table" and reflected and compare_to is None and name is not None:
-        return not name.startswith(FOREIGN_TABLE_PREFIXES)
-    return True
+    return include_in_autogenerate(target_metadata, object_, name, type_, reflected, compare_to)
 
 
 def _configure(connection: Connection) -> None:
