@@ -52,10 +52,11 @@ test: $(STAMP) ## Run the tests (PostgreSQL when TEST_DATABASE_URL is set, else 
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## ruff check, ruff format --check, import contracts
+lint: $(STAMP) ## ruff check, ruff format --check, import contracts, squawk over the migrations' SQL
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python -m migrations.lint
 
 .PHONY: format
 format: $(STAMP) ## Fix what ruff can fix and format the code
