@@ -24,7 +24,7 @@ from core import jobs
 from core.db import build_engine
 from features.recovery import jobs as recovery_jobs
 from main import create_app
-from tests.conftest import DEFAULT_PASSWORD, ROOT, alembic_config, make_settings, wait_for_jobs
+from tests.conftest import DEFAULT_PASSWORD, ROOT, alembic_config, make_settings, run_jobs
 from tests.support import fresh_database
 
 # Every table the template's own code writes; seed_through_the_app() fills each. A table a
@@ -69,7 +69,7 @@ def seed_through_the_app(database_url: str, engine: Engine) -> None:
                 assert signed_in.status_code == 200, signed_in.text
             recovery = client.post("/api/v1/auth/password-recovery", json={"email": email})
             assert recovery.status_code == 202, recovery.text
-            wait_for_jobs(app)  # the verification and recovery links are written by jobs
+            run_jobs(app)  # the verification and recovery links are written by jobs
     finally:
         app.state.database.dispose()
     if engine.dialect.name == "postgresql":
