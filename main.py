@@ -10,12 +10,13 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from core import docs, health, jobs, mail, observability, openapi
 from core.cache import Cache
+from core.concurrency import ConcurrencyLimitMiddleware
 from core.config import Settings, get_settings
 from core.db import Database
 from core.errors import SHARED_API_RESPONSES, install_error_handlers
 from core.http_cache import ConditionalGetMiddleware
 from core.logging import PROBE_PATHS, RequestLogMiddleware, configure_logging
-from core.middleware import BodySizeLimitMiddleware, ConcurrencyLimitMiddleware
+from core.middleware import BodySizeLimitMiddleware
 from core.ratelimit import RateLimiter
 from core.security import PasswordHasher
 from core.security_headers import SecurityHeadersMiddleware

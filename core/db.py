@@ -48,9 +48,9 @@ from sqlmodel import Session, SQLModel, create_engine
 from core import cache as cache_tags
 from core import metrics
 from core.cache import Cache
+from core.concurrency import place_handed_on
 from core.config import Settings
 from core.errors import error_for_constraint
-from core.middleware import place_handed_on
 
 logger = logging.getLogger("app.db")
 

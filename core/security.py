@@ -25,7 +25,7 @@ from jose import JWTError, jwt
 from passlib.context import CryptContext
 
 from core import metrics
-from core.middleware import place_handed_on
+from core.concurrency import place_handed_on
 
 T = TypeVar("T")
 
@@ -124,7 +124,7 @@ class PasswordHasher:
         # Queued and running hashes, per worker: app_bcrypt_queue_depth.
         metrics.track_password_hashing(future)
         # A login waiting for bcrypt takes no event-loop time: it does not keep a place among
-        # the requests in progress (core/middleware.py), so a login flood cannot crowd out
+        # the requests in progress (core/concurrency.py), so a login flood cannot crowd out
         # everything else.
         async with place_handed_on():
             return await asyncio.wrap_future(future)

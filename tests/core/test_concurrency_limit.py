@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import Message, Receive, Scope, Send
 
-from core.middleware import ConcurrencyLimitMiddleware, place_handed_on
+from core.concurrency import ConcurrencyLimitMiddleware, place_handed_on
 from core.security import PasswordHasher
 
 
