@@ -47,10 +47,8 @@ from cashews import Cache as Backend
 from cashews.exceptions import BackendNotAvailableError
 from pydantic import BaseModel, TypeAdapter
 from redis.exceptions import RedisError
-from sqlmodel import Session
 
 from core import metrics
-from core.commits import after_commit
 
 logger = logging.getLogger("app.cache")
 
@@ -64,7 +62,6 @@ TAG_VERSION_TTL_SECONDS = 24 * 3600
 # What a waiting `revoke` adds to the entries' TTL: clock differences between the instances
 # that write entries and the one that waits (entries expire by the writer's clock).
 REVOKE_MARGIN_SECONDS = 1.0
-_COMMITTED = "cache.committed"
 _SIGNATURE = re.compile(b"[0-9a-f]{64}")
 # What a failing store raises; anything else (a value cashews cannot decode) is a miss for
 # that key, never a reason to stop using the store.
@@ -414,52 +411,3 @@ def schema_fingerprint(schema: Any) -> str:
 
 def _version(opened: Json | None) -> str | None:
     return opened if isinstance(opened, str) else None
-
-
-# --- invalidation from inside a unit of work ---------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Invalidation:
-    tags: frozenset[str]
-    revoked: frozenset[str]
-
-
-def invalidate_on_commit(session: Session, *tags: str) -> None:
-    """Cached entries under these tags die once this session's transaction commits (and
-    before the response is sent: core/db.py applies it after the unit of work). A rollback
-    of the transaction, or of the savepoint, the call was made in forgets them."""
-    _on_commit(session, tags, revoked=False)
-
-
-def revoke_on_commit(session: Session, *tags: str) -> None:
-    """Like `invalidate_on_commit`, for tags whose entries decide whether a token is still
-    good: with Redis unreachable, the response waits until no worker can serve them."""
-    _on_commit(session, tags, revoked=True)
-
-
-def _on_commit(session: Session, tags: tuple[str, ...], *, revoked: bool) -> None:
-    def committed() -> None:
-        recorded: dict[str, bool] = session.info.setdefault(_COMMITTED, {})
-        for tag in tags:
-            recorded[tag] = recorded.get(tag, False) or revoked
-
-    after_commit(session, committed)
-
-
-def committed_invalidation(session: Session) -> Invalidation | None:
-    """What the session's commits asked to invalidate, taken once."""
-    committed: dict[str, bool] | None = session.info.pop(_COMMITTED, None)
-    if not committed:
-        return None
-    return Invalidation(
-        frozenset(committed), frozenset(tag for tag, revoked in committed.items() if revoked)
-    )
-
-
-async def apply(cache: Cache, invalidation: Invalidation) -> None:
-    """Invalidate what a unit of work committed; revoked tags wait out an outage."""
-    if invalidation.revoked:
-        await cache.revoke(invalidation.tags)
-    else:
-        await cache.invalidate(invalidation.tags)

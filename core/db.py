@@ -45,12 +45,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, SQLModel, create_engine
 
-from core import cache as cache_tags
 from core import metrics
 from core.cache import Cache
 from core.concurrency import place_handed_on
 from core.config import Settings
 from core.errors import error_for_constraint
+from core.invalidation import apply_invalidation, committed_invalidation
 
 logger = logging.getLogger("app.db")
 
@@ -272,7 +272,7 @@ class Database:
         It moves no cache tags: what its commits invalidate expires within its TTL."""
         with (self._read_only_session if read_only else self._session)() as session:
             yield session
-            left = cache_tags.committed_invalidation(session)
+            left = committed_invalidation(session)
             if left is not None and left.revoked:
                 logger.warning(
                     "a write outside a unit of work revoked %s: cached accounts stay valid "
@@ -344,13 +344,13 @@ class Database:
                 # A unique address taken a moment ago is a 409 wherever its write was flushed:
                 # at the commit, or before it by a hook reaction's own query (autoflush).
                 error = as_domain_error(raised)
-            invalidation = cache_tags.committed_invalidation(session)
+            invalidation = committed_invalidation(session)
         invalidating = None
         if invalidation is not None and self._cache is not None:
             # Started here, on the loop, so it runs even if the request stopped waiting for
             # this thread (the work timeout).
             invalidating = asyncio.run_coroutine_threadsafe(
-                cache_tags.apply(self._cache, invalidation), loop
+                apply_invalidation(self._cache, invalidation), loop
             )
         return _Outcome(result, error, invalidating)
 

@@ -14,10 +14,11 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from core.cache import Cache, invalidate_on_commit, revoke_on_commit
+from core.cache import Cache
 from core.clock import utc_now
 from core.db import Database, changed_rows, get_as, read_only, serialized, transaction
 from core.hooks import Hook
+from core.invalidation import invalidate_on_commit, revoke_on_commit
 from core.pagination import fetch_page
 from core.security import PasswordHasher
 from features.users.errors import (
@@ -75,7 +76,7 @@ def _changed(session: Session, user_id: uuid.UUID, *, revoking: bool) -> None:
     """A write to an account: the cached account and the lists that show it die with its
     commit. `revoking`: it changes whether a token still works (password, deactivation,
     superuser rights, deletion), so with Redis unreachable the response waits until no worker
-    can serve the old account (core/cache.py)."""
+    can serve the old account (core/cache.py, core/invalidation.py)."""
     if revoking:
         revoke_on_commit(session, account_tag(user_id))
     else:

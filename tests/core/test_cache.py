@@ -16,8 +16,9 @@ import redis as redis_client
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from core.cache import Cache, invalidate_on_commit, revoke_on_commit
+from core.cache import Cache
 from core.db import Database
+from core.invalidation import invalidate_on_commit, revoke_on_commit
 from tests.support import RedisServer, redis_server
 
 T = TypeVar("T")
