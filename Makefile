@@ -33,7 +33,7 @@ dev: $(STAMP) .env ## Migrate, create the first superuser, serve with hot reload
 	$(BIN)/python manage.py superuser
 	@# The worker runs beside the server; Ctrl-C stops the server, and the trap stops the
 	@# worker (SIGTERM: it finishes its jobs first). On SQLite it only waits: jobs run inside
-	@# the server there. The app logs each request once, with its id (core/logging.py), so
+	@# the server there. The app logs each request once, with its id (core/observability/logging.py), so
 	@# uvicorn's own access line would only repeat it.
 	@$(BIN)/python manage.py worker & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; \

@@ -47,8 +47,9 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # the container's home directory is not writable.
 control_socket_disable = True
 
-# The app logs one line per request itself (core/logging.py: request id, status, duration;
-# JSON in production), so the server's own access log would only repeat it at a CPU cost.
+# The app logs one line per request itself (core/observability/logging.py: request id, status,
+# duration; JSON in production), so the server's own access log would only repeat it at a CPU
+# cost.
 # Set ACCESS_LOG=1 to have it anyway; these formatters add the time and the worker's pid.
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 accesslog = "-" if os.environ.get("ACCESS_LOG") == "1" else None
@@ -98,7 +99,7 @@ def post_worker_init(_worker: Any) -> None:
     gc.enable()
 
 
-# --- Prometheus metrics across workers (core/metrics.py, core/metrics_files.py) ---------------
+# --- Prometheus metrics across workers (core/observability/metrics.py and metrics_files.py) ---
 # Each worker writes its metrics to files in this directory and /metrics adds them all up, so
 # a scrape reads the same totals whichever worker answers. The variable is set here, in the
 # master, so every worker inherits it before it imports anything. /tmp is writable in the
@@ -112,7 +113,7 @@ def on_starting(server: Any) -> None:
     """Before any worker starts: an empty directory, or an earlier run's counts add in. Set in
     the master's environment here, not when this file is read, so reading it changes
     nothing; every worker forked later inherits it."""
-    from core import metrics_files
+    from core.observability import metrics_files
 
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_directory
     metrics_files.prepare(_metrics_directory)
@@ -120,7 +121,7 @@ def on_starting(server: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     """A worker exited (crash, max_requests, shutdown): keep its totals, drop its gauges."""
-    from core import metrics_files
+    from core.observability import metrics_files
 
     metrics_files.retire_worker(_metrics_directory, worker.pid)
 

@@ -8,18 +8,20 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from core import docs, health, jobs, mail, observability, openapi
+from core import jobs
 from core.cache import Cache
 from core.concurrency import ConcurrencyLimitMiddleware
 from core.config import Settings, get_settings
-from core.db import Database
+from core.data.db import Database
 from core.errors import SHARED_API_RESPONSES, install_error_handlers
-from core.http_cache import ConditionalGetMiddleware
-from core.logging import PROBE_PATHS, RequestLogMiddleware, configure_logging
-from core.middleware import BodySizeLimitMiddleware
-from core.ratelimit import RateLimiter
+from core.http import docs, health, observability, openapi
+from core.http.caching import ConditionalGetMiddleware
+from core.http.middleware import BodySizeLimitMiddleware
+from core.http.ratelimit import RateLimiter
+from core.http.security_headers import SecurityHeadersMiddleware
+from core.jobs import mail
+from core.observability.logging import PROBE_PATHS, RequestLogMiddleware, configure_logging
 from core.security import PasswordHasher
-from core.security_headers import SecurityHeadersMiddleware
 from features.registry import connect_features, import_routers
 
 API_PREFIX = "/api/v1"
@@ -69,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         backoff=settings.REDIS_BACKOFF_SECONDS,
     )
     # Jobs go to the PostgreSQL queue and `manage.py worker` runs them; on SQLite they run in
-    # this process after each commit (core/jobs.py), with the app's current settings and
+    # this process after each commit (core/jobs), with the app's current settings and
     # database.
     app.state.jobs = (
         jobs.InProcessJobs(settings, lambda: (app.state.settings, app.state.database))

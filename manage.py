@@ -3,7 +3,7 @@
 python manage.py migrate     # alembic upgrade head (replicas may race: a lock serializes)
 python manage.py superuser   # create FIRST_SUPERUSER_EMAIL if it does not exist yet
 python manage.py init-env    # write .env from .env.example with fresh random secrets
-python manage.py worker      # run background jobs until SIGTERM (core/job_worker.py)
+python manage.py worker      # run background jobs until SIGTERM (core/jobs/worker.py)
 python manage.py jobs list [--status failed] | jobs retry ID... | jobs retry --all-failed
 """
 
@@ -14,9 +14,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core import job_queue
 from core.config import get_settings
-from core.db import Database
+from core.data.db import Database
+from core.jobs import queue as job_queue
 
 ROOT = Path(__file__).resolve().parent
 
@@ -85,8 +85,8 @@ def init_env() -> int:
 
 def worker(extra_modules: list[str]) -> int:
     """Every job the app can enqueue is declared in a module its routers import."""
-    from core import job_worker
-    from core.logging import configure_logging
+    from core.jobs import worker as job_worker
+    from core.observability.logging import configure_logging
     from features.registry import connect_features, import_routers
 
     settings = get_settings()

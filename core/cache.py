@@ -48,7 +48,7 @@ from cashews.exceptions import BackendNotAvailableError
 from pydantic import BaseModel, TypeAdapter
 from redis.exceptions import RedisError
 
-from core import metrics
+from core.observability import metrics
 
 logger = logging.getLogger("app.cache")
 

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     DATABASE_MAX_OVERFLOW: int = Field(default=0, ge=0)
     DATABASE_POOL_TIMEOUT: float = Field(default=10.0, gt=0)
     DATABASE_CONNECT_TIMEOUT: int = Field(default=3, ge=1)
-    # Ping each connection before use (one more round trip per request); see core/db.py.
+    # Ping each connection before use (one more round trip per request); see core/data/db.py.
     DATABASE_PRE_PING: bool = False
     DATABASE_POOL_RECYCLE: int = Field(default=1800, ge=-1)
     # Longest a request waits on one unit of database work before it answers 503: a database
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     EMAIL_RESTORE_EXPIRE_DAYS: float = Field(default=7, gt=0)
     # Login refuses accounts whose address has not been confirmed.
     REQUIRE_VERIFIED_EMAIL: bool = False
-    # --- background jobs (core/jobs.py) ---
+    # --- background jobs (core/jobs) ---
     # "queue": durable, in PostgreSQL, run by `python manage.py worker`. "in-process": run in
     # the process that enqueued them, right after the commit; nothing is stored, so a job
     # still running or waiting for a retry is lost when that process stops (SQLite, tests).
@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     LOG_LEVEL: str = "INFO"
     WEB_CONCURRENCY: int = Field(default=0, ge=0)
 
-    # Observability (core/observability.py). /metrics and the HTTP metrics; false removes both.
+    # Observability (core/http/observability.py). /metrics and the HTTP metrics; false removes both.
     METRICS_ENABLED: bool = True
     # OTLP/HTTP collector, e.g. http://otel-collector:4318; empty: no tracing at all.
     OTEL_EXPORTER_OTLP_ENDPOINT: str = ""

@@ -31,9 +31,9 @@ class AppError(Exception):
     # with the status, so clients (and the conformance tests) know to expect them.
     response_headers: ClassVar[dict[str, dict[str, Any]]] = {}
     # The database constraint whose violation means this error (`uq_users_email`, named by
-    # core/db.py's naming convention). A unit of work that violates it raises this error
+    # core/data/db.py's naming convention). A unit of work that violates it raises this error
     # instead, wherever the violating write was flushed: at the commit, or earlier by a hook
-    # reaction's query (core/db.py). Services need no `except IntegrityError` of their own.
+    # reaction's query (core/data/db.py). Services need no `except IntegrityError` of their own.
     constraint: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

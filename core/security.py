@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 from jose import JWTError, jwt
 from passlib.context import CryptContext
 
-from core import metrics
 from core.concurrency import place_handed_on
+from core.observability import metrics
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ INSTALLED_FEATURES: tuple[str, ...] = (
 
 
 # Tables core itself owns, imported with the features' so Alembic sees them too.
-CORE_MODELS: tuple[str, ...] = ("core.row_counts",)
+CORE_MODELS: tuple[str, ...] = ("core.data.row_counts",)
 
 
 def import_models() -> list[ModuleType]:

@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 
 from core.config import get_settings
-from core.db import build_engine, metadata
+from core.data.db import build_engine, metadata
 from features.registry import import_models
 from migrations.autogenerate import include_in_autogenerate, render_item, server_defaults
 

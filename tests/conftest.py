@@ -25,8 +25,8 @@ from starlette.testclient import TestClient
 from core import jobs
 from core.cache import Cache
 from core.config import Settings
-from core.db import Database, build_engine, changed_rows
-from core.ratelimit import RateLimiter
+from core.data.db import Database, build_engine, changed_rows
+from core.http.ratelimit import RateLimiter
 from features.users.models import User
 from main import create_app
 

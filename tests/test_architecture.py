@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from core.db import metadata
+from core.data.db import metadata
 from features.registry import INSTALLED_FEATURES, import_models
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ from sqlmodel import Session
 from starlette.testclient import TestClient
 
 from core import jobs
-from core.db import build_engine
+from core.data.db import build_engine
 from features.recovery import jobs as recovery_jobs
 from main import create_app
 from tests.conftest import DEFAULT_PASSWORD, ROOT, alembic_config, make_settings, run_jobs
@@ -123,7 +123,7 @@ def down_up_down_each(engine: Engine, config: Config) -> list[str]:
 
 
 def assert_kept_totals_are_exact(engine: Engine, counts: dict[str, int]) -> None:
-    """core/row_counts.py's totals match the tables, however often their migration ran."""
+    """core/data/row_counts.py's totals match the tables, however often their migration ran."""
     if "row_counts" not in counts:
         return
     with engine.connect() as connection:

@@ -9,8 +9,8 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
-from core import openapi
 from core.errors import UnauthorizedError, error_responses
+from core.http import openapi
 from features.users.errors import EmailTaken, LastSuperuser, UserNotFound
 
 PUBLIC_OPERATIONS = {

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import DateTime
 from sqlmodel import Field, SQLModel
 
-from core.clock import utc_now
+from core.data.clock import utc_now
 
 REFRESH_TOKEN_MAX_LENGTH = 512
 

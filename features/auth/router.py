@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, status
 
-from core.deps import ClientIP, DatabaseDep, PasswordHasherDep, RateLimiterDep, SettingsDep
 from core.errors import ServiceUnavailableError, TooManyRequestsError, error_responses
-from core.oauth2 import LoginForm
+from core.http.deps import ClientIP, DatabaseDep, PasswordHasherDep, RateLimiterDep, SettingsDep
+from core.http.oauth2 import LoginForm
 from features.auth import service
 from features.auth.errors import InvalidCredentials, InvalidRefreshToken
 from features.auth.models import RefreshRequest, TokenPair

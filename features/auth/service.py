@@ -1,6 +1,6 @@
 """Auth use cases: register, log in, rotate and revoke refresh tokens.
 
-Routes call the `@transaction` functions as `await service.fn(db, ...)` (see core/db.py) and
+Routes call the `@transaction` functions as `await service.fn(db, ...)` (see core/data/db.py) and
 the async ones, which meter the request and run bcrypt on the hasher's threads around their
 units of work, so no request holds a connection while a password is checked.
 """
@@ -11,12 +11,12 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from core import metrics
-from core.clock import as_utc, utc_now
 from core.config import Settings
-from core.db import Database, changed_rows, transaction
+from core.data.clock import as_utc, utc_now
+from core.data.db import Database, changed_rows, transaction
 from core.errors import TooManyRequestsError
-from core.ratelimit import RateLimiter, address_key, once_per_window, parse_limit
+from core.http.ratelimit import RateLimiter, address_key, once_per_window, parse_limit
+from core.observability import metrics
 from core.security import (
     PASSWORD_MAX_BYTES,
     PasswordHasher,

@@ -26,9 +26,9 @@ from urllib.parse import urlencode
 from sqlmodel import Session
 
 from core import jobs
-from core.clock import utc_now
 from core.config import Settings
-from core.mail import Mailer
+from core.data.clock import utc_now
+from core.jobs.mail import Mailer
 from core.security import digest_token
 from features.recovery import mails
 from features.recovery.models import AccountToken, AccountTokenPurpose

@@ -9,8 +9,8 @@ from pydantic import EmailStr
 from sqlalchemy import DateTime
 from sqlmodel import Field, SQLModel
 
-from core.clock import as_utc, utc_now
-from core.types import Password
+from core.data.clock import as_utc, utc_now
+from core.data.types import Password
 from features.users.models import EMAIL_MAX_LENGTH
 
 ACCOUNT_TOKEN_MAX_LENGTH = 512

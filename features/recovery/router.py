@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter, status
 
-from core.deps import ClientIP, DatabaseDep, PasswordHasherDep, RateLimiterDep, SettingsDep
 from core.errors import ServiceUnavailableError, TooManyRequestsError, error_responses
+from core.http.deps import ClientIP, DatabaseDep, PasswordHasherDep, RateLimiterDep, SettingsDep
 from features.recovery import service
 from features.recovery.errors import InvalidAccountToken
 from features.recovery.models import (

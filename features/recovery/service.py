@@ -12,11 +12,11 @@ import uuid
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from core.clock import utc_now
 from core.config import Settings
-from core.db import Database, changed_rows, transaction
+from core.data.clock import utc_now
+from core.data.db import Database, changed_rows, transaction
+from core.http.ratelimit import RateLimiter, address_key, parse_limit
 from core.jobs import enqueue
-from core.ratelimit import RateLimiter, address_key, parse_limit
 from core.security import PasswordHasher, digest_token
 from features.recovery import jobs
 from features.recovery.errors import InvalidAccountToken

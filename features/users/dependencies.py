@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
 
-from core.deps import CacheDep, DatabaseDep, SettingsDep
 from core.errors import ForbiddenError
+from core.http.deps import CacheDep, DatabaseDep, SettingsDep
 from core.security import InvalidTokenError, decode_access_token
 from features.users import service
 from features.users.errors import InvalidAccessToken

@@ -7,9 +7,9 @@ from pydantic import EmailStr, field_validator, model_validator
 from sqlalchemy import DateTime, Index, false
 from sqlmodel import Field, SQLModel
 
-from core.clock import utc_now
-from core.pagination import PageRequest
-from core.types import CleanStr, Password, UTCDateTime
+from core.data.clock import utc_now
+from core.data.pagination import PageRequest
+from core.data.types import CleanStr, Password, UTCDateTime
 
 NAME_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254

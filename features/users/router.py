@@ -5,9 +5,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from core.deps import DatabaseDep, PasswordHasherDep
 from core.errors import ForbiddenError, UnauthorizedError, error_responses
-from core.http_cache import NOT_MODIFIED, cached
+from core.http.caching import NOT_MODIFIED, cached
+from core.http.deps import DatabaseDep, PasswordHasherDep
 from features.users import service
 from features.users.dependencies import CurrentUser, Superuser
 from features.users.errors import EmailTaken, LastSuperuser, UserNotFound, WrongPassword

@@ -1,7 +1,7 @@
 """Users use cases: plain functions taking a Session first, domain errors out, one commit each.
 
 Routes call the `@transaction` and `@read_only` functions as `await service.fn(db, ...)` (see
-core/db.py) and the async ones, which hash a password on the hasher's threads before they
+core/data/db.py) and the async ones, which hash a password on the hasher's threads before they
 hand the result to a unit of work. The undecorated functions are building blocks that other
 units of work, other features and manage.py call with a session of their own.
 """
@@ -15,11 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from core.cache import Cache
-from core.clock import utc_now
-from core.db import Database, changed_rows, get_as, read_only, serialized, transaction
-from core.hooks import Hook
-from core.invalidation import invalidate_on_commit, revoke_on_commit
-from core.pagination import fetch_page
+from core.data.clock import utc_now
+from core.data.db import Database, changed_rows, get_as, read_only, serialized, transaction
+from core.data.hooks import Hook
+from core.data.invalidation import invalidate_on_commit, revoke_on_commit
+from core.data.pagination import fetch_page
 from core.security import PasswordHasher
 from features.users.errors import (
     InvalidAccessToken,
@@ -76,7 +76,7 @@ def _changed(session: Session, user_id: uuid.UUID, *, revoking: bool) -> None:
     """A write to an account: the cached account and the lists that show it die with its
     commit. `revoking`: it changes whether a token still works (password, deactivation,
     superuser rights, deletion), so with Redis unreachable the response waits until no worker
-    can serve the old account (core/cache.py, core/invalidation.py)."""
+    can serve the old account (core/cache.py, core/data/invalidation.py)."""
     if revoking:
         revoke_on_commit(session, account_tag(user_id))
     else:
@@ -254,7 +254,7 @@ def _apply_changes(
     _changed(session, user.id, revoking=revoking)
     if email_changed:
         # The reactions' own queries flush the new address: if another account took it a
-        # moment ago, the unit of work turns the violation into EmailTaken (core/db.py).
+        # moment ago, the unit of work turns the violation into EmailTaken (core/data/db.py).
         new_address.fire(session, user)
         address_replaced.fire(session, AddressChange(user.id, previous_email))
     if hashed_password is not None:

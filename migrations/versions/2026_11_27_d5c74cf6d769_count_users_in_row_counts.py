@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel  # autogenerate writes sqlmodel.sql.sqltypes.AutoString
 from alembic import op
 
-from core import row_counts
+from core.data import row_counts
 
 revision: str = "d5c74cf6d769"
 down_revision: str | None = "c813ff4460e5"

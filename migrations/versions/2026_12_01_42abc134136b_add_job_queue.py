@@ -4,7 +4,7 @@ Revision ID: 42abc134136b
 Revises: d5c74cf6d769
 Create Date: 2026-12-01 15:39:42.561434
 
-The durable job queue (core/jobs.py) is procrastinate's schema, in PostgreSQL only: on SQLite
+The durable job queue (core/jobs) is procrastinate's schema, in PostgreSQL only: on SQLite
 jobs run in-process and need no table. The schema is the pinned version's, kept verbatim in
 migrations/sql/ so this revision builds the same tables whatever procrastinate is installed
 later. Its tables are not SQLModel models: migrations/env.py keeps them out of autogenerate.

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from core.cache import Cache
-from core.db import Database
-from core.invalidation import invalidate_on_commit, revoke_on_commit
+from core.data.db import Database
+from core.data.invalidation import invalidate_on_commit, revoke_on_commit
 from tests.support import RedisServer, redis_server
 
 T = TypeVar("T")

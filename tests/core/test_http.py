@@ -5,8 +5,8 @@ from collections.abc import Iterator
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from core import docs
 from core.config import Settings
+from core.http import docs
 from main import create_app
 from tests.conftest import TEST_SECRET_KEY, make_settings
 

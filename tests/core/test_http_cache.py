@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 
 from core.cache import Cache
 from core.config import Settings
-from core.deps import SettingsDep
-from core.http_cache import cached, etag_of
+from core.http.caching import cached, etag_of
+from core.http.deps import SettingsDep
 from main import create_app
 from tests.conftest import Account
 

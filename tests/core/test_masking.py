@@ -22,10 +22,10 @@ from starlette.testclient import TestClient
 
 from core import jobs
 from core.config import Settings
-from core.db import build_engine
-from core.logging import configure_logging
-from core.mail import Mailer
-from core.masking import mask_address, mask_addresses
+from core.data.db import build_engine
+from core.jobs.mail import Mailer
+from core.observability.logging import configure_logging
+from core.observability.masking import mask_address, mask_addresses
 from tests.conftest import make_settings, run_every_retry
 from tests.support import free_port
 

@@ -26,12 +26,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from core import jobs, metrics, metrics_files, observability
+from core import jobs
 from core.config import Settings
-from core.db import Database
+from core.data.db import Database
 from core.errors import TooManyRequestsError
-from core.mail import Mailer, MailNotDelivered
-from core.ratelimit import RateLimiter, parse_limit
+from core.http import observability
+from core.http.ratelimit import RateLimiter, parse_limit
+from core.jobs.mail import Mailer, MailNotDelivered
+from core.observability import metrics, metrics_files
 from core.security import PasswordHasher
 from tests.conftest import Account
 from tests.support import free_port

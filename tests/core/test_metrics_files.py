@@ -14,7 +14,7 @@ from pathlib import Path
 
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from core import metrics_files
+from core.observability import metrics_files
 
 WORKER = """
 import os

@@ -15,7 +15,7 @@ from limits import parse
 from starlette.testclient import TestClient
 
 from core.errors import TooManyRequestsError
-from core.ratelimit import RateLimiter, address_key
+from core.http.ratelimit import RateLimiter, address_key
 from tests.conftest import Account
 from tests.support import RedisServer, redis_server, requires_redis_server
 

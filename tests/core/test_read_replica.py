@@ -10,7 +10,7 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
-from core.db import Database
+from core.data.db import Database
 from features.users.models import User
 from main import create_app
 from tests.conftest import make_settings

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from core.logging import JsonFormatter, log_formatter
+from core.observability.logging import JsonFormatter, log_formatter
 from tests.conftest import ROOT
 from tests.support import free_port, server_env, stop_process_group, wait_until_healthy
 

@@ -12,8 +12,8 @@ from alembic import command
 from sqlalchemy import Connection, Engine, Table, create_engine, delete, func, insert, select, text
 from sqlmodel import Session
 
-from core.db import build_engine, metadata
-from core.row_counts import COUNTED_TABLES, install_statements, row_count
+from core.data.db import build_engine, metadata
+from core.data.row_counts import COUNTED_TABLES, install_statements, row_count
 from features.registry import import_models
 from tests.conftest import alembic_config, make_settings
 from tests.support import fresh_database, fresh_postgres_database, migrate, requires_postgres

@@ -1,5 +1,5 @@
-"""Security headers on every response (core/security_headers.py) and the docs pages' own
-policy (core/docs.py). tests/docs/test_docs_browser.py checks what a real browser does with
+"""Security headers on every response (core/http/security_headers.py) and the docs pages' own
+policy (core/http/docs.py). tests/docs/test_docs_browser.py checks what a real browser does with
 them."""
 
 import base64
@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from core.security_headers import DEFAULT_CONTENT_SECURITY_POLICY
+from core.http.security_headers import DEFAULT_CONTENT_SECURITY_POLICY
 
 
 def assert_never_framed_sniffed_or_referred(headers: httpx2.Headers) -> None:

@@ -37,7 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client.parser import text_string_to_metric_families
 
-from core import metrics_files
+from core.observability import metrics_files
 from tests.conftest import ROOT
 from tests.support import (
     free_port,

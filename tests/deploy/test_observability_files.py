@@ -15,7 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from core import metrics
+from core.observability import metrics
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"

@@ -15,8 +15,8 @@ from sqlmodel import Session
 from starlette.testclient import TestClient
 
 from core.config import Settings
-from core.db import Database
-from core.ratelimit import RateLimiter
+from core.data.db import Database
+from core.http.ratelimit import RateLimiter
 from core.security import PasswordHasher, bcrypt_cost
 from features.users.models import User
 from main import create_app

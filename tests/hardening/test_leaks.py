@@ -11,7 +11,7 @@ from sqlalchemy import exc as sa_exc
 from sqlmodel import Session
 from starlette.testclient import TestClient
 
-from core.deps import DatabaseDep
+from core.http.deps import DatabaseDep
 from tests.conftest import Account
 from tests.hardening.conftest import assert_no_leak
 

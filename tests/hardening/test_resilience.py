@@ -80,7 +80,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServ
                 tmp_path,
                 DATABASE_POOL_SIZE="5",
                 DATABASE_CONNECT_TIMEOUT="2",
-                # The bound on one unit of database work proposed for core/db.py; ignored
+                # The bound on one unit of database work proposed for core/data/db.py; ignored
                 # until that setting exists.
                 DATABASE_WORK_TIMEOUT="3",
             ) as server:

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from core import jobs
-from core.mail import Mailer
+from core.jobs.mail import Mailer
 
 
 @jobs.job
@@ -36,7 +36,7 @@ def send_note(
 def enqueue_and_hang(recipient: str, marker: str) -> None:
     """A producer to kill: enqueue a note, commit, say so on stdout, then wait to be killed."""
     from core.config import get_settings
-    from core.db import Database
+    from core.data.db import Database
 
     database = Database.from_settings(get_settings())
     with database.session() as session:

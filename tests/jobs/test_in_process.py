@@ -18,7 +18,7 @@ from sqlmodel import Session
 from starlette.testclient import TestClient
 
 from core import jobs
-from core.db import Database
+from core.data.db import Database
 from main import create_app
 from tests.conftest import ROOT, make_settings
 from tests.jobs.sample_jobs import send_note

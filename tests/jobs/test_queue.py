@@ -11,7 +11,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
-from core import job_queue, jobs
+from core import jobs
+from core.jobs import queue as job_queue
 from tests.conftest import alembic_config
 from tests.jobs.sample_jobs import send_note
 from tests.support import fresh_postgres_database, requires_postgres

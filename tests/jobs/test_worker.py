@@ -22,7 +22,8 @@ from alembic import command
 from sqlalchemy import Engine, create_engine, text
 from sqlmodel import Session
 
-from core import job_queue, jobs
+from core import jobs
+from core.jobs import queue as job_queue
 from tests.conftest import ROOT, alembic_config
 from tests.jobs.sample_jobs import send_note
 from tests.smtp import Inbox

@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 from starlette.testclient import TestClient
 from starlette.types import Message
 
-from core.clock import as_utc, utc_now
+from core.data.clock import as_utc, utc_now
 from core.security import digest_token
 from features.recovery import service as recovery
 from features.recovery.errors import InvalidAccountToken

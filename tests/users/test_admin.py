@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from sqlmodel import Session
 from starlette.testclient import TestClient
 
-from core.clock import utc_now
+from core.data.clock import utc_now
 from features.users.models import User
 from tests.conftest import Account
 

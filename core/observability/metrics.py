@@ -6,8 +6,8 @@ prometheus-client is then never imported.
 
 Under gunicorn every worker writes its samples to memory-mapped files in
 PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py) and `/metrics`, whichever worker answers,
-adds up every worker's files (core/metrics_files.py). Counters and histograms are summed over
-every worker that ever lived, so a restart loses nothing. Every gauge here is `livesum`:
+adds up every worker's files (core/observability/metrics_files.py). Counters and histograms are
+summed over every worker that ever lived, so a restart loses nothing. Every gauge here is `livesum`:
 each worker holds its own share (connections checked out, hashes queued, work waiting) and
 the replica's figure is the sum over the workers alive now; a worker's share vanishes the
 moment gunicorn reaps it, so a crashed worker's last value cannot linger (`liveall` would

@@ -5,7 +5,7 @@ response did not allow.
 Every response gets them, API JSON included: `nosniff` stops a browser from reading JSON that
 echoes a client's strings as HTML or script, and the rest cost a JSON response nothing while
 covering an error page or a file a feature may one day serve. A response that sets its own
-Content-Security-Policy keeps it (the docs pages, core/docs.py, allow their bundled assets);
+Content-Security-Policy keeps it (the docs pages, core/http/docs.py, allow their bundled assets);
 any other gets `default-src 'none'`: nothing loads in it and nothing frames it.
 
 The headers are built once; per response this only appends them, after one pass over the

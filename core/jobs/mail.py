@@ -1,7 +1,7 @@
 """Outgoing mail: build a plain-text and HTML message and hand it to an SMTP server.
 
 Knows no feature: callers give a recipient, a subject and the two bodies. Mails are sent from
-background jobs (core/jobs.py), never from a request: the person waiting for a link must not
+background jobs (core/jobs), never from a request: the person waiting for a link must not
 learn from a response whether an account exists, and a flaky mail server must not take
 sign-ups down with it. `deliver` raises when the server does not take a mail; the job that
 raises is retried, so a mail server that is down for a while delays the mail instead of
@@ -13,9 +13,9 @@ import smtplib
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from core import metrics
 from core.config import Settings
-from core.masking import mask_address, mask_addresses
+from core.observability import metrics
+from core.observability.masking import mask_address, mask_addresses
 
 logger = logging.getLogger("app.mail")
 

@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from core.cache import Cache
-from core.db import Database
+from core.data.db import Database
 
 router = APIRouter(tags=["health"])
 

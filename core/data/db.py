@@ -45,12 +45,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, SQLModel, create_engine
 
-from core import metrics
 from core.cache import Cache
 from core.concurrency import place_handed_on
 from core.config import Settings
+from core.data.invalidation import apply_invalidation, committed_invalidation
 from core.errors import error_for_constraint
-from core.invalidation import apply_invalidation, committed_invalidation
+from core.observability import metrics
 
 logger = logging.getLogger("app.db")
 
@@ -201,7 +201,7 @@ _primary_reads: ContextVar[bool] = ContextVar("primary_reads", default=False)
 @contextmanager
 def reads_from_primary() -> Iterator[None]:
     """`@read_only` work in this block reads the primary, not the replica: for reads whose
-    result is about to be cached as current (core/http_cache.py)."""
+    result is about to be cached as current (core/http/caching.py)."""
     token = _primary_reads.set(True)
     try:
         yield
@@ -240,8 +240,8 @@ class Database:
         self._work_timeout = work_timeout
         self._cache = cache
         # The threads that do database work: never more than connections in a pool.
-        # Observability (core/metrics.py): each unit keeps its request's trace context, and
-        # its wait for a thread is measured.
+        # Observability (core/observability/metrics.py): each unit keeps its request's trace
+        # context, and its wait for a thread is measured.
         self._executor = metrics.ObservedThreadPoolExecutor(max_threads, thread_name_prefix="db")
 
     @classmethod

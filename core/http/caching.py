@@ -28,8 +28,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.cache import Cache, schema_fingerprint
-from core.db import Database, reads_from_primary
-from core.ratelimit import RateLimiter
+from core.data.db import Database, reads_from_primary
+from core.http.ratelimit import RateLimiter
 from core.security import PasswordHasher
 
 P = ParamSpec("P")

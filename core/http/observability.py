@@ -4,7 +4,7 @@
   METRICS_ENABLED=false, which removes the route and the middleware altogether.
 - HTTP metrics per route template: `/api/v1/users/{user_id}`, never the path a client sent,
   so random ids cannot multiply the series; paths no route matches share `<unmatched>`.
-- Traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (core/tracing.py).
+- Traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (core/observability/tracing.py).
 
 /metrics is for Prometheus on the private network: the public load balancer refuses it
 (deploy/nginx.conf). It is left out of the OpenAPI schema, the HTTP metrics and the request
@@ -26,9 +26,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core import job_queue, jobs, metrics, metrics_files, tracing
+from core import jobs
 from core.config import Settings
-from core.db import Database
+from core.data.db import Database
+from core.jobs import queue as job_queue
+from core.observability import metrics, metrics_files, tracing
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram

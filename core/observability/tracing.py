@@ -21,8 +21,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from core import logging as app_logging
 from core.config import Settings
+from core.observability import logging as app_logging
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

@@ -25,8 +25,8 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from core import metrics
 from core.errors import TooManyRequestsError
+from core.observability import metrics
 
 logger = logging.getLogger("app.ratelimit")
 

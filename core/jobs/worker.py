@@ -34,9 +34,11 @@ import procrastinate
 from procrastinate.jobs import Job as QueuedJob
 from sqlalchemy.engine import make_url
 
-from core import job_queue, jobs, metrics
+from core import jobs
 from core.config import Settings
-from core.db import Database
+from core.data.db import Database
+from core.jobs import queue as job_queue
+from core.observability import metrics
 
 logger = logging.getLogger("app.jobs.worker")
 

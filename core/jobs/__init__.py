@@ -39,11 +39,12 @@ from typing import Any, Concatenate, Generic, ParamSpec
 
 from sqlmodel import Session
 
-from core import job_queue, metrics
-from core.commits import after_commit
 from core.config import Settings
-from core.db import Database
-from core.masking import mask_addresses
+from core.data.commits import after_commit
+from core.data.db import Database
+from core.jobs import queue as job_queue
+from core.observability import metrics
+from core.observability.masking import mask_addresses
 
 P = ParamSpec("P")
 
@@ -315,7 +316,7 @@ def run_due_jobs(settings: Settings, database: Database) -> int:
     included) until none is left; how many ran.
 
     Each job is taken, finished or put back for a retry through the queue's own SQL functions
-    (core/job_queue.py), as the worker does, with the same retry policy and log lines. For
+    (core/jobs/queue.py), as the worker does, with the same retry policy and log lines. For
     tests, whose rolled-back transaction no worker process can see; a deployment runs
     `manage.py worker`.
     """

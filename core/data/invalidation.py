@@ -1,8 +1,8 @@
 """What a transaction's commit owes the cache: the tags its writes touched, moved once it
-commits and before its response is sent (core/db.py applies them after the unit of work).
+commits and before its response is sent (core/data/db.py applies them after the unit of work).
 
 A service marks them as it writes (`invalidate_on_commit`, `revoke_on_commit`); a rollback of
-the transaction, or of the savepoint the mark was made in, forgets them (core/commits.py).
+the transaction, or of the savepoint the mark was made in, forgets them (core/data/commits.py).
 """
 
 from dataclasses import dataclass
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from core.cache import Cache
-from core.commits import after_commit
+from core.data.commits import after_commit
 
 _COMMITTED = "cache.committed"
 
@@ -23,7 +23,7 @@ class Invalidation:
 
 def invalidate_on_commit(session: Session, *tags: str) -> None:
     """Cached entries under these tags die once this session's transaction commits (and
-    before the response is sent: core/db.py applies it after the unit of work). A rollback
+    before the response is sent: core/data/db.py applies it after the unit of work). A rollback
     of the transaction, or of the savepoint, the call was made in forgets them."""
     _on_commit(session, tags, revoked=False)
 

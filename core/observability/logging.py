@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.masking import mask_addresses
+from core.observability.masking import mask_addresses
 
 REQUEST_ID_HEADER = b"x-request-id"
 # Anything else (newlines, huge values) could forge or flood log lines: replace it.
@@ -35,8 +35,8 @@ _ID_PREFIX = os.urandom(8).hex()
 _id_counter = itertools.count()
 
 
-# Set by core/tracing.py while traces are exported: the request line then carries the trace
-# id next to the request id, so a log line leads to its trace and back.
+# Set by core/observability/tracing.py while traces are exported: the request line then
+# carries the trace id next to the request id, so a log line leads to its trace and back.
 _trace_id_source: Callable[[], str | None] | None = None
 
 
@@ -55,7 +55,8 @@ _STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; every text in it has its addresses masked (core/masking.py)."""
+    """One JSON object per line; every text in it has its addresses masked
+    (core/observability/masking.py)."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

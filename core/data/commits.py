@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
-_PENDING = "core.commits.pending"
+_PENDING = "core.data.commits.pending"
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,8 @@ from pydantic import AfterValidator, BaseModel, Field, TypeAdapter
 from sqlalchemy import Select, Table, bindparam, select, tuple_
 from sqlmodel import Session, SQLModel
 
-from core.clock import as_utc
-from core.row_counts import TOTAL_LABEL, row_count, row_count_column
+from core.data.clock import as_utc
+from core.data.row_counts import TOTAL_LABEL, row_count, row_count_column
 
 MAX_PAGE_SIZE = 100
 CURSOR_MAX_LENGTH = 200
@@ -148,7 +148,7 @@ def fetch_page(
     `model` needs `created_at` and `id` columns and an index on `(created_at, id)` after its
     filter columns (`(owner_id, created_at, id)`). `offset` skips rows on a first page, for
     clients of offset paging. `with_total` reads the table's row count kept by triggers
-    (`core/row_counts.py`), in the page's own statement: exact and one round trip, for a table
+    (`core/data/row_counts.py`), in the page's own statement: exact and one round trip, for a table
     in `COUNTED_TABLES` and a list without a filter.
 
     Only the columns `schema` shows are selected, on the session's connection, and validated

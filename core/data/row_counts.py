@@ -58,7 +58,7 @@ def row_count(session: Session, table_name: str) -> int:
     result = session.connection().execute(_TOTAL, {"table_name": table_name})
     total: int | None = result.scalar()
     if total is None:
-        raise LookupError(f"no row count is kept for {table_name!r}: see core/row_counts.py")
+        raise LookupError(f"no row count is kept for {table_name!r}: see core/data/row_counts.py")
     return total
 
 

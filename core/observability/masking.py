@@ -3,8 +3,8 @@
 Enough to trace a line to a support request, not enough to harvest addresses from the logs.
 The mask works on any address a person can have: a Unicode local part (`иван@example.com`),
 apostrophes and plus signs (`o'brien+news@example.com`), a quoted local part (`"jane doe"@...`).
-core/logging.py applies `mask_addresses` to every line it writes, exception text included, so
-an address quoted by a database error or a mail server's refusal is masked too.
+core/observability/logging.py applies `mask_addresses` to every line it writes, exception text
+included, so an address quoted by a database error or a mail server's refusal is masked too.
 """
 
 import re

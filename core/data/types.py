@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from core.clock import as_utc
+from core.data.clock import as_utc
 from core.security import password_byte_length_error
 
 

@@ -11,8 +11,8 @@ from fastapi import Depends, Request
 
 from core.cache import Cache
 from core.config import Settings
-from core.db import Database
-from core.ratelimit import RateLimiter
+from core.data.db import Database
+from core.http.ratelimit import RateLimiter
 from core.security import PasswordHasher
 
 
