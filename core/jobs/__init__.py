@@ -1,5 +1,10 @@
 """Background jobs: declare one in one line, enqueue it in the transaction that needs it.
 
+This folder: the API below (declare, enqueue, retries, the in-process runner), the queue's SQL
+(queue.py), the worker process (worker.py) and outgoing mail (mail.py). It may import
+core.data, core.observability, core.config and core.errors; never the HTTP edge. The web
+process never imports worker.py: procrastinate loads only in `manage.py worker`.
+
     @jobs.job
     def send_welcome(context: jobs.JobContext, *, user_id: str) -> None:
         ...  # context.settings, context.database; raise to have it retried
