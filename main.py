@@ -22,7 +22,7 @@ from core.http.security_headers import SecurityHeadersMiddleware
 from core.jobs import mail
 from core.observability.logging import PROBE_PATHS, RequestLogMiddleware, configure_logging
 from core.security import PasswordHasher
-from features.registry import connect_features, import_routers
+from features.registry import connect_features, import_permissions, import_routers
 
 API_PREFIX = "/api/v1"
 
@@ -108,8 +108,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     app.include_router(health.router)
+    import_permissions()
     for feature in import_routers():
         app.include_router(feature.router, prefix=API_PREFIX, responses=SHARED_API_RESPONSES)
+    openapi.publish_permissions(app)
     if settings.DOCS_ENABLED:
         docs.install_docs(app)
     observability.install(app, settings)

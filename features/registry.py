@@ -1,18 +1,22 @@
 """The one list of installed features.
 
-Adding a feature is one line here. The app mounts each feature's `router` and Alembic sees
-each feature's tables through `import_models()`; a test fails when a folder under
-`features/` is missing from this list. The features' reactions to one another are wired in
-`connect_features()`, which every entry point calls (the app, the job worker).
+Adding a feature is one line here. The app mounts each feature's `router`, Alembic sees each
+feature's tables through `import_models()`, and the permissions a feature declares in its
+optional `permissions.py` are known once `import_permissions()` has run (`admin` grants every
+one of them); a test fails when a folder under `features/` is missing from this list. The
+features' reactions to one another are wired in `connect_features()`, which every entry
+point calls (the app, the job worker).
 """
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 INSTALLED_FEATURES: tuple[str, ...] = (
     "users",
     "auth",
     "recovery",
+    "roles",
 )
 
 
@@ -24,6 +28,12 @@ def import_models() -> list[ModuleType]:
     """Import every table model (core's and each feature's) so they join the shared metadata."""
     names = (*CORE_MODELS, *(f"features.{name}.models" for name in INSTALLED_FEATURES))
     return [importlib.import_module(name) for name in names]
+
+
+def import_permissions() -> list[ModuleType]:
+    """Import every feature's `permissions.py` (those that have one), declaring them all."""
+    names = [f"features.{name}.permissions" for name in INSTALLED_FEATURES]
+    return [importlib.import_module(name) for name in names if importlib.util.find_spec(name)]
 
 
 def import_routers() -> list[ModuleType]:

@@ -8,7 +8,7 @@ commits and rollbacks behave as in production and nothing survives the test.
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from core.cache import Cache
 from core.config import Settings
 from core.data.db import Database, build_engine, changed_rows
 from core.http.ratelimit import RateLimiter
-from features.users.models import User
+from features.users import service as users_service
+from features.users.models import ADMIN_ROLE, MEMBER_ROLE, User, UserRole
 from main import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +62,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         # transaction, into the real queue, as in production, and `client` runs them from
         # the queue after each response (`run_jobs`); on SQLite they run in-process, which
         # is what runs there. Retries come quickly, for the in-process runner's tests, and
-        # one job runs at a time: every job shares the test's one database connection.
+        # one job runs at a time: every job shares the test's one database connection. (So
+        # a unit of work reads nothing after its commit: on SQLite its jobs start then, on
+        # that same connection.)
         "JOBS_CONCURRENCY": 1,
         "JOBS_RETRY_BASE_SECONDS": 0.05,
         "JOBS_RETRY_MAX_SECONDS": 0.1,
@@ -245,9 +248,12 @@ def make_account(
         name: str = "Test User",
         is_superuser: bool = False,
         is_active: bool = True,
+        roles: Sequence[str] = (),
     ) -> Account:
+        """`is_superuser`: the account holds `admin`; `roles`: more roles, by name."""
         email = email or f"user-{uuid.uuid4().hex[:12]}@example.com"
         hashed = app.state.password_hasher.hash(password)
+        held = [MEMBER_ROLE, *([ADMIN_ROLE] if is_superuser else []), *roles]
         with session_factory() as session:
             user = User(
                 name=name,
@@ -257,6 +263,10 @@ def make_account(
                 is_active=True,
             )
             session.add(user)
+            session.add_all(
+                UserRole(user_id=user.id, role_id=role.id)
+                for role in users_service.roles_named(session, held)
+            )
             session.commit()
         tokens = login(client, email, password)
         if not is_active:

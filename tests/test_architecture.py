@@ -35,6 +35,7 @@ OPTIONAL_FILES = {
     "dependencies.py",  # FastAPI dependencies other features import (users: CurrentUser)
     "mails.py",  # the words of the feature's mails
     "jobs.py",  # the feature's background jobs
+    "permissions.py",  # the permissions the feature declares (core/permissions.py)
 }
 
 

@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 
 from core.errors import UnauthorizedError, error_responses
 from core.http import openapi
-from features.users.errors import EmailTaken, LastSuperuser, UserNotFound
+from features.users.errors import EmailTaken, LastRoleManager, UserNotFound
 
 PUBLIC_OPERATIONS = {
     ("get", "/health"),
@@ -185,10 +185,10 @@ def test_documented_errors_say_which_headers_come_with_them(app: FastAPI) -> Non
 
 
 def test_errors_sharing_a_status_share_its_entry() -> None:
-    responses = error_responses(UserNotFound, EmailTaken, LastSuperuser, UnauthorizedError)
+    responses = error_responses(UserNotFound, EmailTaken, LastRoleManager, UnauthorizedError)
     assert sorted(responses) == [401, 404, 409]
     assert responses[409]["description"] == (
-        f"{EmailTaken.default_detail} | {LastSuperuser.default_detail}"
+        f"{EmailTaken.default_detail} | {LastRoleManager.default_detail}"
     )
     assert responses[401]["headers"] == UnauthorizedError.response_headers
     assert "headers" not in responses[404]

@@ -33,8 +33,7 @@ async def register(
 ) -> UserPublic:
     """Name, email and a password of 8 to 72 bytes. The email is stored lower-cased.
     A mail with a link to confirm the address follows."""
-    user = await service.register(db, passwords, limiter, settings, data=data, client_ip=client_ip)
-    return UserPublic.model_validate(user)
+    return await service.register(db, passwords, limiter, settings, data=data, client_ip=client_ip)
 
 
 @router.post(

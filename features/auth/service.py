@@ -27,7 +27,7 @@ from core.security import (
 from features.auth.errors import InvalidCredentials, InvalidRefreshToken
 from features.auth.models import RefreshToken, TokenPair
 from features.users import service as users_service
-from features.users.models import User, UserCreate, UserRegister, normalize_email
+from features.users.models import User, UserCreate, UserPublic, UserRegister, normalize_email
 
 
 def issue_tokens(
@@ -136,12 +136,13 @@ def _start_session(
 
 
 @transaction
-def _create_account(session: Session, *, data: UserRegister, hashed_password: str) -> User:
+def _create_account(session: Session, *, data: UserRegister, hashed_password: str) -> UserPublic:
     account = UserCreate(name=data.name, email=data.email, password=data.password)
     user = users_service.add(session, account, hashed_password)
     users_service.new_address.fire(session, user)
+    shown = users_service.public(session, user)
     session.commit()
-    return user
+    return shown
 
 
 # --- use cases that check or hash a password ------------------------------------------------
@@ -155,7 +156,7 @@ async def register(
     *,
     data: UserRegister,
     client_ip: str,
-) -> User:
+) -> UserPublic:
     limit = parse_limit(settings.REGISTER_RATE_LIMIT)
     if limit is not None:
         await limiter.hit(limit, "register", address_key(client_ip))

@@ -1,27 +1,37 @@
-"""Who is calling: the current user from a Bearer access token, and the superuser gate.
+"""Who is calling, and what they may do: the current user from a Bearer access token, with
+the permissions their roles grant.
 
-Other features import `CurrentUser` and `Superuser` from here; that is the one door into users.
+Other features import `CurrentUser` and `require` from here; that is the one door into users.
+A route that needs a permission asks for it in one line:
+
+    admin: Annotated[AuthenticatedUser, require(permissions.MANAGE)]
+
+The requirement is the route's security requirement in OpenAPI (a scope of the OAuth2
+scheme), so /docs and the generated clients show it. Missing it is a 403.
 """
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends
-from fastapi.security import OAuth2PasswordBearer
+from fastapi import Depends, Security
+from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 
 from core.errors import ForbiddenError
 from core.http.deps import CacheDep, DatabaseDep, SettingsDep
+from core.permissions import is_declared
 from core.security import InvalidTokenError, decode_access_token
 from features.users import service
 from features.users.errors import InvalidAccessToken
 from features.users.models import AuthenticatedUser
 
 # auto_error=False: a missing or non-Bearer Authorization header becomes our own 401 below,
-# with the same body and WWW-Authenticate header as every other credential failure.
+# with the same body and WWW-Authenticate header as every other credential failure. The
+# scopes it offers (every declared permission) are written into OpenAPI by core/http/openapi.py.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
 
 async def get_current_user(
+    security_scopes: SecurityScopes,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     db: DatabaseDep,
     cache: CacheDep,
@@ -34,18 +44,20 @@ async def get_current_user(
         user_id = uuid.UUID(claims.subject)
     except (InvalidTokenError, ValueError) as error:
         raise InvalidAccessToken from error
-    return await service.authenticate(
+    user = await service.authenticate(
         db, cache, user_id=user_id, token_version=claims.token_version
     )
-
-
-CurrentUser = Annotated[AuthenticatedUser, Depends(get_current_user)]
-
-
-async def get_current_superuser(user: CurrentUser) -> AuthenticatedUser:
-    if not user.is_superuser:
+    if not set(security_scopes.scopes) <= set(user.permissions):
         raise ForbiddenError
     return user
 
 
-Superuser = Annotated[AuthenticatedUser, Depends(get_current_superuser)]
+CurrentUser = Annotated[AuthenticatedUser, Security(get_current_user)]
+
+
+def require(*permissions: str) -> Any:
+    """The current user, who must hold every one of `permissions` (403 otherwise)."""
+    unknown = [name for name in permissions if not is_declared(name)]
+    if unknown:  # a typo would make the route unreachable for everyone but admin
+        raise ValueError(f"no feature declares {unknown}")
+    return Security(get_current_user, scopes=list(permissions))

@@ -1,6 +1,12 @@
 """The users feature's failures, each with the status it always gets."""
 
-from core.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
+from core.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    UnauthorizedError,
+)
 
 
 class UserNotFound(NotFoundError):
@@ -13,8 +19,19 @@ class EmailTaken(ConflictError):
     constraint = "uq_users_email"
 
 
-class LastSuperuser(ConflictError):
-    default_detail = "The last active superuser cannot be removed or demoted"
+class LastRoleManager(ConflictError):
+    # Someone must always be able to hand out roles: nothing but SQL would bring one back.
+    default_detail = "No change may leave no active account that can manage roles"
+
+
+class Outranked(ForbiddenError):
+    # A support agent with users:manage must not be able to take over an admin (reset its
+    # password, change its address) or hand out more than they hold.
+    default_detail = "The account or role has permissions you do not hold"
+
+
+class UnknownRole(BadRequestError):
+    default_detail = "No role has that name"
 
 
 class WrongPassword(BadRequestError):

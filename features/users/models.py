@@ -1,4 +1,10 @@
-"""The `User` table and its schema family."""
+"""The `User` table and its schema family, and the account's authority: the roles it holds
+(`Role`, `UserRole`) and the permissions each role grants (`RolePermission`).
+
+Roles are data, permissions are code (core/permissions.py). The tables live here because
+every authenticated request reads an account together with its authority; the roles
+feature is the administrators' API over them.
+"""
 
 import uuid
 from datetime import datetime
@@ -13,6 +19,12 @@ from core.data.types import CleanStr, Password, UTCDateTime
 
 NAME_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
+ROLE_NAME_MAX_LENGTH = 50
+ROLE_DESCRIPTION_MAX_LENGTH = 200
+# The built-in roles, created by the migration that made roles: `admin` grants every
+# permission, present and future; `member`, every account's from the start, grants none.
+ADMIN_ROLE = "admin"
+MEMBER_ROLE = "member"
 # A password being checked, not set: any stored one is at most 72 bytes, so anything far
 # longer is refused before bcrypt sees it.
 CURRENT_PASSWORD_MAX_LENGTH = 1024
@@ -43,6 +55,9 @@ class User(SQLModel, table=True):
     email: str = Field(max_length=EMAIL_MAX_LENGTH, unique=True)
     hashed_password: str = Field(max_length=255)
     is_active: bool = True
+    # Written, never read: whether the account holds `admin`, kept in step for code from
+    # before roles (old pods during the rolling update that brings roles). The next release
+    # drops it (expand, then contract: README "Changing the schema safely").
     is_superuser: bool = False
     # The owner proved they read mail at `email`; a new address starts unverified again.
     is_verified: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
@@ -53,6 +68,44 @@ class User(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
 
 
+class Role(SQLModel, table=True):
+    """A named set of permissions that accounts hold."""
+
+    __tablename__ = "roles"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=ROLE_NAME_MAX_LENGTH, unique=True)
+    description: str = Field(default="", max_length=ROLE_DESCRIPTION_MAX_LENGTH)
+    # admin and member: never deleted or renamed.
+    built_in: bool = False
+    # Every permission, present and future (admin): its own list is not read.
+    grants_all: bool = False
+    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
+
+
+class RolePermission(SQLModel, table=True):
+    """A permission a role grants. A name no installed feature declares any more is kept
+    but grants nothing."""
+
+    __tablename__ = "role_permissions"
+
+    role_id: uuid.UUID = Field(foreign_key="roles.id", ondelete="CASCADE", primary_key=True)
+    permission: str = Field(max_length=100, primary_key=True)
+
+
+class UserRole(SQLModel, table=True):
+    """A role an account holds."""
+
+    __tablename__ = "user_roles"
+
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", primary_key=True)
+    # Indexed for "who holds this role" (a role's deletion, the last-admin check).
+    role_id: uuid.UUID = Field(
+        foreign_key="roles.id", ondelete="CASCADE", primary_key=True, index=True
+    )
+
+
 class UserRegister(UserBase):
     """What anyone may send to register; anything else in the body is ignored."""
 
@@ -60,11 +113,15 @@ class UserRegister(UserBase):
 
 
 class UserCreate(UserBase):
-    """What a superuser may send to create an account."""
+    """What an admin (users:manage) may send to create an account."""
 
     password: Password
     is_active: bool = True
-    is_superuser: bool = False
+    is_superuser: bool = Field(
+        default=False,
+        description="Deprecated alias, kept one release: true grants the `admin` role "
+        "(needs roles:manage)",
+    )
 
 
 class UserChanges(SQLModel):
@@ -105,11 +162,15 @@ class UserUpdateMe(UserChanges):
 
 
 class UserUpdate(UserChanges):
-    """What a superuser may change on any account."""
+    """What an admin (users:manage) may change on any account."""
 
     password: Password | None = None
     is_active: bool | None = None
-    is_superuser: bool | None = None
+    is_superuser: bool | None = Field(
+        default=None,
+        description="Deprecated alias, kept one release: true grants the `admin` role, false "
+        "removes it (needs roles:manage)",
+    )
 
 
 class PasswordChange(SQLModel):
@@ -117,30 +178,37 @@ class PasswordChange(SQLModel):
     new_password: Password
 
 
-class UserPublic(SQLModel):
+class UserColumns(SQLModel):
+    """An account's public columns, as a list page reads them; its authority is added after."""
+
     id: uuid.UUID
     name: str
     email: str
     is_active: bool
-    is_superuser: bool
     is_verified: bool
     created_at: UTCDateTime
     updated_at: UTCDateTime
 
 
-class AuthenticatedUser(SQLModel):
-    """The account an access token speaks for, as every authenticated request sees it: no
-    password hash, so it may be cached."""
+class Authority(SQLModel):
+    """What an account may do: the roles it holds and the permissions they grant."""
 
-    id: uuid.UUID
-    name: str
-    email: str
-    is_active: bool
-    is_superuser: bool
-    is_verified: bool
+    roles: list[str] = Field(description="Names of the roles the account holds")
+    permissions: list[str] = Field(description="Every permission those roles grant")
+    is_superuser: bool = Field(
+        description="Deprecated alias, kept one release: whether the account holds `admin`"
+    )
+
+
+class UserPublic(Authority, UserColumns):
+    pass
+
+
+class AuthenticatedUser(Authority, UserColumns):
+    """The account an access token speaks for, as every authenticated request sees it, its
+    authority included: no password hash, so it may be cached."""
+
     token_version: int
-    created_at: UTCDateTime
-    updated_at: UTCDateTime
 
 
 class UserPageRequest(PageRequest):

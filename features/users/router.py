@@ -1,4 +1,5 @@
-"""HTTP routes for users: self-service under /users/me, administration for superusers."""
+"""HTTP routes for users: self-service under /users/me, administration for holders of
+users:read and users:manage."""
 
 import uuid
 from typing import Annotated
@@ -8,10 +9,17 @@ from fastapi import APIRouter, Query, status
 from core.errors import ForbiddenError, UnauthorizedError, error_responses
 from core.http.caching import NOT_MODIFIED, cached
 from core.http.deps import DatabaseDep, PasswordHasherDep
-from features.users import service
-from features.users.dependencies import CurrentUser, Superuser
-from features.users.errors import EmailTaken, LastSuperuser, UserNotFound, WrongPassword
+from features.users import permissions, service
+from features.users.dependencies import CurrentUser, require
+from features.users.errors import (
+    EmailTaken,
+    LastRoleManager,
+    Outranked,
+    UserNotFound,
+    WrongPassword,
+)
 from features.users.models import (
+    AuthenticatedUser,
     PasswordChange,
     UserCreate,
     UserPageRequest,
@@ -27,6 +35,8 @@ router = APIRouter(
     responses=error_responses(UnauthorizedError),
 )
 admin_only = error_responses(ForbiddenError)
+Reader = Annotated[AuthenticatedUser, require(permissions.READ)]
+Manager = Annotated[AuthenticatedUser, require(permissions.MANAGE)]
 
 
 @router.get("/me", response_model=UserPublic, summary="Read my account", responses=NOT_MODIFIED)
@@ -47,8 +57,7 @@ async def update_me(
     """Change name and/or email. A new email needs `current_password`, is unverified until
     its link is followed, and the previous address gets a mail with a link that puts it back
     and ends every session. Other fields in the body are ignored."""
-    updated = await service.update_me(db, passwords, user=user, changes=changes)
-    return UserPublic.model_validate(updated)
+    return await service.update_me(db, passwords, user=user, changes=changes)
 
 
 @router.post(
@@ -68,7 +77,7 @@ async def change_password(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete my account",
-    responses=error_responses(LastSuperuser),
+    responses=error_responses(LastRoleManager),
 )
 async def delete_me(user: CurrentUser, db: DatabaseDep) -> None:
     """Deletes the account and every session it has."""
@@ -80,7 +89,7 @@ async def delete_me(user: CurrentUser, db: DatabaseDep) -> None:
 )
 @cached(lambda: [service.USERS_TAG])
 async def list_users(
-    _: Superuser, db: DatabaseDep, page: Annotated[UserPageRequest, Query()]
+    _: Reader, db: DatabaseDep, page: Annotated[UserPageRequest, Query()]
 ) -> UsersPublic:
     """Oldest first, at most 100 per page. Follow `next_cursor` to walk any number of users
     at the same cost per page; `offset` still works, but costs more the deeper it goes."""
@@ -92,14 +101,14 @@ async def list_users(
     response_model=UserPublic,
     status_code=status.HTTP_201_CREATED,
     summary="Create a user",
-    responses={**admin_only, **error_responses(EmailTaken)},
+    responses={**admin_only, **error_responses(Outranked, EmailTaken)},
 )
 async def create_user(
-    _: Superuser, data: UserCreate, db: DatabaseDep, passwords: PasswordHasherDep
+    admin: Manager, data: UserCreate, db: DatabaseDep, passwords: PasswordHasherDep
 ) -> UserPublic:
-    """A superuser may set is_active and is_superuser."""
-    user = await service.create_user(db, passwords, data=data)
-    return UserPublic.model_validate(user)
+    """May set is_active; is_superuser (deprecated) grants `admin`, which only an account
+    holding every permission may hand out. The account holds `member`."""
+    return await service.create_user(db, passwords, data=data, actor=admin)
 
 
 @router.get(
@@ -108,36 +117,39 @@ async def create_user(
     summary="Read a user",
     responses={**admin_only, **error_responses(UserNotFound), **NOT_MODIFIED},
 )
-async def read_user(_: Superuser, user_id: uuid.UUID, db: DatabaseDep) -> UserPublic:
-    """Any account, by id."""
-    return UserPublic.model_validate(await service.read_user(db, user_id=user_id))
+async def read_user(_: Reader, user_id: uuid.UUID, db: DatabaseDep) -> UserPublic:
+    """Any account, by id, with its roles and permissions."""
+    return await service.read_user(db, user_id=user_id)
 
 
 @router.patch(
     "/{user_id}",
     response_model=UserPublic,
     summary="Update a user",
-    responses={**admin_only, **error_responses(UserNotFound, EmailTaken)},
+    responses={
+        **admin_only,
+        **error_responses(Outranked, UserNotFound, EmailTaken, LastRoleManager),
+    },
 )
 async def update_user(
-    _: Superuser,
+    admin: Manager,
     user_id: uuid.UUID,
     changes: UserUpdate,
     db: DatabaseDep,
     passwords: PasswordHasherDep,
 ) -> UserPublic:
-    """Any field but the id; a new password or deactivation ends the user's sessions,
-    a new email is unverified until its link is followed."""
-    updated = await service.update_user(db, passwords, user_id=user_id, changes=changes)
-    return UserPublic.model_validate(updated)
+    """Any field but the id, of an account whose permissions the caller holds too; a new
+    password or deactivation ends the user's sessions, a new email is unverified until its
+    link is followed. is_superuser (deprecated) grants or removes `admin`."""
+    return await service.update_user(db, passwords, user_id=user_id, changes=changes, actor=admin)
 
 
 @router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a user",
-    responses={**admin_only, **error_responses(UserNotFound, LastSuperuser)},
+    responses={**admin_only, **error_responses(Outranked, UserNotFound, LastRoleManager)},
 )
-async def delete_user(_: Superuser, user_id: uuid.UUID, db: DatabaseDep) -> None:
-    """Deletes the account and every session it has."""
-    await service.delete_user(db, user_id=user_id)
+async def delete_user(admin: Manager, user_id: uuid.UUID, db: DatabaseDep) -> None:
+    """Deletes an account whose permissions the caller holds too, and every session it has."""
+    await service.delete_user(db, user_id=user_id, actor=admin)

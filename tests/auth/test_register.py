@@ -10,6 +10,8 @@ PUBLIC_FIELDS = {
     "is_verified",
     "created_at",
     "updated_at",
+    "roles",
+    "permissions",
 }
 
 
@@ -29,6 +31,8 @@ class TestRegister:
         assert body["email"] == "ann@example.com"
         assert body["is_active"] is True
         assert body["is_superuser"] is False
+        # Every new account holds member, which grants nothing beyond the account itself.
+        assert (body["roles"], body["permissions"]) == (["member"], [])
 
     def test_email_is_stored_lower_cased(self, client: TestClient) -> None:
         status, body = register(client, email="Ann.Smith@Example.COM")

@@ -11,7 +11,8 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from core.data.db import Database
-from features.users.models import User
+from features.users import service as users_service
+from features.users.models import User, UserCreate
 from main import create_app
 from tests.conftest import make_settings
 from tests.support import migrate
@@ -31,9 +32,10 @@ def test_read_routes_use_the_replica_and_writes_the_primary(tmp_path: Path) -> N
     database: Database = app.state.database
     hashed = app.state.password_hasher.hash("admin-password")
     with database.session() as session:
-        session.add(
-            User(name="Admin", email="admin@example.com", hashed_password=hashed, is_superuser=True)
+        admin = UserCreate(
+            name="Admin", email="admin@example.com", password="admin-password", is_superuser=True
         )
+        users_service.add(session, admin, hashed)
         session.commit()
     with database.session(read_only=True) as session:
         replica_only = User(

@@ -249,10 +249,11 @@ def _only_admins(
     engine = create_engine(database_url)
     try:
         with engine.begin() as connection:
-            connection.execute(text("UPDATE users SET is_superuser = false"))
+            admin_role = "(SELECT id FROM roles WHERE name = 'admin')"
+            connection.execute(text(f"DELETE FROM user_roles WHERE role_id = {admin_role}"))  # noqa: S608
             for admin in admins:
                 connection.execute(
-                    text("UPDATE users SET is_superuser = true WHERE id = :id"),
+                    text(f"INSERT INTO user_roles (user_id, role_id) SELECT :id, {admin_role}"),
                     {"id": uuid.UUID(admin["id"]).hex if "sqlite" in database_url else admin["id"]},
                 )
     finally:
@@ -272,7 +273,11 @@ def _active_admins(database_url: str) -> int:
     try:
         with engine.connect() as connection:
             count: int = connection.execute(
-                text("SELECT count(*) FROM users WHERE is_superuser AND is_active")
+                text(
+                    "SELECT count(*) FROM users JOIN user_roles ON user_roles.user_id = users.id"
+                    " JOIN roles ON roles.id = user_roles.role_id"
+                    " WHERE roles.name = 'admin' AND users.is_active"
+                )
             ).scalar_one()
             return count
     finally:

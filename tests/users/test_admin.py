@@ -62,6 +62,7 @@ class TestListUsers:
             u["id"] for u in everyone[:4]
         ]
         public_fields = {"id", "name", "email", "is_active", "is_superuser", "is_verified"}
+        public_fields |= {"roles", "permissions"}
         assert all(set(user) == public_fields | {"created_at", "updated_at"} for user in everyone)
 
     def test_total_is_right_on_every_kind_of_page(

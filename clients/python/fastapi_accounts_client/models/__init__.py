@@ -10,8 +10,13 @@ from .http_validation_error import HTTPValidationError
 from .login_form import LoginForm
 from .password_change import PasswordChange
 from .password_reset import PasswordReset
+from .permission_public import PermissionPublic
 from .readiness_status import ReadinessStatus
 from .refresh_request import RefreshRequest
+from .role_assignment import RoleAssignment
+from .role_create import RoleCreate
+from .role_public import RolePublic
+from .role_update import RoleUpdate
 from .token_pair import TokenPair
 from .user_create import UserCreate
 from .user_public import UserPublic
@@ -33,8 +38,13 @@ __all__ = (
     "LoginForm",
     "PasswordChange",
     "PasswordReset",
+    "PermissionPublic",
     "ReadinessStatus",
     "RefreshRequest",
+    "RoleAssignment",
+    "RoleCreate",
+    "RolePublic",
+    "RoleUpdate",
     "TokenPair",
     "UserCreate",
     "UserPublic",

@@ -13,14 +13,15 @@ T = TypeVar("T", bound="UserCreate")
 
 @_attrs_define
 class UserCreate:
-    """What a superuser may send to create an account.
+    """What an admin (users:manage) may send to create an account.
 
     Attributes:
         email (str):
         name (str):
         password (str):
         is_active (bool | Unset):  Default: True.
-        is_superuser (bool | Unset):  Default: False.
+        is_superuser (bool | Unset): Deprecated alias, kept one release: true grants the `admin` role (needs
+            roles:manage) Default: False.
     """
 
     email: str

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from attrs import define as _attrs_define
@@ -19,9 +19,11 @@ class UserPublic:
         email (str):
         id (UUID):
         is_active (bool):
-        is_superuser (bool):
+        is_superuser (bool): Deprecated alias, kept one release: whether the account holds `admin`
         is_verified (bool):
         name (str):
+        permissions (list[str]): Every permission those roles grant
+        roles (list[str]): Names of the roles the account holds
         updated_at (datetime.datetime):
     """
 
@@ -32,6 +34,8 @@ class UserPublic:
     is_superuser: bool
     is_verified: bool
     name: str
+    permissions: list[str]
+    roles: list[str]
     updated_at: datetime.datetime
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -50,6 +54,10 @@ class UserPublic:
 
         name = self.name
 
+        permissions = self.permissions
+
+        roles = self.roles
+
         updated_at = self.updated_at.isoformat()
 
         field_dict: dict[str, Any] = {}
@@ -63,6 +71,8 @@ class UserPublic:
                 "is_superuser": is_superuser,
                 "is_verified": is_verified,
                 "name": name,
+                "permissions": permissions,
+                "roles": roles,
                 "updated_at": updated_at,
             }
         )
@@ -86,6 +96,10 @@ class UserPublic:
 
         name = d.pop("name")
 
+        permissions = cast(list[str], d.pop("permissions"))
+
+        roles = cast(list[str], d.pop("roles"))
+
         updated_at = datetime.datetime.fromisoformat(d.pop("updated_at"))
 
         user_public = cls(
@@ -96,6 +110,8 @@ class UserPublic:
             is_superuser=is_superuser,
             is_verified=is_verified,
             name=name,
+            permissions=permissions,
+            roles=roles,
             updated_at=updated_at,
         )
 

@@ -13,12 +13,13 @@ T = TypeVar("T", bound="UserUpdate")
 
 @_attrs_define
 class UserUpdate:
-    """What a superuser may change on any account.
+    """What an admin (users:manage) may change on any account.
 
     Attributes:
         email (None | str | Unset):
         is_active (bool | None | Unset):
-        is_superuser (bool | None | Unset):
+        is_superuser (bool | None | Unset): Deprecated alias, kept one release: true grants the `admin` role, false
+            removes it (needs roles:manage)
         name (None | str | Unset):
         password (None | str | Unset):
     """

@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import { type Client, type Options as Options2, type TDataShape, urlSearchParamsBodySerializer } from './client/index.js';
-import type { AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRequestPasswordRecoveryData, AuthRequestPasswordRecoveryErrors, AuthRequestPasswordRecoveryResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRestoreEmailData, AuthRestoreEmailErrors, AuthRestoreEmailResponses, AuthVerifyEmailData, AuthVerifyEmailErrors, AuthVerifyEmailResponses, HealthHealthData, HealthHealthResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, UsersChangePasswordData, UsersChangePasswordErrors, UsersChangePasswordResponses, UsersCreateUserData, UsersCreateUserErrors, UsersCreateUserResponses, UsersDeleteMeData, UsersDeleteMeErrors, UsersDeleteMeResponses, UsersDeleteUserData, UsersDeleteUserErrors, UsersDeleteUserResponses, UsersListUsersData, UsersListUsersErrors, UsersListUsersResponses, UsersReadMeData, UsersReadMeErrors, UsersReadMeResponses, UsersReadUserData, UsersReadUserErrors, UsersReadUserResponses, UsersUpdateMeData, UsersUpdateMeErrors, UsersUpdateMeResponses, UsersUpdateUserData, UsersUpdateUserErrors, UsersUpdateUserResponses } from './types.gen.js';
+import type { AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRequestPasswordRecoveryData, AuthRequestPasswordRecoveryErrors, AuthRequestPasswordRecoveryResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRestoreEmailData, AuthRestoreEmailErrors, AuthRestoreEmailResponses, AuthVerifyEmailData, AuthVerifyEmailErrors, AuthVerifyEmailResponses, HealthHealthData, HealthHealthResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, RolesAssignRolesData, RolesAssignRolesErrors, RolesAssignRolesResponses, RolesCreateRoleData, RolesCreateRoleErrors, RolesCreateRoleResponses, RolesDeleteRoleData, RolesDeleteRoleErrors, RolesDeleteRoleResponses, RolesListPermissionsData, RolesListPermissionsErrors, RolesListPermissionsResponses, RolesListRolesData, RolesListRolesErrors, RolesListRolesResponses, RolesReadRoleData, RolesReadRoleErrors, RolesReadRoleResponses, RolesUpdateRoleData, RolesUpdateRoleErrors, RolesUpdateRoleResponses, UsersChangePasswordData, UsersChangePasswordErrors, UsersChangePasswordResponses, UsersCreateUserData, UsersCreateUserErrors, UsersCreateUserResponses, UsersDeleteMeData, UsersDeleteMeErrors, UsersDeleteMeResponses, UsersDeleteUserData, UsersDeleteUserErrors, UsersDeleteUserResponses, UsersListUsersData, UsersListUsersErrors, UsersListUsersResponses, UsersReadMeData, UsersReadMeErrors, UsersReadMeResponses, UsersReadUserData, UsersReadUserErrors, UsersReadUserResponses, UsersUpdateMeData, UsersUpdateMeErrors, UsersUpdateMeResponses, UsersUpdateUserData, UsersUpdateUserErrors, UsersUpdateUserResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -148,6 +148,79 @@ export const authVerifyEmail = <ThrowOnError extends boolean = false>(options: O
 });
 
 /**
+ * List permissions
+ *
+ * Every permission the installed features declare, with what it allows.
+ */
+export const rolesListPermissions = <ThrowOnError extends boolean = false>(options?: Options<RolesListPermissionsData, ThrowOnError>) => (options?.client ?? client).get<RolesListPermissionsResponses, RolesListPermissionsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/permissions',
+    ...options
+});
+
+/**
+ * List roles
+ *
+ * Every role, by name, with what it grants now.
+ */
+export const rolesListRoles = <ThrowOnError extends boolean = false>(options?: Options<RolesListRolesData, ThrowOnError>) => (options?.client ?? client).get<RolesListRolesResponses, RolesListRolesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/roles',
+    ...options
+});
+
+/**
+ * Create a role
+ *
+ * Only permissions the caller holds; an unknown one is 422.
+ */
+export const rolesCreateRole = <ThrowOnError extends boolean = false>(options: Options<RolesCreateRoleData, ThrowOnError>) => (options.client ?? client).post<RolesCreateRoleResponses, RolesCreateRoleErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/roles',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Delete a role
+ *
+ * Its holders lose what it granted, at once; admin and member cannot be deleted.
+ */
+export const rolesDeleteRole = <ThrowOnError extends boolean = false>(options: Options<RolesDeleteRoleData, ThrowOnError>) => (options.client ?? client).delete<RolesDeleteRoleResponses, RolesDeleteRoleErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/roles/{role_id}',
+    ...options
+});
+
+/**
+ * Read a role
+ */
+export const rolesReadRole = <ThrowOnError extends boolean = false>(options: Options<RolesReadRoleData, ThrowOnError>) => (options.client ?? client).get<RolesReadRoleResponses, RolesReadRoleErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/roles/{role_id}',
+    ...options
+});
+
+/**
+ * Rename or edit a role
+ *
+ * `permissions` replaces the list; every holder has the new permissions (and no longer
+ * the old ones) on every instance once this answers.
+ */
+export const rolesUpdateRole = <ThrowOnError extends boolean = false>(options: Options<RolesUpdateRoleData, ThrowOnError>) => (options.client ?? client).patch<RolesUpdateRoleResponses, RolesUpdateRoleErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/roles/{role_id}',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
  * List users
  *
  * Oldest first, at most 100 per page. Follow `next_cursor` to walk any number of users
@@ -162,7 +235,8 @@ export const usersListUsers = <ThrowOnError extends boolean = false>(options?: O
 /**
  * Create a user
  *
- * A superuser may set is_active and is_superuser.
+ * May set is_active; is_superuser (deprecated) grants `admin`, which only an account
+ * holding every permission may hand out. The account holds `member`.
  */
 export const usersCreateUser = <ThrowOnError extends boolean = false>(options: Options<UsersCreateUserData, ThrowOnError>) => (options.client ?? client).post<UsersCreateUserResponses, UsersCreateUserErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -231,7 +305,7 @@ export const usersChangePassword = <ThrowOnError extends boolean = false>(option
 /**
  * Delete a user
  *
- * Deletes the account and every session it has.
+ * Deletes an account whose permissions the caller holds too, and every session it has.
  */
 export const usersDeleteUser = <ThrowOnError extends boolean = false>(options: Options<UsersDeleteUserData, ThrowOnError>) => (options.client ?? client).delete<UsersDeleteUserResponses, UsersDeleteUserErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -242,7 +316,7 @@ export const usersDeleteUser = <ThrowOnError extends boolean = false>(options: O
 /**
  * Read a user
  *
- * Any account, by id.
+ * Any account, by id, with its roles and permissions.
  */
 export const usersReadUser = <ThrowOnError extends boolean = false>(options: Options<UsersReadUserData, ThrowOnError>) => (options.client ?? client).get<UsersReadUserResponses, UsersReadUserErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -253,12 +327,28 @@ export const usersReadUser = <ThrowOnError extends boolean = false>(options: Opt
 /**
  * Update a user
  *
- * Any field but the id; a new password or deactivation ends the user's sessions,
- * a new email is unverified until its link is followed.
+ * Any field but the id, of an account whose permissions the caller holds too; a new
+ * password or deactivation ends the user's sessions, a new email is unverified until its
+ * link is followed. is_superuser (deprecated) grants or removes `admin`.
  */
 export const usersUpdateUser = <ThrowOnError extends boolean = false>(options: Options<UsersUpdateUserData, ThrowOnError>) => (options.client ?? client).patch<UsersUpdateUserResponses, UsersUpdateUserErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/api/v1/users/{user_id}',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Set a user's roles
+ *
+ * Replaces the account's roles by these (role names); effective everywhere at once.
+ */
+export const rolesAssignRoles = <ThrowOnError extends boolean = false>(options: Options<RolesAssignRolesData, ThrowOnError>) => (options.client ?? client).put<RolesAssignRolesResponses, RolesAssignRolesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/users/{user_id}/roles',
     ...options,
     headers: {
         'Content-Type': 'application/json',

@@ -141,6 +141,20 @@ export type PasswordReset = {
 };
 
 /**
+ * PermissionPublic
+ */
+export type PermissionPublic = {
+    /**
+     * Description
+     */
+    description: string;
+    /**
+     * Name
+     */
+    name: string;
+};
+
+/**
  * ReadinessStatus
  */
 export type ReadinessStatus = {
@@ -171,6 +185,98 @@ export type RefreshRequest = {
 };
 
 /**
+ * RoleAssignment
+ */
+export type RoleAssignment = {
+    /**
+     * Roles
+     *
+     * Names of every role the account holds from now on
+     */
+    roles: Array<string>;
+};
+
+/**
+ * RoleCreate
+ */
+export type RoleCreate = {
+    /**
+     * Description
+     */
+    description?: string;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Permissions
+     */
+    permissions?: Array<string>;
+};
+
+/**
+ * RolePublic
+ */
+export type RolePublic = {
+    /**
+     * Built In
+     */
+    built_in: boolean;
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Description
+     */
+    description: string;
+    /**
+     * Grants All
+     *
+     * Every permission, present and future (admin)
+     */
+    grants_all: boolean;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Permissions
+     *
+     * What the role grants now (admin: everything)
+     */
+    permissions: Array<string>;
+    /**
+     * Updated At
+     */
+    updated_at: string;
+};
+
+/**
+ * RoleUpdate
+ *
+ * Only what is sent changes; `permissions` replaces the whole list.
+ */
+export type RoleUpdate = {
+    /**
+     * Description
+     */
+    description?: string | null;
+    /**
+     * Name
+     */
+    name?: string | null;
+    /**
+     * Permissions
+     */
+    permissions?: Array<string> | null;
+};
+
+/**
  * TokenPair
  */
 export type TokenPair = {
@@ -197,7 +303,7 @@ export type TokenPair = {
 /**
  * UserCreate
  *
- * What a superuser may send to create an account.
+ * What an admin (users:manage) may send to create an account.
  */
 export type UserCreate = {
     /**
@@ -210,6 +316,8 @@ export type UserCreate = {
     is_active?: boolean;
     /**
      * Is Superuser
+     *
+     * Deprecated alias, kept one release: true grants the `admin` role (needs roles:manage)
      */
     is_superuser?: boolean;
     /**
@@ -244,6 +352,8 @@ export type UserPublic = {
     is_active: boolean;
     /**
      * Is Superuser
+     *
+     * Deprecated alias, kept one release: whether the account holds `admin`
      */
     is_superuser: boolean;
     /**
@@ -254,6 +364,18 @@ export type UserPublic = {
      * Name
      */
     name: string;
+    /**
+     * Permissions
+     *
+     * Every permission those roles grant
+     */
+    permissions: Array<string>;
+    /**
+     * Roles
+     *
+     * Names of the roles the account holds
+     */
+    roles: Array<string>;
     /**
      * Updated At
      */
@@ -283,7 +405,7 @@ export type UserRegister = {
 /**
  * UserUpdate
  *
- * What a superuser may change on any account.
+ * What an admin (users:manage) may change on any account.
  */
 export type UserUpdate = {
     /**
@@ -296,6 +418,8 @@ export type UserUpdate = {
     is_active?: boolean | null;
     /**
      * Is Superuser
+     *
+     * Deprecated alias, kept one release: true grants the `admin` role, false removes it (needs roles:manage)
      */
     is_superuser?: boolean | null;
     /**
@@ -751,6 +875,307 @@ export type AuthVerifyEmailResponses = {
 
 export type AuthVerifyEmailResponse = AuthVerifyEmailResponses[keyof AuthVerifyEmailResponses];
 
+export type RolesListPermissionsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/permissions';
+};
+
+export type RolesListPermissionsErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type RolesListPermissionsError = RolesListPermissionsErrors[keyof RolesListPermissionsErrors];
+
+export type RolesListPermissionsResponses = {
+    /**
+     * Response Roles-List Permissions
+     *
+     * Successful Response
+     */
+    200: Array<PermissionPublic>;
+};
+
+export type RolesListPermissionsResponse = RolesListPermissionsResponses[keyof RolesListPermissionsResponses];
+
+export type RolesListRolesData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/roles';
+};
+
+export type RolesListRolesErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * Not enough privileges
+     */
+    403: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type RolesListRolesError = RolesListRolesErrors[keyof RolesListRolesErrors];
+
+export type RolesListRolesResponses = {
+    /**
+     * Response Roles-List Roles
+     *
+     * Successful Response
+     */
+    200: Array<RolePublic>;
+};
+
+export type RolesListRolesResponse = RolesListRolesResponses[keyof RolesListRolesResponses];
+
+export type RolesCreateRoleData = {
+    body: RoleCreate;
+    path?: never;
+    query?: never;
+    url: '/api/v1/roles';
+};
+
+export type RolesCreateRoleErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * The account or role has permissions you do not hold
+     */
+    403: ErrorMessage;
+    /**
+     * A role with this name already exists
+     */
+    409: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type RolesCreateRoleError = RolesCreateRoleErrors[keyof RolesCreateRoleErrors];
+
+export type RolesCreateRoleResponses = {
+    /**
+     * Successful Response
+     */
+    201: RolePublic;
+};
+
+export type RolesCreateRoleResponse = RolesCreateRoleResponses[keyof RolesCreateRoleResponses];
+
+export type RolesDeleteRoleData = {
+    body?: never;
+    path: {
+        /**
+         * Role Id
+         */
+        role_id: string;
+    };
+    query?: never;
+    url: '/api/v1/roles/{role_id}';
+};
+
+export type RolesDeleteRoleErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * The account or role has permissions you do not hold
+     */
+    403: ErrorMessage;
+    /**
+     * Role not found
+     */
+    404: ErrorMessage;
+    /**
+     * Built-in roles cannot be deleted or renamed, and admin's permissions are fixed | No change may leave no active account that can manage roles
+     */
+    409: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type RolesDeleteRoleError = RolesDeleteRoleErrors[keyof RolesDeleteRoleErrors];
+
+export type RolesDeleteRoleResponses = {
+    /**
+     * Successful Response
+     */
+    204: void;
+};
+
+export type RolesDeleteRoleResponse = RolesDeleteRoleResponses[keyof RolesDeleteRoleResponses];
+
+export type RolesReadRoleData = {
+    body?: never;
+    path: {
+        /**
+         * Role Id
+         */
+        role_id: string;
+    };
+    query?: never;
+    url: '/api/v1/roles/{role_id}';
+};
+
+export type RolesReadRoleErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * Not enough privileges
+     */
+    403: ErrorMessage;
+    /**
+     * Role not found
+     */
+    404: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type RolesReadRoleError = RolesReadRoleErrors[keyof RolesReadRoleErrors];
+
+export type RolesReadRoleResponses = {
+    /**
+     * Successful Response
+     */
+    200: RolePublic;
+};
+
+export type RolesReadRoleResponse = RolesReadRoleResponses[keyof RolesReadRoleResponses];
+
+export type RolesUpdateRoleData = {
+    body: RoleUpdate;
+    path: {
+        /**
+         * Role Id
+         */
+        role_id: string;
+    };
+    query?: never;
+    url: '/api/v1/roles/{role_id}';
+};
+
+export type RolesUpdateRoleErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * The account or role has permissions you do not hold
+     */
+    403: ErrorMessage;
+    /**
+     * Role not found
+     */
+    404: ErrorMessage;
+    /**
+     * A role with this name already exists | Built-in roles cannot be deleted or renamed, and admin's permissions are fixed | No change may leave no active account that can manage roles
+     */
+    409: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type RolesUpdateRoleError = RolesUpdateRoleErrors[keyof RolesUpdateRoleErrors];
+
+export type RolesUpdateRoleResponses = {
+    /**
+     * Successful Response
+     */
+    200: RolePublic;
+};
+
+export type RolesUpdateRoleResponse = RolesUpdateRoleResponses[keyof RolesUpdateRoleResponses];
+
 export type UsersListUsersData = {
     body?: never;
     path?: never;
@@ -832,7 +1257,7 @@ export type UsersCreateUserErrors = {
      */
     401: ErrorMessage;
     /**
-     * Not enough privileges
+     * The account or role has permissions you do not hold
      */
     403: ErrorMessage;
     /**
@@ -881,7 +1306,7 @@ export type UsersDeleteMeErrors = {
      */
     401: ErrorMessage;
     /**
-     * The last active superuser cannot be removed or demoted
+     * No change may leave no active account that can manage roles
      */
     409: ErrorMessage;
     /**
@@ -1050,7 +1475,7 @@ export type UsersDeleteUserErrors = {
      */
     401: ErrorMessage;
     /**
-     * Not enough privileges
+     * The account or role has permissions you do not hold
      */
     403: ErrorMessage;
     /**
@@ -1058,7 +1483,7 @@ export type UsersDeleteUserErrors = {
      */
     404: ErrorMessage;
     /**
-     * The last active superuser cannot be removed or demoted
+     * No change may leave no active account that can manage roles
      */
     409: ErrorMessage;
     /**
@@ -1162,7 +1587,7 @@ export type UsersUpdateUserErrors = {
      */
     401: ErrorMessage;
     /**
-     * Not enough privileges
+     * The account or role has permissions you do not hold
      */
     403: ErrorMessage;
     /**
@@ -1170,7 +1595,7 @@ export type UsersUpdateUserErrors = {
      */
     404: ErrorMessage;
     /**
-     * A user with this email already exists
+     * A user with this email already exists | No change may leave no active account that can manage roles
      */
     409: ErrorMessage;
     /**
@@ -1197,6 +1622,64 @@ export type UsersUpdateUserResponses = {
 };
 
 export type UsersUpdateUserResponse = UsersUpdateUserResponses[keyof UsersUpdateUserResponses];
+
+export type RolesAssignRolesData = {
+    body: RoleAssignment;
+    path: {
+        /**
+         * User Id
+         */
+        user_id: string;
+    };
+    query?: never;
+    url: '/api/v1/users/{user_id}/roles';
+};
+
+export type RolesAssignRolesErrors = {
+    /**
+     * No role has that name
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * The account or role has permissions you do not hold
+     */
+    403: ErrorMessage;
+    /**
+     * User not found
+     */
+    404: ErrorMessage;
+    /**
+     * No change may leave no active account that can manage roles
+     */
+    409: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type RolesAssignRolesError = RolesAssignRolesErrors[keyof RolesAssignRolesErrors];
+
+export type RolesAssignRolesResponses = {
+    /**
+     * Successful Response
+     */
+    200: UserPublic;
+};
+
+export type RolesAssignRolesResponse = RolesAssignRolesResponses[keyof RolesAssignRolesResponses];
 
 export type HealthHealthData = {
     body?: never;

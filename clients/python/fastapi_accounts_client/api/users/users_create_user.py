@@ -98,10 +98,11 @@ def sync_detailed(
 ) -> Response[ErrorMessage | HTTPValidationError | UserPublic]:
     """Create a user
 
-     A superuser may set is_active and is_superuser.
+     May set is_active; is_superuser (deprecated) grants `admin`, which only an account
+    holding every permission may hand out. The account holds `member`.
 
     Args:
-        body (UserCreate): What a superuser may send to create an account.
+        body (UserCreate): What an admin (users:manage) may send to create an account.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -129,10 +130,11 @@ def sync(
 ) -> ErrorMessage | HTTPValidationError | UserPublic | None:
     """Create a user
 
-     A superuser may set is_active and is_superuser.
+     May set is_active; is_superuser (deprecated) grants `admin`, which only an account
+    holding every permission may hand out. The account holds `member`.
 
     Args:
-        body (UserCreate): What a superuser may send to create an account.
+        body (UserCreate): What an admin (users:manage) may send to create an account.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -155,10 +157,11 @@ async def asyncio_detailed(
 ) -> Response[ErrorMessage | HTTPValidationError | UserPublic]:
     """Create a user
 
-     A superuser may set is_active and is_superuser.
+     May set is_active; is_superuser (deprecated) grants `admin`, which only an account
+    holding every permission may hand out. The account holds `member`.
 
     Args:
-        body (UserCreate): What a superuser may send to create an account.
+        body (UserCreate): What an admin (users:manage) may send to create an account.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -184,10 +187,11 @@ async def asyncio(
 ) -> ErrorMessage | HTTPValidationError | UserPublic | None:
     """Create a user
 
-     A superuser may set is_active and is_superuser.
+     May set is_active; is_superuser (deprecated) grants `admin`, which only an account
+    holding every permission may hand out. The account holds `member`.
 
     Args:
-        body (UserCreate): What a superuser may send to create an account.
+        body (UserCreate): What an admin (users:manage) may send to create an account.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

@@ -97,7 +97,7 @@ def sync_detailed(
 ) -> Response[Any | ErrorMessage | HTTPValidationError]:
     """Delete a user
 
-     Deletes the account and every session it has.
+     Deletes an account whose permissions the caller holds too, and every session it has.
 
     Args:
         user_id (UUID):
@@ -128,7 +128,7 @@ def sync(
 ) -> Any | ErrorMessage | HTTPValidationError | None:
     """Delete a user
 
-     Deletes the account and every session it has.
+     Deletes an account whose permissions the caller holds too, and every session it has.
 
     Args:
         user_id (UUID):
@@ -154,7 +154,7 @@ async def asyncio_detailed(
 ) -> Response[Any | ErrorMessage | HTTPValidationError]:
     """Delete a user
 
-     Deletes the account and every session it has.
+     Deletes an account whose permissions the caller holds too, and every session it has.
 
     Args:
         user_id (UUID):
@@ -183,7 +183,7 @@ async def asyncio(
 ) -> Any | ErrorMessage | HTTPValidationError | None:
     """Delete a user
 
-     Deletes the account and every session it has.
+     Deletes an account whose permissions the caller holds too, and every session it has.
 
     Args:
         user_id (UUID):

@@ -98,7 +98,7 @@ def sync_detailed(
 ) -> Response[Any | ErrorMessage | HTTPValidationError | UserPublic]:
     """Read a user
 
-     Any account, by id.
+     Any account, by id, with its roles and permissions.
 
     Args:
         user_id (UUID):
@@ -129,7 +129,7 @@ def sync(
 ) -> Any | ErrorMessage | HTTPValidationError | UserPublic | None:
     """Read a user
 
-     Any account, by id.
+     Any account, by id, with its roles and permissions.
 
     Args:
         user_id (UUID):
@@ -155,7 +155,7 @@ async def asyncio_detailed(
 ) -> Response[Any | ErrorMessage | HTTPValidationError | UserPublic]:
     """Read a user
 
-     Any account, by id.
+     Any account, by id, with its roles and permissions.
 
     Args:
         user_id (UUID):
@@ -184,7 +184,7 @@ async def asyncio(
 ) -> Any | ErrorMessage | HTTPValidationError | UserPublic | None:
     """Read a user
 
-     Any account, by id.
+     Any account, by id, with its roles and permissions.
 
     Args:
         user_id (UUID):

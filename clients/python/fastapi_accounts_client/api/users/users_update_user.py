@@ -109,12 +109,13 @@ def sync_detailed(
 ) -> Response[ErrorMessage | HTTPValidationError | UserPublic]:
     """Update a user
 
-     Any field but the id; a new password or deactivation ends the user's sessions,
-    a new email is unverified until its link is followed.
+     Any field but the id, of an account whose permissions the caller holds too; a new
+    password or deactivation ends the user's sessions, a new email is unverified until its
+    link is followed. is_superuser (deprecated) grants or removes `admin`.
 
     Args:
         user_id (UUID):
-        body (UserUpdate): What a superuser may change on any account.
+        body (UserUpdate): What an admin (users:manage) may change on any account.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -144,12 +145,13 @@ def sync(
 ) -> ErrorMessage | HTTPValidationError | UserPublic | None:
     """Update a user
 
-     Any field but the id; a new password or deactivation ends the user's sessions,
-    a new email is unverified until its link is followed.
+     Any field but the id, of an account whose permissions the caller holds too; a new
+    password or deactivation ends the user's sessions, a new email is unverified until its
+    link is followed. is_superuser (deprecated) grants or removes `admin`.
 
     Args:
         user_id (UUID):
-        body (UserUpdate): What a superuser may change on any account.
+        body (UserUpdate): What an admin (users:manage) may change on any account.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -174,12 +176,13 @@ async def asyncio_detailed(
 ) -> Response[ErrorMessage | HTTPValidationError | UserPublic]:
     """Update a user
 
-     Any field but the id; a new password or deactivation ends the user's sessions,
-    a new email is unverified until its link is followed.
+     Any field but the id, of an account whose permissions the caller holds too; a new
+    password or deactivation ends the user's sessions, a new email is unverified until its
+    link is followed. is_superuser (deprecated) grants or removes `admin`.
 
     Args:
         user_id (UUID):
-        body (UserUpdate): What a superuser may change on any account.
+        body (UserUpdate): What an admin (users:manage) may change on any account.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -207,12 +210,13 @@ async def asyncio(
 ) -> ErrorMessage | HTTPValidationError | UserPublic | None:
     """Update a user
 
-     Any field but the id; a new password or deactivation ends the user's sessions,
-    a new email is unverified until its link is followed.
+     Any field but the id, of an account whose permissions the caller holds too; a new
+    password or deactivation ends the user's sessions, a new email is unverified until its
+    link is followed. is_superuser (deprecated) grants or removes `admin`.
 
     Args:
         user_id (UUID):
-        body (UserUpdate): What a superuser may change on any account.
+        body (UserUpdate): What an admin (users:manage) may change on any account.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

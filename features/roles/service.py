@@ -1,0 +1,147 @@
+"""Roles use cases: every change of what a role grants, or of who holds it, runs under the
+users feature's authority lock and is a revocation (features/users/service.py).
+
+An actor hands out only what it holds: a role's permissions, old and new, and the roles an
+account gains or loses must all be among the actor's own, so roles:manage alone never makes
+anyone (the actor included) more than the actor is.
+"""
+
+import uuid
+
+from sqlalchemy import delete
+from sqlmodel import Session, col, select
+
+from core.data.clock import utc_now
+from core.data.db import read_only, transaction
+from core.data.invalidation import invalidate_on_commit, revoke_on_commit
+from core.permissions import declared
+from features.roles.errors import BuiltInRole, RoleNotFound
+from features.roles.models import (
+    PermissionPublic,
+    RoleAssignment,
+    RoleCreate,
+    RolePublic,
+    RoleUpdate,
+)
+from features.users import service as users_service
+from features.users.models import Authority, Role, RolePermission, UserPublic
+
+
+def _get(session: Session, role_id: uuid.UUID) -> Role:
+    role = session.get(Role, role_id)
+    if role is None:
+        raise RoleNotFound
+    return role
+
+
+def _public(session: Session, role: Role) -> RolePublic:
+    return RolePublic(
+        id=role.id,
+        name=role.name,
+        description=role.description,
+        permissions=sorted(users_service.granted_by(session, [role])),
+        built_in=role.built_in,
+        grants_all=role.grants_all,
+        created_at=role.created_at,
+        updated_at=role.updated_at,
+    )
+
+
+def _grant(session: Session, role: Role, permissions: list[str]) -> None:
+    session.execute(delete(RolePermission).where(col(RolePermission.role_id) == role.id))
+    session.add_all(RolePermission(role_id=role.id, permission=name) for name in permissions)
+
+
+def _granted_everywhere(session: Session) -> None:
+    """What roles grant changed: every cached account (each shows its permissions) and every
+    cached list of accounts dies with this commit, without a write per holder."""
+    revoke_on_commit(session, users_service.ROLES_TAG)
+    invalidate_on_commit(session, users_service.USERS_TAG)
+
+
+# --- reads -------------------------------------------------------------------------------
+
+
+def list_permissions() -> list[PermissionPublic]:
+    return [PermissionPublic(name=item.name, description=item.description) for item in declared()]
+
+
+@read_only
+def list_roles(session: Session) -> list[RolePublic]:
+    return [_public(session, role) for role in session.exec(select(Role).order_by(col(Role.name)))]
+
+
+@read_only
+def read_role(session: Session, *, role_id: uuid.UUID) -> RolePublic:
+    return _public(session, _get(session, role_id))
+
+
+# --- writes ------------------------------------------------------------------------------
+
+
+@transaction
+def create_role(session: Session, *, data: RoleCreate, actor: Authority) -> RolePublic:
+    """A new role nobody holds yet; a taken name is RoleNameTaken."""
+    users_service.ensure_covers(actor, data.permissions)
+    role = Role(name=data.name, description=data.description)
+    session.add(role)
+    _grant(session, role, data.permissions)
+    shown = _public(session, role)
+    session.commit()
+    return shown
+
+
+@transaction
+def update_role(
+    session: Session, *, role_id: uuid.UUID, changes: RoleUpdate, actor: Authority
+) -> RolePublic:
+    with users_service.changing_authority(session):
+        role = _get(session, role_id)
+        if role.built_in and changes.name not in (None, role.name):
+            raise BuiltInRole
+        users_service.ensure_covers(actor, users_service.granted_by(session, [role]))
+        if changes.permissions is not None:
+            if role.grants_all:
+                raise BuiltInRole
+            users_service.ensure_covers(actor, changes.permissions)
+            _grant(session, role, changes.permissions)
+        for field in ("name", "description"):
+            value = getattr(changes, field)
+            if value is not None:
+                setattr(role, field, value)
+        role.updated_at = utc_now()
+        session.add(role)
+        _granted_everywhere(session)
+    shown = _public(session, role)
+    session.commit()
+    return shown
+
+
+@transaction
+def delete_role(session: Session, *, role_id: uuid.UUID, actor: Authority) -> None:
+    """Its holders lose what it granted from this commit on."""
+    with users_service.changing_authority(session):
+        role = _get(session, role_id)
+        if role.built_in:
+            raise BuiltInRole
+        users_service.ensure_covers(actor, users_service.granted_by(session, [role]))
+        session.delete(role)
+        _granted_everywhere(session)
+    session.commit()
+
+
+@transaction
+def assign_roles(
+    session: Session, *, user_id: uuid.UUID, assignment: RoleAssignment, actor: Authority
+) -> UserPublic:
+    """The account holds exactly these roles from this commit on."""
+    with users_service.changing_authority(session):
+        user = users_service.get(session, user_id)
+        held = users_service.authority_of(session, [user.id])[user.id]
+        users_service.ensure_covers(actor, held.permissions)
+        roles = users_service.roles_named(session, assignment.roles)
+        users_service.ensure_covers(actor, users_service.granted_by(session, roles))
+        users_service.replace_roles(session, user.id, roles)
+    shown = users_service.public(session, user)
+    session.commit()
+    return shown
