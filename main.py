@@ -16,13 +16,13 @@ from core.data.db import Database
 from core.errors import SHARED_API_RESPONSES, install_error_handlers
 from core.http import docs, health, observability, openapi
 from core.http.caching import ConditionalGetMiddleware
-from core.http.middleware import BodySizeLimitMiddleware
+from core.http.middleware import BodySizeLimitMiddleware, RequestOriginMiddleware
 from core.http.ratelimit import RateLimiter
 from core.http.security_headers import SecurityHeadersMiddleware
 from core.jobs import mail
 from core.observability.logging import PROBE_PATHS, RequestLogMiddleware, configure_logging
 from core.security import PasswordHasher
-from features.registry import connect_features, import_permissions, import_routers
+from features.registry import connect_features, import_jobs, import_permissions, import_routers
 
 API_PREFIX = "/api/v1"
 
@@ -36,6 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         mail.warn_when_unconfigured(settings)
         await app.state.cache.start()
+        if app.state.jobs is not None and settings.JOBS_SCHEDULES:
+            # Every feature's jobs are imported by now (import_jobs), periodic ones included.
+            app.state.jobs.start_schedules(jobs.declared_jobs().values())
         yield
         if app.state.jobs is not None:
             await asyncio.to_thread(app.state.jobs.stop, settings.JOBS_SHUTDOWN_TIMEOUT)
@@ -82,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Each middleware added wraps the ones added before it.
     app.add_middleware(ConditionalGetMiddleware, prefix=API_PREFIX)
+    # The client's address and user agent, for the audit log (core/data/audit.py).
+    app.add_middleware(RequestOriginMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
     if settings.MAX_CONCURRENT_REQUESTS:
         app.add_middleware(
@@ -112,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for feature in import_routers():
         app.include_router(feature.router, prefix=API_PREFIX, responses=SHARED_API_RESPONSES)
     openapi.publish_permissions(app)
+    import_jobs()
     if settings.DOCS_ENABLED:
         docs.install_docs(app)
     observability.install(app, settings)

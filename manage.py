@@ -84,14 +84,16 @@ def init_env() -> int:
 
 
 def worker(extra_modules: list[str]) -> int:
-    """Every job the app can enqueue is declared in a module its routers import."""
+    """Every job the app can enqueue is declared in a module its routers import, and every
+    periodic one in a feature's jobs.py."""
     from core.jobs import worker as job_worker
     from core.observability.logging import configure_logging
-    from features.registry import connect_features, import_routers
+    from features.registry import connect_features, import_jobs, import_routers
 
     settings = get_settings()
     configure_logging(settings.LOG_LEVEL, json_lines=settings.ENVIRONMENT == "production")
     import_routers()
+    import_jobs()
     connect_features()  # jobs that change an account react as the app does
     for module in extra_modules:
         importlib.import_module(module)

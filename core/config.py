@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     # The job worker serves its own /metrics (job outcomes and durations) on this port when
     # METRICS_ENABLED; 0 turns it off. The web servers' /metrics shows the queue's depth.
     JOBS_METRICS_PORT: int = Field(default=9100, ge=0, le=65535)
+    # Periodic jobs (core/jobs `periodic`, e.g. the audit log's retention): a worker defers
+    # them when due (PostgreSQL: one worker per due time, however many run), an in-process
+    # runner runs them. false: this process leaves them to the others.
+    JOBS_SCHEDULES: bool = True
+
+    # The audit log (features/audit) keeps events this many days; a periodic job removes
+    # older ones every hour.
+    AUDIT_RETENTION_DAYS: int = Field(default=365, ge=1, le=36500)
 
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
     # Requests a worker works on at once; the others wait their turn in arrival order, so

@@ -1,9 +1,10 @@
 """The one list of installed features.
 
 Adding a feature is one line here. The app mounts each feature's `router`, Alembic sees each
-feature's tables through `import_models()`, and the permissions a feature declares in its
+feature's tables through `import_models()`, the permissions a feature declares in its
 optional `permissions.py` are known once `import_permissions()` has run (`admin` grants every
-one of them); a test fails when a folder under `features/` is missing from this list. The
+one of them), and so are the jobs of its optional `jobs.py` (periodic ones included) once
+`import_jobs()` has; a test fails when a folder under `features/` is missing from this list. The
 features' reactions to one another are wired in `connect_features()`, which every entry
 point calls (the app, the job worker).
 """
@@ -17,11 +18,12 @@ INSTALLED_FEATURES: tuple[str, ...] = (
     "auth",
     "recovery",
     "roles",
+    "audit",
 )
 
 
 # Tables core itself owns, imported with the features' so Alembic sees them too.
-CORE_MODELS: tuple[str, ...] = ("core.data.row_counts",)
+CORE_MODELS: tuple[str, ...] = ("core.data.row_counts", "core.data.audit")
 
 
 def import_models() -> list[ModuleType]:
@@ -33,6 +35,13 @@ def import_models() -> list[ModuleType]:
 def import_permissions() -> list[ModuleType]:
     """Import every feature's `permissions.py` (those that have one), declaring them all."""
     names = [f"features.{name}.permissions" for name in INSTALLED_FEATURES]
+    return [importlib.import_module(name) for name in names if importlib.util.find_spec(name)]
+
+
+def import_jobs() -> list[ModuleType]:
+    """Import every feature's `jobs.py` (those that have one): a periodic job nobody enqueues
+    is declared only there, and the worker and the in-process runner schedule what is."""
+    names = [f"features.{name}.jobs" for name in INSTALLED_FEATURES]
     return [importlib.import_module(name) for name in names if importlib.util.find_spec(name)]
 
 

@@ -68,6 +68,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "JOBS_CONCURRENCY": 1,
         "JOBS_RETRY_BASE_SECONDS": 0.05,
         "JOBS_RETRY_MAX_SECONDS": 0.1,
+        # Periodic jobs fire by the wall clock, in the middle of whatever test runs then, on
+        # its one connection; their own tests turn them on (tests/jobs/test_periodic.py).
+        "JOBS_SCHEDULES": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -1,10 +1,11 @@
 """Lists that page through any number of rows at the same cost per page.
 
-A list is ordered oldest first, by `(created_at, id)`, and each page ends with a `next_cursor`
-naming its last row; the next request passes it back and the database continues right after
-that row through the table's `(created_at, id)` index (keyset pagination). Page 10,000 then
-costs what page 1 costs, where an `offset` page reads and throws away every row before it, and
-a row inserted meanwhile neither repeats nor skips a row across pages.
+A list is ordered by `(created_at, id)`, oldest first (or newest first: `newest_first=True`),
+and each page ends with a `next_cursor` naming its last row; the next request passes it back
+and the database continues right after that row through the table's `(created_at, id)` index,
+read forwards or backwards (keyset pagination). Page 10,000 then costs what page 1 costs, where
+an `offset` page reads and throws away every row before it, and a row inserted meanwhile
+neither repeats nor skips a row across pages.
 
 A feature lists its rows in one line (`fetch_page(session, Widget, WidgetPublic, ...)`) and
 takes the query parameters with `PageRequest`, so every list in the app pages the same way.
@@ -107,6 +108,9 @@ def _statement(
     with_total: bool,
     after_cursor: bool,
     skipping: bool,
+    newest_first: bool = False,
+    since: bool = False,
+    until: bool = False,
 ) -> Select[Any]:
     """The page's statement, built once per shape, every value a bound parameter: a statement
     built per call costs 0.4 of the 2.6 ms of CPU a page of 100 users takes (its cache key
@@ -116,17 +120,28 @@ def _statement(
     columns += [column for column in order if column.name not in schema.model_fields]
     if with_total:
         columns.append(row_count_column(table.name))
-    statement = select(*columns).order_by(*order).limit(bindparam("page_limit"))
+    # Both columns in one direction, so one index serves either order (read backwards).
+    ordering = [column.desc() for column in order] if newest_first else list(order)
+    statement = select(*columns).order_by(*ordering).limit(bindparam("page_limit"))
     for name in filtered_by:
         statement = statement.where(
             table.c[name] == bindparam(f"filter_{name}", type_=table.c[name].type)
+        )
+    if since:
+        statement = statement.where(
+            table.c.created_at >= bindparam("since", type_=table.c.created_at.type)
+        )
+    if until:
+        statement = statement.where(
+            table.c.created_at < bindparam("until", type_=table.c.created_at.type)
         )
     if after_cursor:
         after = tuple_(
             bindparam("after_created_at", type_=table.c.created_at.type),
             bindparam("after_id", type_=table.c.id.type),
         )
-        statement = statement.where(tuple_(*order) > after)
+        position = tuple_(*order)
+        statement = statement.where(position < after if newest_first else position > after)
     if skipping:
         statement = statement.offset(bindparam("page_offset"))
     return statement
@@ -141,10 +156,15 @@ def fetch_page(
     filter_by: Mapping[str, Any] | None = None,
     offset: int = 0,
     with_total: bool = False,
+    newest_first: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Page[SchemaT]:
-    """One page of `model`'s rows as `schema` objects, oldest first, after `page.cursor`.
+    """One page of `model`'s rows as `schema` objects, oldest first (`newest_first`: newest
+    first), after `page.cursor`.
 
-    `filter_by` keeps the rows whose columns equal the values given (`{"owner_id": ...}`).
+    `filter_by` keeps the rows whose columns equal the values given (`{"owner_id": ...}`);
+    `since` and `until` keep those created at or after `since` and before `until`.
     `model` needs `created_at` and `id` columns and an index on `(created_at, id)` after its
     filter columns (`(owner_id, created_at, id)`). `offset` skips rows on a first page, for
     clients of offset paging. `with_total` reads the table's row count kept by triggers
@@ -161,10 +181,22 @@ def fetch_page(
     table: Table = model.__table__  # type: ignore[attr-defined]
     skipping = page.cursor is None and offset > 0
     statement = _statement(
-        table, schema, tuple(sorted(filters)), with_total, page.cursor is not None, skipping
+        table,
+        schema,
+        tuple(sorted(filters)),
+        with_total,
+        page.cursor is not None,
+        skipping,
+        newest_first,
+        since is not None,
+        until is not None,
     )
     values: dict[str, Any] = {"page_limit": page.size + 1}
     values.update({f"filter_{name}": value for name, value in filters.items()})
+    if since is not None:
+        values["since"] = since
+    if until is not None:
+        values["until"] = until
     if page.cursor is not None:
         values["after_created_at"], values["after_id"] = decode_cursor(page.cursor)
     if skipping:

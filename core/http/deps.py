@@ -4,13 +4,13 @@ Each one is an `async def` on purpose: FastAPI runs plain `def` dependencies in 
 thread, and a thread hop to read an attribute would cost more than the attribute.
 """
 
-import ipaddress
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from core.cache import Cache
 from core.config import Settings
+from core.data.audit import normalized_ip
 from core.data.db import Database
 from core.http.ratelimit import RateLimiter
 from core.security import PasswordHasher
@@ -52,14 +52,8 @@ async def get_client_ip(request: Request) -> str:
     """The peer address; behind a proxy, the server's forwarded-allow-ips makes it the
     client's (see the README's deployment section). Anything that is not an IP address (a
     forged forwarding header can carry any text) is `invalid`, so no such text reaches a
-    rate limit or a log."""
-    if request.client is None:
-        return "unknown"
-    host = request.client.host
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return "invalid"
+    rate limit, a log or the audit log (core/http/middleware.py reads it the same way)."""
+    return normalized_ip(None if request.client is None else request.client.host)
 
 
 ClientIP = Annotated[str, Depends(get_client_ip)]

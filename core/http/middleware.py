@@ -4,6 +4,34 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.data import audit
+
+
+class RequestOriginMiddleware:
+    """Where the request comes from, for the audit log: the client's address (as
+    core/http/deps.get_client_ip reads it: behind a proxy, the server's forwarded-allow-ips
+    makes it the client's) and its User-Agent, bounded, set once for everything the request
+    runs (core/data/audit.py, `request_origin`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        user_agent = None
+        for name, value in scope["headers"]:
+            if name == b"user-agent":
+                # Only the stored length is decoded: a header may be as long as the server
+                # lets it be.
+                user_agent = value[: audit.USER_AGENT_MAX_LENGTH].decode("latin-1")
+                break
+        client_ip = audit.normalized_ip(client[0] if client else None)
+        with audit.origin(client_ip, audit.bounded_user_agent(user_agent)):
+            await self.app(scope, receive, send)
+
 
 class BodySizeLimitMiddleware:
     """413 for a body over `max_bytes`, decided before the body is read into memory.

@@ -28,6 +28,21 @@ and tests, never what production should run.
 A job may run more than once (a worker killed after the work but before recording it, a job
 still running when its worker's shutdown timeout ends), so a job must be safe to repeat, or
 harmless when repeated (a second identical mail).
+
+Periodic jobs run on a schedule (cron: minute hour day month weekday, and optionally seconds
+as a sixth field), with no arguments:
+
+    @jobs.periodic("17 * * * *")                          # every hour, at :17
+    def purge_expired(context: jobs.JobContext) -> None:
+        ...  # context.scheduled_at: the time this run was due
+
+On PostgreSQL every worker (`manage.py worker`) defers them through procrastinate's periodic
+tasks; the queue's `procrastinate_periodic_defers` table lets one worker, and one only, defer
+each due time, so any number of workers run each due time once (and a due time missed by at
+most 10 minutes, the workers all down meanwhile, still runs when one starts). In-process
+(SQLite, `make dev`) a timer thread of the runner submits them when due; several processes on
+one SQLite file each run them. JOBS_SCHEDULES=false leaves a process's schedules to the
+others. Either way a periodic job, like any job, must be safe to repeat.
 """
 
 import json
@@ -36,12 +51,13 @@ import random
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, Generic, ParamSpec
 
+from croniter import croniter
 from sqlmodel import Session
 
 from core.config import Settings
@@ -64,6 +80,8 @@ class JobContext:
     database: Database
     attempt: int  # 1 on the first try
     job_id: int | None  # the queue's id; None when jobs run in-process
+    # A periodic job's due time for this run; None for a job someone enqueued.
+    scheduled_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +90,25 @@ class Job(Generic[P]):
 
     name: str
     function: Callable[Concatenate[JobContext, P], None]
+    # Cron, for a periodic job (`periodic`); None for one that runs when enqueued.
+    schedule: str | None = None
+
+    def run(self, context: JobContext, arguments: dict[str, Any]) -> None:
+        """Call the function. A periodic run's due time arrives as the queue's `timestamp`
+        argument (seconds since the epoch) and goes to `context.scheduled_at` instead."""
+        arguments = dict(arguments)
+        timestamp = arguments.pop(SCHEDULED_TIMESTAMP, None) if self.schedule else None
+        if timestamp is not None:
+            scheduled_at = datetime.fromtimestamp(timestamp, UTC)
+            context = JobContext(
+                context.settings, context.database, context.attempt, context.job_id, scheduled_at
+            )
+        function: Callable[..., None] = self.function  # JSON arguments: checked by the caller
+        function(context, **arguments)
+
+
+# The argument procrastinate's periodic deferrer gives each run of a periodic task.
+SCHEDULED_TIMESTAMP = "timestamp"
 
 
 _declared: dict[str, Job[Any]] = {}
@@ -81,13 +118,35 @@ def job(function: Callable[Concatenate[JobContext, P], None]) -> Job[P]:
     """Declare a job. Its name is where it lives (`module.function`): a queued job finds its
     code by that name, so renaming or moving a job strands the ones already queued (they
     fail, and `manage.py jobs retry` runs them once the code answers to the name again)."""
+    return _declare(function, schedule=None)
+
+
+def periodic(schedule: str) -> Callable[[Callable[[JobContext], None]], Job[[]]]:
+    """Declare a job that runs on `schedule` (cron; a sixth field counts seconds), taking
+    no arguments; it may be enqueued by hand too."""
+    if not croniter.is_valid(schedule):
+        raise ValueError(f"not a cron schedule: {schedule!r}")
+
+    def declare(function: Callable[[JobContext], None]) -> Job[[]]:
+        return _declare(function, schedule=schedule)
+
+    return declare
+
+
+def _declare(function: Callable[Concatenate[JobContext, P], None], schedule: str | None) -> Job[P]:
     name = f"{function.__module__}.{function.__qualname__}"
-    declared = Job(name=name, function=function)
+    declared = Job(name=name, function=function, schedule=schedule)
     existing = _declared.get(name)
     if existing is not None and existing.function is not function:
         raise ValueError(f"two jobs are named {name}")
     _declared[name] = declared
     return declared
+
+
+def next_due(schedule: str, after: float) -> float:
+    """The first time (seconds since the epoch) after `after` that `schedule` names."""
+    due: float = croniter(schedule, after).get_next(float)
+    return due
 
 
 def declared_jobs() -> dict[str, Job[Any]]:
@@ -245,26 +304,55 @@ class InProcessJobs:
         self._stopping = threading.Event()
         self._idle = threading.Condition()
         self._active = 0
+        self._scheduler: threading.Thread | None = None
 
     def run_after_commit(self, session: Session, job: Job[Any], arguments: dict[str, Any]) -> None:
         after_commit(session, lambda: self._submit(job, arguments))
 
-    def _submit(self, job: Job[Any], arguments: dict[str, Any]) -> None:
+    def start_schedules(self, periodic_jobs: Iterable[Job[Any]]) -> None:
+        """Run these periodic jobs whenever their schedules say, until `stop`."""
+        scheduled = [job for job in periodic_jobs if job.schedule is not None]
+        if not scheduled or self._scheduler is not None:
+            return
+        self._scheduler = threading.Thread(
+            target=self._run_schedules, args=(scheduled,), name="job-schedules", daemon=True
+        )
+        self._scheduler.start()
+
+    def _run_schedules(self, scheduled: list[Job[Any]]) -> None:
+        now = time.time()
+        due = {job.name: next_due(job.schedule or "", now) for job in scheduled}
+        by_name = {job.name: job for job in scheduled}
+        while True:
+            name = min(due, key=lambda job_name: due[job_name])
+            if self._stopping.wait(max(0.0, due[name] - time.time())):
+                return
+            self._submit(by_name[name], {}, scheduled_at=datetime.fromtimestamp(due[name], UTC))
+            # From now, not from the due time: a process that slept through several due
+            # times (a laptop's lid closed) runs the job once, not once for each.
+            due[name] = next_due(by_name[name].schedule or "", max(due[name], time.time()))
+
+    def _submit(
+        self, job: Job[Any], arguments: dict[str, Any], scheduled_at: datetime | None = None
+    ) -> None:
         with self._idle:
             if self._stopping.is_set():
                 # Raising here would tell the caller its commit failed; it did not.
                 logger.warning("job %s lost: committed while the process stops", job.name)
                 return
             self._active += 1
-        self._executor.submit(self._run, job, arguments)
+        self._executor.submit(self._run, job, arguments, scheduled_at)
 
-    def _run(self, job: Job[Any], arguments: dict[str, Any]) -> None:
+    def _run(
+        self, job: Job[Any], arguments: dict[str, Any], scheduled_at: datetime | None = None
+    ) -> None:
         try:
             for attempt in range(1, self._policy.max_attempts + 1):
                 settings, database = self._context()
                 started = time.monotonic()
                 try:
-                    job.function(JobContext(settings, database, attempt, None), **arguments)
+                    context = JobContext(settings, database, attempt, None, scheduled_at)
+                    job.run(context, arguments)
                 except Exception as error:
                     delay = self._policy.after_failure(job.name, None, attempt, error)
                     if delay is None:
@@ -338,7 +426,7 @@ def run_due_jobs(settings: Settings, database: Database) -> int:
         try:
             if declared is None:
                 raise LookupError(f"no job is declared as {due.task_name}")
-            declared.function(JobContext(settings, database, attempt, due.id), **due.arguments)
+            declared.run(JobContext(settings, database, attempt, due.id), due.arguments)
         except Exception as error:
             delay = policy.after_failure(due.task_name, due.id, attempt, error)
             with database.session() as session:

@@ -110,7 +110,7 @@ def _task_for(job: jobs.Job[Any], settings: Settings, database: Database) -> Cal
         attempt = queued.attempts + 1
         job_context = jobs.JobContext(settings, database, attempt, queued.id)
         started = time.monotonic()
-        await _in_daemon_thread(lambda: job.function(job_context, **arguments))
+        await _in_daemon_thread(lambda: job.run(job_context, arguments))
         jobs.log_succeeded(job.name, queued.id, attempt, time.monotonic() - started)
 
     return run
@@ -193,8 +193,16 @@ async def serve(settings: Settings) -> None:
     )
     app = procrastinate.App(connector=connector)
     backoff = _Backoff(policy)
+    schedules = []
     for name, job in declared.items():
-        app.task(name=name, pass_context=True, retry=backoff)(_task_for(job, settings, database))
+        queued_task = app.task(name=name, pass_context=True, retry=backoff)(
+            _task_for(job, settings, database)
+        )
+        if job.schedule is not None and settings.JOBS_SCHEDULES:
+            # Every worker defers it; procrastinate_periodic_defers lets one of them, and
+            # one only, defer each due time.
+            app.periodic(cron=job.schedule)(queued_task)
+            schedules.append(f"{name} ({job.schedule})")
 
     async def recover_stalled() -> None:
         def work() -> list[job_queue.StalledJob]:
@@ -231,11 +239,13 @@ async def serve(settings: Settings) -> None:
         )
 
     logger.info(
-        "job worker starting: %d at once, up to %d attempts, %g s to finish at shutdown; jobs: %s",
+        "job worker starting: %d at once, up to %d attempts, %g s to finish at shutdown; "
+        "jobs: %s; on a schedule: %s",
         settings.JOBS_CONCURRENCY,
         policy.max_attempts,
         settings.JOBS_SHUTDOWN_TIMEOUT,
         ", ".join(sorted(declared)) or "none declared",
+        ", ".join(sorted(schedules)) or "none",
     )
     try:
         async with app.open_async():

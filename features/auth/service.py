@@ -12,6 +12,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from core.config import Settings
+from core.data import audit
 from core.data.clock import as_utc, utc_now
 from core.data.db import Database, changed_rows, transaction
 from core.errors import TooManyRequestsError
@@ -29,16 +30,28 @@ from features.auth.models import RefreshToken, TokenPair
 from features.users import service as users_service
 from features.users.models import User, UserCreate, UserPublic, UserRegister, normalize_email
 
+# The audit events this feature records (core/data/audit.py). A session is a refresh token
+# family: its id is in the details of each, to follow one session from sign-in to sign-out.
+SIGNED_IN = audit.event_type("auth.signed_in", "A sign-in with email and password succeeded")
+SIGN_IN_FAILED = audit.event_type(
+    "auth.sign_in_failed",
+    "A sign-in failed; an address with no account is stored masked and as a keyed fingerprint",
+)
+SIGNED_OUT = audit.event_type("auth.signed_out", "A session was ended by its refresh token")
+REFRESH_REUSED = audit.event_type(
+    "auth.refresh_reused", "A spent refresh token was presented again: its session is ended"
+)
+
 
 def issue_tokens(
-    session: Session, user: User, settings: Settings, family_id: uuid.UUID | None = None
+    session: Session, user: User, settings: Settings, family_id: uuid.UUID
 ) -> TokenPair:
     """A fresh access token and a refresh token stored by its hash; commits."""
     refresh_token = new_opaque_token()
     session.add(
         RefreshToken(
             user_id=user.id,
-            family_id=family_id or uuid.uuid4(),
+            family_id=family_id,
             token_hash=digest_token(refresh_token),
             token_version=user.token_version,
             expires_at=utc_now() + timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS),
@@ -65,11 +78,26 @@ def _find(session: Session, refresh_token: str) -> RefreshToken | None:
     ).first()
 
 
-def _revoke_family(session: Session, family_id: uuid.UUID) -> None:
-    session.execute(
+def _revoke_family(session: Session, family_id: uuid.UUID) -> int:
+    """Revoke the session's refresh tokens still live; how many there were. Does not commit."""
+    return changed_rows(
+        session,
         update(RefreshToken)
         .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
-        .values(revoked_at=utc_now())
+        .values(revoked_at=utc_now()),
+    )
+
+
+def _replayed(session: Session, stored: RefreshToken) -> None:
+    """A spent refresh token came back: whoever holds its successor (the owner or a thief)
+    loses the session, and the log says so. Commits."""
+    _revoke_family(session, stored.family_id)
+    audit.record(
+        session,
+        REFRESH_REUSED,
+        actor_id=None,  # the owner or a thief: nobody can tell which
+        subject_id=stored.user_id,
+        details={"session_id": str(stored.family_id)},
     )
     session.commit()
 
@@ -84,7 +112,7 @@ def refresh(session: Session, *, refresh_token: str, settings: Settings) -> Toke
     if stored is None:
         raise InvalidRefreshToken
     if stored.revoked_at is not None:
-        _revoke_family(session, stored.family_id)
+        _replayed(session, stored)
         raise InvalidRefreshToken
     user = session.get(User, stored.user_id)
     if (
@@ -103,17 +131,25 @@ def refresh(session: Session, *, refresh_token: str, settings: Settings) -> Toke
     )
     if changed_rows(session, spend) != 1:
         session.rollback()
-        _revoke_family(session, stored.family_id)
+        _replayed(session, stored)
         raise InvalidRefreshToken
     return issue_tokens(session, user, settings, family_id=stored.family_id)
 
 
 @transaction
 def logout(session: Session, *, refresh_token: str) -> None:
-    """Log out the session the token belongs to; unknown or spent tokens change nothing."""
+    """Log out the session the token belongs to; unknown or spent tokens change nothing (and
+    record nothing)."""
     stored = _find(session, refresh_token)
-    if stored is not None:
-        _revoke_family(session, stored.family_id)
+    if stored is not None and _revoke_family(session, stored.family_id):
+        audit.record(
+            session,
+            SIGNED_OUT,
+            actor_id=stored.user_id,
+            subject_id=stored.user_id,
+            details={"session_id": str(stored.family_id)},
+        )
+        session.commit()
 
 
 @transaction  # the primary: an account deactivated a moment ago must already be refused
@@ -132,13 +168,43 @@ def _start_session(
             .where(col(User.id) == user.id, col(User.hashed_password) == user.hashed_password)
             .values(hashed_password=rehashed)
         )
-    return issue_tokens(session, user, settings)
+    family_id = uuid.uuid4()
+    audit.record(
+        session,
+        SIGNED_IN,
+        actor_id=user.id,
+        subject_id=user.id,
+        details={"session_id": str(family_id)},
+    )
+    return issue_tokens(session, user, settings, family_id)
+
+
+@transaction
+def _record_failed_sign_in(
+    session: Session, *, user: User | None, email: str, reason: str, settings: Settings
+) -> None:
+    """A failed sign-in, in a transaction of its own (it changes nothing else). At an
+    account: its id; at an address with no account: never the address itself, so the log is
+    no list of addresses people tried."""
+    if user is None:
+        details = {"reason": reason, **audit.unknown_address(settings.SECRET_KEY, email)}
+    else:
+        details = {"reason": reason}
+    audit.record(
+        session,
+        SIGN_IN_FAILED,
+        actor_id=None,
+        subject_id=None if user is None else user.id,
+        details=details,
+    )
+    session.commit()
 
 
 @transaction
 def _create_account(session: Session, *, data: UserRegister, hashed_password: str) -> UserPublic:
     account = UserCreate(name=data.name, email=data.email, password=data.password)
     user = users_service.add(session, account, hashed_password)
+    users_service.record_created(session, user, actor_id=user.id)  # a sign-up: by itself
     users_service.new_address.fire(session, user)
     shown = users_service.public(session, user)
     session.commit()
@@ -175,7 +241,12 @@ async def login(
     password: str,
     client_ip: str,
 ) -> TokenPair:
-    """One bcrypt verify per attempt, whether or not the account exists."""
+    """One bcrypt verify per attempt, whether or not the account exists.
+
+    Each failure checked against the database is in the audit log. Attempts the throttle
+    refuses (429) and input no account can match are not: they are refused before the
+    database on purpose, so a flood of them costs no write each (the throttle would turn
+    into a way to fill the log), and the failures that tripped the throttle are there."""
     email = normalize_email(email)
     throttle = _LoginThrottle(limiter, settings, account=email, client_ip=client_ip)
     await throttle.admit()
@@ -186,14 +257,13 @@ async def login(
         raise InvalidCredentials
     user = await _find_account(db, email=email)
     matches = await passwords.verify_async(password, user.hashed_password if user else None)
-    if (
-        user is None
-        or not matches
-        or not user.is_active
-        or (settings.REQUIRE_VERIFIED_EMAIL and not user.is_verified)
-    ):
+    failure = _failure_reason(user, matches, settings)
+    if failure is not None:
         await throttle.failed()
+        # Every failure writes one row, known account or not: no difference in time either.
+        await _record_failed_sign_in(db, user=user, email=email, reason=failure, settings=settings)
         raise InvalidCredentials
+    assert user is not None  # a missing account is a failure
     # A hash made at another cost than BCRYPT_ROUNDS follows the setting now, while the
     # password is at hand, in the same unit of work as the sign-in.
     rehashed = (
@@ -202,6 +272,19 @@ async def login(
         else None
     )
     return await _start_session(db, user=user, settings=settings, rehashed=rehashed)
+
+
+def _failure_reason(user: User | None, matches: bool, settings: Settings) -> str | None:
+    """Why a sign-in fails, for the audit log (the client gets one answer for all), or None."""
+    if user is None:
+        return "unknown_account"
+    if not matches:
+        return "wrong_password"
+    if not user.is_active:
+        return "inactive"
+    if settings.REQUIRE_VERIFIED_EMAIL and not user.is_verified:
+        return "unverified"
+    return None
 
 
 class _LoginThrottle:

@@ -13,10 +13,12 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from core.config import Settings
+from core.data import audit
 from core.data.clock import utc_now
 from core.data.db import Database, changed_rows, transaction
 from core.http.ratelimit import RateLimiter, address_key, parse_limit
 from core.jobs import enqueue
+from core.observability.masking import mask_address
 from core.security import PasswordHasher, digest_token
 from features.recovery import jobs
 from features.recovery.errors import InvalidAccountToken
@@ -25,6 +27,15 @@ from features.users import service as users_service
 from features.users.models import User, normalize_email
 
 ACCEPTED_MESSAGE = "If an account uses this address, a mail with a link is on its way."
+
+# The audit events this feature records (core/data/audit.py). Following a link mailed to the
+# account is the owner acting: actor and subject are the account.
+PASSWORD_RESET = audit.event_type("recovery.password_reset", "A password was set with a reset link")
+EMAIL_VERIFIED = audit.event_type("recovery.email_verified", "An address was confirmed by its link")
+EMAIL_RESTORED = audit.event_type(
+    "recovery.email_restored",
+    "A previous address was put back by its link (masked in details); every session ended",
+)
 
 
 # --- reactions to other features (connected in features/registry.py) ---------------------
@@ -119,6 +130,7 @@ def complete_reset(session: Session, *, token: str, hashed_password: str) -> Non
     ):
         session.rollback()
         raise InvalidAccountToken
+    audit.record(session, PASSWORD_RESET, actor_id=stored.user_id, subject_id=stored.user_id)
     session.commit()
 
 
@@ -127,7 +139,8 @@ def verify_email(session: Session, *, token: str) -> None:
     """Spend a verification link and mark the address it was mailed to as verified."""
     stored = _usable(session, token, AccountTokenPurpose.VERIFY)
     _spend(session, stored)
-    users_service.mark_email_verified(session, stored.user_id, stored.email)
+    if users_service.mark_email_verified(session, stored.user_id, stored.email):
+        audit.record(session, EMAIL_VERIFIED, actor_id=stored.user_id, subject_id=stored.user_id)
     session.commit()
 
 
@@ -140,6 +153,13 @@ def restore_email(session: Session, *, token: str) -> None:
     if not users_service.restore_address(session, stored.user_id, stored.email):
         session.rollback()
         raise InvalidAccountToken
+    audit.record(
+        session,
+        EMAIL_RESTORED,
+        actor_id=stored.user_id,
+        subject_id=stored.user_id,
+        details={"email": mask_address(stored.email)},
+    )
     session.commit()
 
 

@@ -11,6 +11,7 @@ import uuid
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
+from core.data import audit
 from core.data.clock import utc_now
 from core.data.db import read_only, transaction
 from core.data.invalidation import invalidate_on_commit, revoke_on_commit
@@ -24,7 +25,15 @@ from features.roles.models import (
     RoleUpdate,
 )
 from features.users import service as users_service
-from features.users.models import Authority, Role, RolePermission, UserPublic
+from features.users.models import AuthenticatedUser, Role, RolePermission, UserPublic
+
+# The audit events this feature records (core/data/audit.py); the actor is the role manager.
+ROLE_CREATED = audit.event_type("roles.created", "A role was created (name, permissions)")
+ROLE_UPDATED = audit.event_type("roles.updated", "A role was renamed or its permissions changed")
+ROLE_DELETED = audit.event_type("roles.deleted", "A role was deleted; its holders lost it")
+ROLES_ASSIGNED = audit.event_type(
+    "roles.assigned", "An account's roles were replaced (old and new in details)"
+)
 
 
 def _get(session: Session, role_id: uuid.UUID) -> Role:
@@ -80,12 +89,19 @@ def read_role(session: Session, *, role_id: uuid.UUID) -> RolePublic:
 
 
 @transaction
-def create_role(session: Session, *, data: RoleCreate, actor: Authority) -> RolePublic:
+def create_role(session: Session, *, data: RoleCreate, actor: AuthenticatedUser) -> RolePublic:
     """A new role nobody holds yet; a taken name is RoleNameTaken."""
     users_service.ensure_covers(actor, data.permissions)
     role = Role(name=data.name, description=data.description)
     session.add(role)
     _grant(session, role, data.permissions)
+    audit.record(
+        session,
+        ROLE_CREATED,
+        actor_id=actor.id,
+        subject_id=None,
+        details={"role_id": str(role.id), "name": role.name, "permissions": data.permissions},
+    )
     shown = _public(session, role)
     session.commit()
     return shown
@@ -93,18 +109,23 @@ def create_role(session: Session, *, data: RoleCreate, actor: Authority) -> Role
 
 @transaction
 def update_role(
-    session: Session, *, role_id: uuid.UUID, changes: RoleUpdate, actor: Authority
+    session: Session, *, role_id: uuid.UUID, changes: RoleUpdate, actor: AuthenticatedUser
 ) -> RolePublic:
     with users_service.changing_authority(session):
         role = _get(session, role_id)
         if role.built_in and changes.name not in (None, role.name):
             raise BuiltInRole
-        users_service.ensure_covers(actor, users_service.granted_by(session, [role]))
+        granted = sorted(users_service.granted_by(session, [role]))
+        users_service.ensure_covers(actor, granted)
+        details: dict[str, object] = {"role_id": str(role.id), "name": role.name}
         if changes.permissions is not None:
             if role.grants_all:
                 raise BuiltInRole
             users_service.ensure_covers(actor, changes.permissions)
             _grant(session, role, changes.permissions)
+            details["permissions"] = {"old": granted, "new": changes.permissions}
+        if changes.name not in (None, role.name):
+            details["renamed"] = {"old": role.name, "new": changes.name}
         for field in ("name", "description"):
             value = getattr(changes, field)
             if value is not None:
@@ -112,27 +133,36 @@ def update_role(
         role.updated_at = utc_now()
         session.add(role)
         _granted_everywhere(session)
+        audit.record(session, ROLE_UPDATED, actor_id=actor.id, subject_id=None, details=details)
     shown = _public(session, role)
     session.commit()
     return shown
 
 
 @transaction
-def delete_role(session: Session, *, role_id: uuid.UUID, actor: Authority) -> None:
+def delete_role(session: Session, *, role_id: uuid.UUID, actor: AuthenticatedUser) -> None:
     """Its holders lose what it granted from this commit on."""
     with users_service.changing_authority(session):
         role = _get(session, role_id)
         if role.built_in:
             raise BuiltInRole
-        users_service.ensure_covers(actor, users_service.granted_by(session, [role]))
+        granted = sorted(users_service.granted_by(session, [role]))
+        users_service.ensure_covers(actor, granted)
         session.delete(role)
         _granted_everywhere(session)
+        audit.record(
+            session,
+            ROLE_DELETED,
+            actor_id=actor.id,
+            subject_id=None,
+            details={"role_id": str(role.id), "name": role.name, "permissions": granted},
+        )
     session.commit()
 
 
 @transaction
 def assign_roles(
-    session: Session, *, user_id: uuid.UUID, assignment: RoleAssignment, actor: Authority
+    session: Session, *, user_id: uuid.UUID, assignment: RoleAssignment, actor: AuthenticatedUser
 ) -> UserPublic:
     """The account holds exactly these roles from this commit on."""
     with users_service.changing_authority(session):
@@ -142,6 +172,13 @@ def assign_roles(
         roles = users_service.roles_named(session, assignment.roles)
         users_service.ensure_covers(actor, users_service.granted_by(session, roles))
         users_service.replace_roles(session, user.id, roles)
+        audit.record(
+            session,
+            ROLES_ASSIGNED,
+            actor_id=actor.id,
+            subject_id=user.id,
+            details={"roles": {"old": held.roles, "new": sorted(assignment.roles)}},
+        )
     shown = users_service.public(session, user)
     session.commit()
     return shown

@@ -18,11 +18,13 @@ from sqlmodel import Session, col, select
 
 from core import permissions
 from core.cache import Cache
+from core.data import audit
 from core.data.clock import utc_now
 from core.data.db import Database, changed_rows, get_as, read_only, serialized, transaction
 from core.data.hooks import Hook
 from core.data.invalidation import invalidate_on_commit, revoke_on_commit
 from core.data.pagination import fetch_page
+from core.observability.masking import mask_address
 from core.security import PasswordHasher
 from features.users.errors import (
     InvalidAccessToken,
@@ -52,6 +54,25 @@ from features.users.models import (
     normalize_email,
 )
 from features.users.permissions import MANAGE_ROLES
+
+# The audit events this feature records (core/data/audit.py), in the transaction of the change.
+# The actor is whoever acted: the account itself for self-service, an admin, or none (a
+# command); the subject is the account.
+ACCOUNT_CREATED = audit.event_type(
+    "users.created",
+    "An account was created: by sign-up (actor is the account), an admin or a command",
+)
+ACCOUNT_UPDATED = audit.event_type(
+    "users.updated",
+    "An account's fields were changed (which ones, in details), by its owner or an admin",
+)
+ACCOUNT_DELETED = audit.event_type(
+    "users.deleted", "An account was deleted, by its owner or an admin"
+)
+PASSWORD_CHANGED = audit.event_type("users.password_changed", "The owner changed the password")
+EMAIL_CHANGED = audit.event_type(
+    "users.email_changed", "The owner changed the email (both addresses masked in details)"
+)
 
 # Hooks fire inside the transaction that made the change; features/registry.py connects the
 # reactions (recovery mails), which commit or roll back with it.
@@ -320,16 +341,17 @@ def restore_address(session: Session, user_id: uuid.UUID, email: str) -> bool:
     return True
 
 
-def mark_email_verified(session: Session, user_id: uuid.UUID, email: str) -> None:
+def mark_email_verified(session: Session, user_id: uuid.UUID, email: str) -> bool:
     """The owner proved they read mail at `email`; nothing changes if the account has moved
-    to another address since. Does not commit."""
-    changed_rows(
+    to another address since (False). Does not commit."""
+    verified = changed_rows(
         session,
         update(User)
         .where(col(User.id) == user_id, col(User.email) == email)
         .values(is_verified=True, updated_at=utc_now()),
     )
     _changed(session, user_id, revoking=False)
+    return verified == 1
 
 
 def ensure_first_superuser(session: Session, email: str, hashed_password: str) -> bool:
@@ -344,7 +366,7 @@ def ensure_first_superuser(session: Session, email: str, hashed_password: str) -
         name="Admin", email=normalize_email(email), password="x" * 8, is_superuser=True
     )
     # Whoever deploys chose this address; nobody is waiting to click a link.
-    add(session, first, hashed_password, is_verified=True)
+    record_created(session, add(session, first, hashed_password, is_verified=True), None)
     try:
         session.commit()
     except IntegrityError:  # created by a concurrent run a moment ago
@@ -358,19 +380,32 @@ def _apply_changes(
     user_id: uuid.UUID,
     changes: UserUpdateMe | UserUpdate,
     hashed_password: str | None,
-    actor: Authority | None = None,
+    actor: AuthenticatedUser | None = None,
 ) -> UserPublic:
-    """Apply only the fields the schema allows and the caller sent, and commit. `actor`: an
-    admin changing someone's account, who must hold whatever that account holds."""
+    """Apply only the fields the schema allows and the caller sent, record what changed, and
+    commit. `actor`: an admin changing someone's account, who must hold whatever that account
+    holds; None: the owner."""
     values: dict[str, Any] = changes.model_dump(
         exclude_unset=True, exclude={"password", "current_password"}
     )
     values = {key: value for key, value in values.items() if value is not None}
     if "is_active" in values or "is_superuser" in values:
         with changing_authority(session):
-            user = _change(session, user_id, values, hashed_password, actor)
+            user, changed = _change(session, user_id, values, hashed_password, actor)
     else:
-        user = _change(session, user_id, values, hashed_password, actor)
+        user, changed = _change(session, user_id, values, hashed_password, actor)
+    if changed:
+        by_owner_to_email = actor is None and "email" in changed
+        audit.record(
+            session,
+            EMAIL_CHANGED if by_owner_to_email else ACCOUNT_UPDATED,
+            actor_id=user_id if actor is None else actor.id,
+            subject_id=user_id,
+            details={
+                "fields": sorted(changed),
+                **{field: shown for field, shown in changed.items() if shown is not None},
+            },
+        )
     shown = public(session, user)
     session.commit()
     return shown
@@ -382,16 +417,27 @@ def _change(
     values: dict[str, Any],
     hashed_password: str | None,
     actor: Authority | None,
-) -> User:
+) -> tuple[User, dict[str, Any]]:
+    """The account changed, and what changed, as the audit log shows it: the name and the
+    password by name only (None), the email masked, the flags with their old and new
+    values."""
     user = get(session, user_id)
+    changed: dict[str, Any] = {}
     if actor is not None:
         ensure_covers(actor, authority_of(session, [user.id])[user.id].permissions)
     admin = values.pop("is_superuser", None)
     if admin is not None:
         if actor is not None:
             ensure_covers(actor, granted_by(session, roles_named(session, [ADMIN_ROLE])))
+        was_admin = ADMIN_ROLE in _role_names(session, user.id)
+        if admin != was_admin:
+            changed["is_superuser"] = {"old": was_admin, "new": admin}
         _set_admin(session, user, admin)
     previous_email = user.email
+    if "is_active" in values and values["is_active"] != user.is_active:
+        changed["is_active"] = {"old": user.is_active, "new": values["is_active"]}
+    if "name" in values and values["name"] != user.name:
+        changed["name"] = None
     if values.get("is_active") is False and user.is_active:
         # A deactivated account's tokens die with it, not just until it is reactivated.
         user.token_version += 1
@@ -399,11 +445,13 @@ def _change(
     if email_changed:
         # Proof of the old address says nothing about the new one.
         user.is_verified = False
+        changed["email"] = {"old": mask_address(user.email), "new": mask_address(values["email"])}
     for key, value in values.items():
         setattr(user, key, value)
     if hashed_password is not None:
         user.hashed_password = hashed_password
         user.token_version += 1
+        changed["password"] = None
     user.updated_at = utc_now()
     session.add(user)
     revoking = hashed_password is not None or "is_active" in values
@@ -415,7 +463,7 @@ def _change(
         address_replaced.fire(session, AddressChange(user.id, previous_email))
     if hashed_password is not None:
         password_replaced.fire(session, user.id)
-    return user
+    return user, changed
 
 
 # --- reads -------------------------------------------------------------------------------
@@ -493,25 +541,48 @@ def _update_me(
 
 
 @transaction
-def delete_user(session: Session, *, user_id: uuid.UUID, actor: Authority | None = None) -> None:
+def delete_user(
+    session: Session, *, user_id: uuid.UUID, actor: AuthenticatedUser | None = None
+) -> None:
     """Deletes the account; its sessions and links go with it (ON DELETE CASCADE). `actor`:
-    an admin deleting someone else's account, who must hold whatever it holds."""
+    an admin deleting someone else's account, who must hold whatever it holds; None: the
+    owner. Its audit trail stays, with the address masked to tell whose it was."""
     with changing_authority(session):
         user = get(session, user_id)
         if actor is not None:
             ensure_covers(actor, authority_of(session, [user.id])[user.id].permissions)
         session.delete(user)
         _changed(session, user_id, revoking=True)
+        audit.record(
+            session,
+            ACCOUNT_DELETED,
+            actor_id=user_id if actor is None else actor.id,
+            subject_id=user_id,
+            details={"email": mask_address(user.email)},
+        )
     session.commit()
+
+
+def record_created(session: Session, user: User, actor_id: uuid.UUID | None) -> None:
+    """The audit event of a new account (`add` records none: its callers know who acted)."""
+    roles = [MEMBER_ROLE, ADMIN_ROLE] if user.is_superuser else [MEMBER_ROLE]
+    audit.record(
+        session,
+        ACCOUNT_CREATED,
+        actor_id=actor_id,
+        subject_id=user.id,
+        details={"roles": sorted(roles), "is_active": user.is_active},
+    )
 
 
 @transaction
 def _insert(
-    session: Session, *, data: UserCreate, hashed_password: str, actor: Authority
+    session: Session, *, data: UserCreate, hashed_password: str, actor: AuthenticatedUser
 ) -> UserPublic:
     if data.is_superuser:
         ensure_covers(actor, granted_by(session, roles_named(session, [ADMIN_ROLE])))
     user = add(session, data, hashed_password)
+    record_created(session, user, actor.id)
     shown = public(session, user)
     session.commit()
     return shown
@@ -524,7 +595,7 @@ def _update(
     user_id: uuid.UUID,
     changes: UserUpdate,
     hashed_password: str | None,
-    actor: Authority,
+    actor: AuthenticatedUser,
 ) -> UserPublic:
     return _apply_changes(session, user_id, changes, hashed_password, actor)
 
@@ -537,6 +608,7 @@ def _store_password(
         # Another change won the race: the token this request came with is already dead.
         session.rollback()
         raise InvalidAccessToken
+    audit.record(session, PASSWORD_CHANGED, actor_id=user_id, subject_id=user_id)
     session.commit()
 
 
@@ -544,7 +616,7 @@ def _store_password(
 
 
 async def create_user(
-    db: Database, passwords: PasswordHasher, *, data: UserCreate, actor: Authority
+    db: Database, passwords: PasswordHasher, *, data: UserCreate, actor: AuthenticatedUser
 ) -> UserPublic:
     hashed = await passwords.hash_async(data.password)
     return await _insert(db, data=data, hashed_password=hashed, actor=actor)
@@ -556,7 +628,7 @@ async def update_user(
     *,
     user_id: uuid.UUID,
     changes: UserUpdate,
-    actor: Authority,
+    actor: AuthenticatedUser,
 ) -> UserPublic:
     hashed = await passwords.hash_async(changes.password) if changes.password else None
     return await _update(db, user_id=user_id, changes=changes, hashed_password=hashed, actor=actor)
