@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
 from core.data.audit import EVENT_TYPE_MAX_LENGTH
@@ -27,6 +27,9 @@ def _utc_bound(moment: datetime | None) -> datetime | None:
 
 
 TimeBound = Annotated[datetime | None, AfterValidator(_utc_bound)]
+EventType = Annotated[
+    str, StringConstraints(max_length=EVENT_TYPE_MAX_LENGTH, pattern=EVENT_TYPE_PATTERN)
+]
 
 
 class AuditEventPublic(SQLModel):
@@ -57,11 +60,8 @@ class AuditEventsPublic(SQLModel):
 class AuditEventQuery(PageRequest):
     """A page of the log, newest first, and what to keep."""
 
-    type: str | None = Field(
-        default=None,
-        max_length=EVENT_TYPE_MAX_LENGTH,
-        regex=EVENT_TYPE_PATTERN,
-        description="Only events of this type",
+    type: EventType | None = Field(
+        default=None, description="Only events of this type, e.g. `auth.sign_in_failed`"
     )
     actor_id: uuid.UUID | None = Field(default=None, description="Only events by this account")
     subject_id: uuid.UUID | None = Field(default=None, description="Only events about this account")
