@@ -29,11 +29,17 @@ from tests.support import fresh_database
 
 # Every table the template's own code writes; seed_through_the_app() fills each. A table a
 # team adds joins the list once that function fills it too (until then its migrations still
-# run here, over an empty table). procrastinate_periodic_defers stays out: only periodic tasks,
-# which this template defines none of, write it.
-SEEDED_TABLES = {"users", "refresh_tokens", "account_tokens", "row_counts"}
-SEEDED_QUEUE_TABLES = {"procrastinate_jobs", "procrastinate_events", "procrastinate_workers"}
+# run here, over an empty table). The sign-ups and sign-ins fill the audit log; a periodic
+# job deferred as a worker defers it fills procrastinate_periodic_defers.
+SEEDED_TABLES = {"users", "refresh_tokens", "account_tokens", "row_counts", "audit_events"}
+SEEDED_QUEUE_TABLES = {
+    "procrastinate_jobs",
+    "procrastinate_events",
+    "procrastinate_workers",
+    "procrastinate_periodic_defers",
+}
 ACCOUNTS = 3
+PERIODIC_JOB = "features.audit.jobs.purge_expired_events"
 
 
 def migrate(engine: Engine, config: Config, direction: str, target: str) -> None:
@@ -80,6 +86,14 @@ def seed_through_the_app(database_url: str, engine: Engine) -> None:
             session.commit()
         with engine.begin() as connection:
             connection.execute(text("SELECT procrastinate_register_worker_v1()"))
+            # What a worker runs when the retention purge is due (procrastinate's own SQL).
+            connection.execute(
+                text(
+                    "SELECT procrastinate_defer_periodic_job_v2('default', NULL, NULL, :task, 0,"
+                    " '', CAST(extract(epoch FROM now()) AS bigint), CAST('{}' AS jsonb))"
+                ),
+                {"task": PERIODIC_JOB},
+            )
 
 
 @pytest.fixture

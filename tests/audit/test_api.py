@@ -154,7 +154,7 @@ class TestFilters:
         # since is inclusive, until exclusive; a time in another zone means the same instant.
         one_minute = (BASE + timedelta(minutes=1)).astimezone().isoformat()
         three_minutes = (BASE + timedelta(minutes=3)).isoformat()
-        params = {"since": one_minute, "until": three_minutes, "limit": 100}
+        params: dict[str, str | int] = {"since": one_minute, "until": three_minutes, "limit": 100}
         response = client.get(EVENTS, params=params, headers=auditor.headers)
         assert [names[item["id"]] for item in response.json()["items"]] == ["c", "b"]
 

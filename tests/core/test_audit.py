@@ -53,7 +53,7 @@ def test_a_type_no_feature_declares_is_refused(session: Session) -> None:
 
 @pytest.mark.parametrize("name", ["Auth.SignedIn", "auth", "auth.signed-in", "a." + "b" * 70])
 def test_event_types_are_lower_case_dotted_names(name: str) -> None:
-    with pytest.raises(ValueError, match="<feature>.<event>"):
+    with pytest.raises(ValueError, match=r"<feature>\.<event>"):
         audit.event_type(name, "whatever")
 
 

@@ -5,6 +5,7 @@ Timings are shortened through the JOBS_* settings (FAST below): heartbeats every
 worker silent for 1.5 s counts as dead, retries after 0.1 to 0.5 s.
 """
 
+import collections
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from sqlmodel import Session
 from core import jobs
 from core.jobs import queue as job_queue
 from tests.conftest import ROOT, alembic_config
+from tests.jobs import periodic_jobs
 from tests.jobs.sample_jobs import send_note
 from tests.smtp import Inbox
 from tests.support import free_port, fresh_postgres_database, requires_postgres, server_env
@@ -34,6 +36,8 @@ pytestmark = requires_postgres
 RECIPIENT = "someone@example.com"
 NOTE = "tests.jobs.sample_jobs.send_note"
 GONE = "tests.jobs.sample_jobs.renamed_away"
+EVERY_SECOND = "tests.jobs.periodic_jobs.mark_every_second"
+PURGE = "features.audit.jobs.purge_expired_events"
 FAST = {
     "JOBS_CONCURRENCY": "2",
     "JOBS_MAX_ATTEMPTS": "10",
@@ -46,6 +50,9 @@ FAST = {
     "JOBS_SHUTDOWN_TIMEOUT": "5",
     "JOBS_METRICS_PORT": "0",
     "LOG_LEVEL": "INFO",
+    # The tests that run schedules say so (tests/jobs/test_periodic.py); here a due purge
+    # would add a job to the counts these tests check.
+    "JOBS_SCHEDULES": "false",
 }
 START_TIMEOUT = 30.0
 
@@ -121,14 +128,16 @@ def start_workers(
     in the database; all are killed at the end of the test."""
     started: list[Worker] = []
 
-    def start(count: int = 1, **overrides: str) -> list[Worker]:
+    def start(
+        count: int = 1, *, jobs_module: str = "tests.jobs.sample_jobs", **overrides: str
+    ) -> list[Worker]:
         known = newest_worker_id(queue_engine)
         new = []
         for _ in range(count):
             log_path = tmp_path / f"worker-{len(started)}.log"
             with log_path.open("wb") as log:
                 process = subprocess.Popen(
-                    [sys.executable, "manage.py", "worker", "--import", "tests.jobs.sample_jobs"],
+                    [sys.executable, "manage.py", "worker", "--import", jobs_module],
                     cwd=ROOT,
                     env=worker_env(database_url, inbox, **overrides),
                     stdin=subprocess.DEVNULL,
@@ -459,3 +468,31 @@ def test_a_worker_serves_its_job_outcomes_to_prometheus(
             return ""
 
     wait_until(lambda: succeeded in scraped(), 10, worker.log, [worker])
+
+
+def test_periodic_jobs_run_once_per_due_time_however_many_workers_defer_them(
+    start_workers: Callable[..., list[Worker]], tmp_path: Path
+) -> None:
+    """Both workers defer every due time; procrastinate_periodic_defers lets one through."""
+    marks = tmp_path / "marks"
+    workers = start_workers(
+        2,
+        jobs_module="tests.jobs.periodic_jobs",
+        JOBS_SCHEDULES="true",
+        **{periodic_jobs.MARKS_FILE_VARIABLE: str(marks)},
+    )
+
+    def runs() -> list[str]:
+        return marks.read_text().split("\n")[:-1] if marks.exists() else []
+
+    wait_until(lambda: len(runs()) >= 5, 20, lambda: "\n".join(w.log() for w in workers), workers)
+    for worker in workers:
+        worker.process.kill()
+        worker.wait(timeout=10)
+    due_times = collections.Counter(int(line.split()[0]) for line in runs())
+    assert max(due_times.values()) == 1, due_times  # no due time ran twice
+    assert max(due_times) - min(due_times) == len(due_times) - 1  # none skipped
+    for worker in workers:
+        log = worker.log()
+        assert f"{PURGE} (17 * * * *)" in log
+        assert f"{EVERY_SECOND} (* * * * * *)" in log

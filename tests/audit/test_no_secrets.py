@@ -1,0 +1,128 @@
+"""One account's whole life, every event type on the way, then every event scanned: no
+password, hash, token, token digest, key or address nobody has an account for, in any field,
+in the table or in what the API answers."""
+
+from collections.abc import Callable
+
+from sqlmodel import Session, select
+from starlette.testclient import TestClient
+
+from core.data import audit
+from core.data.audit import AuditEvent
+from features.auth.models import RefreshToken
+from features.recovery.models import AccountToken
+from features.users.models import User
+from tests.conftest import TEST_SECRET_KEY, Account
+from tests.recovery import test_recovery as mail_harness
+from tests.recovery.test_recovery import Inbox, link_token, request_reset_token
+
+smtp_server = mail_harness.smtp_server
+inbox = mail_harness.inbox
+extra_settings = mail_harness.extra_settings
+settings_overrides = mail_harness.settings_overrides
+
+API = "/api/v1"
+ME = f"{API}/users/me"
+PASSWORDS = [f"scan-password-{n}" for n in range(1, 6)]
+GUESS = "wrong-guess-123"
+GHOST = "Ghost.Visitor@Example.net"
+
+
+def sign_in(client: TestClient, email: str, password: str) -> dict[str, str]:
+    response = client.post(f"{API}/auth/login", data={"username": email, "password": password})
+    assert response.status_code == 200, response.text
+    tokens: dict[str, str] = response.json()
+    return tokens
+
+
+def token_values(tokens: dict[str, str]) -> list[str]:
+    return [tokens["access_token"], tokens["refresh_token"]]
+
+
+def bearer(tokens: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def test_no_event_holds_a_secret(
+    client: TestClient,
+    inbox: Inbox,
+    superuser: Account,
+    session_factory: Callable[[], Session],
+) -> None:
+    secrets: list[str] = [*PASSWORDS, GUESS, "ghost-guess", TEST_SECRET_KEY, GHOST]
+    email = "scan@example.com"
+
+    body = {"name": "Scan", "email": email, "password": PASSWORDS[0]}
+    assert client.post(f"{API}/auth/register", json=body).status_code == 201
+    verify = link_token(inbox.wait_for(1)[-1], "verify-email")
+    secrets.append(verify)
+    assert client.post(f"{API}/auth/verify-email", json={"token": verify}).status_code == 204
+
+    first = sign_in(client, email, PASSWORDS[0])
+    bad = {"username": email, "password": GUESS}
+    assert client.post(f"{API}/auth/login", data=bad).status_code == 401
+    ghost = {"username": GHOST, "password": "ghost-guess"}
+    assert client.post(f"{API}/auth/login", data=ghost).status_code == 401
+    rotated = client.post(f"{API}/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    replayed = client.post(f"{API}/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert (rotated.status_code, replayed.status_code) == (200, 401)
+    second = sign_in(client, email, PASSWORDS[0])
+    logout = client.post(f"{API}/auth/logout", json={"refresh_token": second["refresh_token"]})
+    assert logout.status_code == 204
+    secrets += [*token_values(first), *token_values(rotated.json()), *token_values(second)]
+
+    change = {"current_password": PASSWORDS[0], "new_password": PASSWORDS[1]}
+    assert client.post(f"{ME}/password", json=change, headers=bearer(second)).status_code == 204
+    third = sign_in(client, email, PASSWORDS[1])
+    secrets += token_values(third)
+    move = {"email": "scan-moved@example.com", "current_password": PASSWORDS[1]}
+    assert client.patch(ME, json=move, headers=bearer(third)).status_code == 200
+    (notice,) = [m for m in inbox.wait_for(3) if "address was changed" in str(m["Subject"])]
+    restore = link_token(notice, "restore-email")
+    secrets.append(restore)
+    assert client.post(f"{API}/auth/restore-email", json={"token": restore}).status_code == 204
+
+    reset = request_reset_token(client, inbox, email)
+    secrets.append(reset)
+    body = {"token": reset, "new_password": PASSWORDS[2]}
+    assert client.post(f"{API}/auth/reset-password", json=body).status_code == 204
+    fourth = sign_in(client, email, PASSWORDS[2])
+    secrets += token_values(fourth)
+    assert client.patch(ME, json={"name": "Scanned"}, headers=bearer(fourth)).status_code == 200
+
+    admin = superuser.headers
+    made = client.post(
+        f"{API}/users",
+        json={"name": "Made", "email": "made@example.com", "password": PASSWORDS[3]},
+        headers=admin,
+    ).json()
+    changes = {"password": PASSWORDS[4], "email": "made-2@example.com", "is_active": False}
+    assert client.patch(f"{API}/users/{made['id']}", json=changes, headers=admin).status_code == 200
+    role = client.post(f"{API}/roles", json={"name": "scanner"}, headers=admin).json()
+    edit = {"permissions": ["audit:read"]}
+    assert client.patch(f"{API}/roles/{role['id']}", json=edit, headers=admin).status_code == 200
+    assign = {"roles": ["member", "scanner"]}
+    assert client.put(f"{API}/users/{made['id']}/roles", json=assign, headers=admin).is_success
+    assert client.delete(f"{API}/roles/{role['id']}", headers=admin).status_code == 204
+    assert client.delete(f"{API}/users/{made['id']}", headers=admin).status_code == 204
+    assert client.delete(ME, headers=bearer(fourth)).status_code == 204
+
+    with session_factory() as session:
+        secrets += session.exec(select(User.hashed_password)).all()
+        secrets += session.exec(select(RefreshToken.token_hash)).all()
+        secrets += session.exec(select(AccountToken.token_hash)).all()
+        recorded = session.exec(select(AuditEvent)).all()
+
+    declared = {name for name in audit.declared_event_types() if not name.startswith("tests.")}
+    assert {event.type for event in recorded} == declared
+
+    listed = client.get(f"{API}/audit-events", headers=admin)
+    assert listed.status_code == 200
+    assert len(listed.json()["items"]) == len(recorded)
+    texts = [event.model_dump_json() for event in recorded] + [listed.text]
+    for text in texts:
+        lowered = text.lower()
+        assert "$2b$" not in text  # no bcrypt hash, whichever
+        for secret in secrets:
+            assert secret.lower() not in lowered, secret
+        assert "ghost.visitor" not in lowered
