@@ -18,6 +18,7 @@ from fastapi_accounts_client.models import (
     ErrorMessage,
     HTTPValidationError,
     LoginForm,
+    OAuth2ErrorMessage,
     PermissionPublic,
     RefreshRequest,
     RoleAssignment,
@@ -140,8 +141,14 @@ def test_documented_errors_arrive_as_their_models(live_api: LiveApi) -> None:
 
     # 401 at login, and 403 for a user on an admin route.
     wrong = LoginForm(username=email, password="not-the-password")
-    failed_login = auth_login.sync(client=anonymous(live_api), body=wrong)
-    assert expect(ErrorMessage, failed_login).detail == "Incorrect email or password"
+    failed_login = expect(
+        OAuth2ErrorMessage, auth_login.sync(client=anonymous(live_api), body=wrong)
+    )
+    # The token endpoint's errors carry RFC 6749's code beside the usual detail.
+    assert (failed_login.detail, failed_login.error) == (
+        "Incorrect email or password",
+        "invalid_grant",
+    )
     forbidden = users_list_users.sync(client=signed_in(live_api, log_in(live_api, email)))
     assert expect(ErrorMessage, forbidden).detail == "Not enough privileges"
 
