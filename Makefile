@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-# The tools that must not meet the app's requirements (the client generator,
+# The tools that must not meet the app's requirements (the client generator, the docs site,
 # deploy/check_k8s.sh's checkers) get virtualenvs of their own inside .venv. .venv may be a
 # symbolic link that clones share (scaffold/walkthrough.sh, scaffold/rename_check.sh), and the
 # #! line of every script pip installs names the interpreter pip ran under: made through a
@@ -169,6 +169,30 @@ client: $(STAMP) $(CLIENT_GENERATOR_STAMP) $(TS_CLIENT_STAMP) ## Regenerate the 
 	@rm -rf clients/python/.ruff_cache
 # --- end of API clients --------------------------------------------------------------------
 
+# --- Documentation site: `make docs` --------------------------------------------------------
+# docs/ is a MkDocs Material site (mkdocs.yml holds its navigation). Its tools are pinned in
+# requirements-docs.txt, in a virtualenv of their own, so they never meet the app's. CI runs
+# `make docs-build`: strict, so a broken link or anchor between pages, or a page left out of
+# the navigation, fails it. Material 9.x prints at every build that it reaches end of life on
+# 5 May 2027 (Zensical, by the same team, reads this mkdocs.yml): known, so not repeated.
+DOCS_VENV := $(VENV)/docs
+DOCS_ENV := NO_MKDOCS_2_WARNING=1
+DOCS_STAMP := $(DOCS_VENV)/.installed
+DOCS_PORT ?= 8001
+
+$(DOCS_STAMP): requirements-docs.txt
+	$(call tool_venv,docs,$<)
+	@touch $@
+
+.PHONY: docs
+docs: $(DOCS_STAMP) ## Serve the documentation site with live reload on DOCS_PORT (8001)
+	$(DOCS_ENV) $(DOCS_VENV)/bin/python -m mkdocs serve --livereload --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+.PHONY: docs-build
+docs-build: $(DOCS_STAMP) ## Build the documentation site into site/, strictly (what CI runs)
+	$(DOCS_ENV) $(DOCS_VENV)/bin/python -m mkdocs build --strict
+# --- end of documentation site -------------------------------------------------------------
+
 SCALE ?= 1
 
 .PHONY: up
@@ -189,4 +213,4 @@ check-deploy: $(STAMP) ## Check Dockerfile, compose, CI workflow, Kubernetes man
 
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and the local SQLite database
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache app.db*
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache app.db* site
