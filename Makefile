@@ -9,11 +9,27 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
+# The tools that must not meet the app's requirements (the client generator, the docs site,
+# deploy/check_k8s.sh's checkers) get virtualenvs of their own inside .venv. .venv may be a
+# symbolic link that clones share (scaffold/walkthrough.sh, scaffold/rename_check.sh), and the
+# #! line of every script pip installs names the interpreter pip ran under: made through a
+# clone's link, it would point into the clone, gone once the clone is deleted. So each one is
+# created and installed into through .venv's real path, and its tools run as
+# `<venv>/bin/python -m <tool>`, which needs no script at all (so an older virtualenv made
+# through a clone keeps working too).
+# $(call tool_venv,<folder under .venv>,<pinned requirements file>)
+define tool_venv
+	@mkdir -p $(VENV)
+	@test -x $(VENV)/$(1)/bin/python || $(PYTHON) -m venv "$$(realpath $(VENV))/$(1)"
+	"$$(realpath $(VENV))/$(1)/bin/python" -m pip install --disable-pip-version-check -q -r $(2)
+endef
+
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "Python 3.11 or newer is needed (set PYTHON=python3.11)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@# Through .venv's real path: see tool_venv above.
+	"$$(realpath $(VENV))/bin/python" -m pip install --disable-pip-version-check -q -r requirements-dev.txt
 	@touch $@
 
 .env:
@@ -134,8 +150,7 @@ TS_CLIENT := clients/typescript
 TS_CLIENT_STAMP := $(TS_CLIENT)/node_modules/.installed
 
 $(CLIENT_GENERATOR_STAMP): clients/requirements-python-generator.txt | $(STAMP)
-	@test -x $(CLIENT_GENERATOR)/bin/python || $(PYTHON) -m venv $(CLIENT_GENERATOR)
-	$(CLIENT_GENERATOR)/bin/python -m pip install --disable-pip-version-check -q -r $<
+	$(call tool_venv,client-generator,$<)
 	@touch $@
 
 $(TS_CLIENT_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
@@ -147,11 +162,36 @@ $(TS_CLIENT_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
 client: $(STAMP) $(CLIENT_GENERATOR_STAMP) $(TS_CLIENT_STAMP) ## Regenerate the API clients in clients/ (TypeScript, Python)
 	$(BIN)/python -m clients.export_openapi clients/openapi.json
 	cd $(TS_CLIENT) && node_modules/.bin/openapi-ts --silent
-	PATH="$(abspath $(CLIENT_GENERATOR))/bin:$$PATH" $(CLIENT_GENERATOR)/bin/openapi-python-client \
-		generate --path clients/openapi.json --config clients/python-client.yaml --meta uv \
+	PATH="$(abspath $(CLIENT_GENERATOR))/bin:$$PATH" $(CLIENT_GENERATOR)/bin/python \
+		-m openapi_python_client generate --path clients/openapi.json \
+		--config clients/python-client.yaml --meta uv \
 		--output-path clients/python --overwrite --fail-on-warning
 	@rm -rf clients/python/.ruff_cache
 # --- end of API clients --------------------------------------------------------------------
+
+# --- Documentation site: `make docs` --------------------------------------------------------
+# docs/ is a MkDocs Material site (mkdocs.yml holds its navigation). Its tools are pinned in
+# requirements-docs.txt, in a virtualenv of their own, so they never meet the app's. CI runs
+# `make docs-build`: strict, so a broken link or anchor between pages, or a page left out of
+# the navigation, fails it. Material 9.x prints at every build that it reaches end of life on
+# 5 May 2027 (Zensical, by the same team, reads this mkdocs.yml): known, so not repeated.
+DOCS_VENV := $(VENV)/docs
+DOCS_ENV := NO_MKDOCS_2_WARNING=1
+DOCS_STAMP := $(DOCS_VENV)/.installed
+DOCS_PORT ?= 8001
+
+$(DOCS_STAMP): requirements-docs.txt
+	$(call tool_venv,docs,$<)
+	@touch $@
+
+.PHONY: docs
+docs: $(DOCS_STAMP) ## Serve the documentation site with live reload on DOCS_PORT (8001)
+	$(DOCS_ENV) $(DOCS_VENV)/bin/python -m mkdocs serve --livereload --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+.PHONY: docs-build
+docs-build: $(DOCS_STAMP) ## Build the documentation site into site/, strictly (what CI runs)
+	$(DOCS_ENV) $(DOCS_VENV)/bin/python -m mkdocs build --strict
+# --- end of documentation site -------------------------------------------------------------
 
 SCALE ?= 1
 
@@ -173,4 +213,4 @@ check-deploy: $(STAMP) ## Check Dockerfile, compose, CI workflow, Kubernetes man
 
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and the local SQLite database
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache app.db*
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache app.db* site

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg2
 from passlib.context import CryptContext
-from sqlalchemy import MetaData, Table, create_engine, text
+from sqlalchemy import MetaData, Table, create_engine, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
@@ -167,6 +167,17 @@ def seed_users(
             if sys.stdout.isatty() or end == total:
                 print(f"\rseeding users: {end}/{total}", end="", flush=True)
         with engine.begin() as connection:
+            if inspect(connection).has_table("user_roles"):
+                # An app with roles: everyone holds member, the superuser admin as well.
+                connection.execute(
+                    text(
+                        "INSERT INTO user_roles (user_id, role_id) SELECT users.id, roles.id"
+                        " FROM users JOIN roles ON roles.name = 'member'"
+                        " OR (roles.name = 'admin' AND users.email = :admin)"
+                    ),
+                    {"admin": superuser.email},
+                )
+                connection.execute(text("ANALYZE user_roles"))
             connection.execute(text("ANALYZE users"))
     finally:
         engine.dispose()

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
 
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     # Response headers a page on one of those origins may read: a browser hides every other
-    # one from its scripts. These are the ones the README tells clients to use.
+    # one from its scripts. These are the ones docs/clients.md tells clients to use.
     CORS_EXPOSE_HEADERS: Annotated[list[str], NoDecode] = [
         "Retry-After",
         "X-Request-ID",

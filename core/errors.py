@@ -186,6 +186,16 @@ async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
     return _json(500, "Internal server error")
 
 
+async def render_error(request: Request, error: Exception) -> JSONResponse:
+    """The response the app's handlers give `error` (an AppError, a validation error or a
+    database outage), for a route that adds to it (core/http/oauth2.py)."""
+    if isinstance(error, AppError):
+        return await _app_error(request, error)
+    if isinstance(error, RequestValidationError):
+        return await _validation_error(request, error)
+    return await _database_unavailable(request, error)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

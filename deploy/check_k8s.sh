@@ -7,7 +7,10 @@
 #   manifest with its reason.
 # The two checkers live in a venv of their own, pinned by deploy/requirements-k8s-tools.txt
 # (checkov's dependencies clash with requirements-dev.txt). Their schemas and checks ship in
-# the packages: nothing is fetched at check time.
+# the packages: nothing is fetched at check time. .venv may be a symbolic link that clones
+# share (scaffold/rename_check.sh), so the venv is made and installed into through its real
+# path (the #! lines of pip's scripts name the interpreter pip ran under), and the tools run
+# as `python -m`, which needs no script (see tool_venv in the Makefile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,8 +30,10 @@ wanted=$(sha256sum "$LOCK" | cut -d' ' -f1)
 if [[ ! -x $TOOLS/bin/checkov || "$(cat "$TOOLS/.installed" 2>/dev/null)" != "$wanted" ]]; then
     echo "== installing the pinned Kubernetes checkers into $TOOLS"
     rm -rf "$TOOLS"
-    "$PYTHON" -m venv "$TOOLS"
-    "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check -r "$LOCK"
+    mkdir -p .venv
+    real_tools="$(realpath .venv)/k8s-tools"
+    "$PYTHON" -m venv "$real_tools"
+    "$real_tools/bin/python" -m pip install -q --disable-pip-version-check -r "$LOCK"
     echo "$wanted" >"$TOOLS/.installed"
 fi
 
@@ -55,7 +60,7 @@ for overlay in "${overlays[@]}"; do
         # An object it has no schema for (a kind or API version this release does not
         # serve, autoscaling/v2beta2 say) is only a warning to the validator: a failure here,
         # since every object in these manifests is a built-in kind.
-        if ! report=$("$TOOLS/bin/kubernetes-validate" --strict --quiet -k "$version" \
+        if ! report=$("$TOOLS/bin/python" -m kubernetes_validate --strict --quiet -k "$version" \
             "$rendered" 2>&1) || grep -q '^WARN' <<<"$report"; then
             echo "$report" >&2
             exit 1
@@ -63,6 +68,7 @@ for overlay in "${overlays[@]}"; do
         echo "ok"
     done
     echo "== checkov --framework kubernetes ($name)"
-    "$TOOLS/bin/checkov" --framework kubernetes --file "$rendered" --skip-download \
-        --quiet --compact
+    # checkov's own entry point silences the SyntaxWarnings of its dependencies' old regexes.
+    "$TOOLS/bin/python" -W ignore::SyntaxWarning -m checkov.main --framework kubernetes \
+        --file "$rendered" --skip-download --quiet --compact
 done

@@ -11,7 +11,7 @@ The server default stays on the column afterwards: pods still running the previo
 insert rows without the new column during a rolling update, and the database fills it in.
 
 A column that was nullable and becomes NOT NULL is refused too: its rows may hold NULLs, which
-a data migration must fill first (README, "Changing the schema safely"). And a column the model
+a data migration must fill first (docs/schema-changes.md). And a column the model
 has retired (`RETIRED_COLUMNS`) stays in the table, unreported, until a later release drops it.
 """
 
@@ -31,7 +31,7 @@ from sqlalchemy.sql.elements import False_, True_
 # model: autogenerate must neither drop them nor report them as drift.
 FOREIGN_TABLE_PREFIXES = ("procrastinate_",)
 # A model lists here the columns its code no longer maps but the database keeps for pods of the
-# previous release, until a later migration drops them (README: Changing the schema safely):
+# previous release, until a later migration drops them (docs/schema-changes.md):
 #     __table_args__ = {"info": {RETIRED_COLUMNS: ("title",)}}
 RETIRED_COLUMNS = "retired_columns"
 
@@ -103,7 +103,7 @@ def _give_server_default(operation: ops.AddColumnOp, dialect: sa.Dialect) -> str
             "  - give the database one: `Field(default_factory=utc_now, sa_column_kwargs="
             '{"server_default": sa.func.now()})`, or\n'
             "  - make it nullable (`... | None = None`), fill it in a data migration, and make "
-            "it NOT NULL in a later release (README: Changing the schema safely).\n"
+            "it NOT NULL in a later release (docs/schema-changes.md).\n"
             "Then run `make migration` again."
         )
     # A copy: the column belongs to the app's metadata, which must stay as the models say.
@@ -148,7 +148,7 @@ def _refuse_not_null_on_existing_rows(operation: ops.AlterColumnOp) -> str | Non
         "migration fail. Keep it nullable in the model for now; fill the NULLs with a data "
         'migration (`alembic revision -m "fill ..."`, an UPDATE in its upgrade()); once '
         "that release is out, write the NOT NULL change by hand in a migration of its own "
-        "(README: Changing the schema safely)."
+        "(docs/schema-changes.md)."
     )
 
 

@@ -84,7 +84,7 @@ def main(alembic_ini: Path = ROOT / "alembic.ini") -> int:
     if failed:
         print(
             f"squawk: {failed} of {len(migrations)} migrations would be unsafe on a table with "
-            "rows; README: Changing the schema safely",
+            "rows; see docs/schema-changes.md",
             file=sys.stderr,
         )
         return 1

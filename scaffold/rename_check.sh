@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's "Make it yours", as a team runs it on a fresh clone: `make rename`, then lint,
+# "Make it yours" (docs/make-it-yours.md), as a team runs it on a fresh clone: `make rename`, then lint,
 # type-check, the whole suite (SQLite), `make client` (no diff) and `make check-deploy`; and
 # afterwards no file outside .git names the old project, in any spelling, in its text or its
 # name (LICENSE's copyright notice aside: the MIT licence asks every copy to keep it).

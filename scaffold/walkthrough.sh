@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's "Add a feature", as a team runs it on a fresh clone: `make feature`, `make
+# "Add a feature" (docs/add-a-feature.md), as a team runs it on a fresh clone: `make feature`, `make
 # migration`, `make migrate`, then `make lint` and the whole suite (SQLite). It must end green
 # whatever features the project already has, so it runs in a clone of the current commit,
 # under a feature name nobody has taken, with none of the app's settings from the caller's

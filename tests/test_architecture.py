@@ -30,7 +30,7 @@ def test_every_feature_folder_is_registered() -> None:
 
 # Every feature folder has the scaffold's files, so copying one is mechanical...
 REQUIRED_FILES = {"__init__.py", "models.py", "errors.py", "service.py", "router.py"}
-# ...and may add only these, each for one job (the README lists them too).
+# ...and may add only these, each for one job (docs/add-a-feature.md lists them too).
 OPTIONAL_FILES = {
     "dependencies.py",  # FastAPI dependencies other features import (users: CurrentUser)
     "mails.py",  # the words of the feature's mails

@@ -8,6 +8,7 @@ fails on rows (a NOT NULL column with nothing to fill it) fails here, on both da
 """
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from starlette.testclient import TestClient
 
 from core import jobs
 from core.data.db import build_engine
+from core.http.ratelimit import RateLimiter
 from features.recovery import jobs as recovery_jobs
 from main import create_app
 from tests.conftest import DEFAULT_PASSWORD, ROOT, alembic_config, make_settings, run_jobs
@@ -60,6 +62,8 @@ def row_counts(engine: Engine) -> dict[str, int]:
 def seed_through_the_app(database_url: str, engine: Engine) -> None:
     settings = make_settings(database_url)
     app = create_app(settings)
+    # Limits counted in a key space of this run's own: the shared Redis keeps other runs'.
+    app.state.rate_limiter = RateLimiter(settings.REDIS_URL, key_prefix=f"seed-{uuid.uuid4()}")
     try:
         with TestClient(app) as client:
             for number in range(ACCOUNTS):

@@ -50,7 +50,7 @@ CacheDep = Annotated[Cache, Depends(get_cache)]
 
 async def get_client_ip(request: Request) -> str:
     """The peer address; behind a proxy, the server's forwarded-allow-ips makes it the
-    client's (see the README's deployment section). Anything that is not an IP address (a
+    client's (see docs/deploy/docker.md, Client addresses). Anything that is not an IP address (a
     forged forwarding header can carry any text) is `invalid`, so no such text reaches a
     rate limit, a log or the audit log (core/http/middleware.py reads it the same way)."""
     return normalized_ip(None if request.client is None else request.client.host)

@@ -1,31 +1,68 @@
-"""The OAuth2 password grant's request (RFC 6749, section 4.3.2) as a form model.
+"""The OAuth2 token endpoint's request and its errors (RFC 6749, sections 4.3.2, 6 and 5.2).
 
-The same fields as FastAPI's `OAuth2PasswordRequestForm`, so Swagger's Authorize button and
-any OAuth2 library can log in, but as a model read with `Annotated[LoginForm, Form()]`: the
-request body then has a name of its own in the OpenAPI document (`LoginForm`), and generated
-clients get a `LoginForm` type instead of `Body_login_api_v1_auth_login_post`.
+`LoginForm` carries both grants a client sends to the token endpoint: the password grant
+(`username`, `password`), which Swagger's Authorize button and every OAuth2 library send to
+sign in, and the refresh grant (`grant_type=refresh_token`, `refresh_token`), which they send
+to renew. It is a model read with `Annotated[LoginForm, Form()]`, so the request body has a
+name of its own in the OpenAPI document and generated clients get a `LoginForm` type.
+
+`TokenEndpointRoute` answers that route's errors as RFC 6749 asks, with `error` and
+`error_description` beside the usual `detail` and the status codes clients already see:
+client libraries (Authlib, requests-oauthlib, AppAuth) read `error` to raise their own
+exceptions, so an expired session (`invalid_grant`) is told apart from a typo
+(`invalid_request`).
 """
 
-from pydantic import BaseModel, Field
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field, model_validator
+
+from core.errors import (
+    DATABASE_UNAVAILABLE,
+    AppError,
+    ErrorMessage,
+    error_responses,
+    render_error,
+)
 
 # Every field is bounded before anything (the rate limiter, the database, bcrypt) sees it:
 # an address is at most 254 characters (RFC 5321); a stored password at most 72 bytes, so a
 # far longer one cannot match; scopes and client credentials are short by nature.
 USERNAME_MAX_LENGTH = 254
 PASSWORD_MAX_LENGTH = 1024
+REFRESH_TOKEN_MAX_LENGTH = 512
 SCOPE_MAX_LENGTH = 1024
 CLIENT_FIELD_MAX_LENGTH = 255
 
 
 class LoginForm(BaseModel):
-    grant_type: str | None = Field(
-        default=None, pattern="^password$", description="`password`, when sent"
+    grant_type: Literal["password", "refresh_token"] | None = Field(
+        default=None,
+        description="`password` (the default) signs in; `refresh_token` trades a refresh token",
     )
-    username: str = Field(
-        min_length=1, max_length=USERNAME_MAX_LENGTH, description="The account's email address"
+    username: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=USERNAME_MAX_LENGTH,
+        description="The account's email address (password grant)",
     )
-    password: str = Field(
-        min_length=1, max_length=PASSWORD_MAX_LENGTH, json_schema_extra={"format": "password"}
+    password: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=PASSWORD_MAX_LENGTH,
+        json_schema_extra={"format": "password"},
+        description="Password grant",
+    )
+    refresh_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=REFRESH_TOKEN_MAX_LENGTH,
+        description="Refresh grant: the refresh token to trade",
     )
     scope: str = Field(
         default="",
@@ -36,3 +73,91 @@ class LoginForm(BaseModel):
     client_secret: str | None = Field(
         default=None, max_length=CLIENT_FIELD_MAX_LENGTH, json_schema_extra={"format": "password"}
     )
+
+    @model_validator(mode="after")
+    def fields_of_the_grant(self) -> "LoginForm":
+        if self.grant_type == "refresh_token":
+            if self.refresh_token is None:
+                raise ValueError("the refresh grant needs refresh_token")
+        elif self.username is None or self.password is None:
+            raise ValueError("the password grant needs username and password")
+        return self
+
+
+class OAuth2ErrorMessage(ErrorMessage):
+    """An error of the token endpoint: `detail` as everywhere, and RFC 6749's fields."""
+
+    error: str = Field(description="RFC 6749 section 5.2 code, e.g. `invalid_grant`")
+    error_description: str
+
+
+# RFC 6749 section 5.2's code for each status this endpoint answers with; 429 and 503 (not a
+# token endpoint case in RFC 6749) take the authorization endpoint's `temporarily_unavailable`.
+_CODES = {400: "invalid_request", 401: "invalid_grant", 429: "temporarily_unavailable"}
+
+
+def _code(status: int) -> str:
+    return _CODES.get(status, "temporarily_unavailable" if status >= 500 else "invalid_request")
+
+
+def _with_oauth2_fields(response: Response, error: str, description: str) -> Response:
+    body = json.loads(bytes(response.body))
+    body.update(error=error, error_description=description)
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return Response(
+        json.dumps(body), status_code=response.status_code, headers=headers, media_type=None
+    )
+
+
+class TokenEndpointRoute(APIRoute):
+    """A route whose errors carry RFC 6749 section 5.2's `error` and `error_description`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError as invalid:
+                response = await render_error(request, invalid)
+                unsupported = any(
+                    tuple(item.get("loc", ()))[-1:] == ("grant_type",) for item in invalid.errors()
+                )
+                if unsupported:
+                    return _with_oauth2_fields(
+                        response,
+                        "unsupported_grant_type",
+                        "grant_type is password or refresh_token",
+                    )
+                return _with_oauth2_fields(response, "invalid_request", "the request is malformed")
+            except (AppError, *DATABASE_UNAVAILABLE) as failed:
+                response = await render_error(request, failed)
+                description = failed.detail if isinstance(failed, AppError) else "try again later"
+                return _with_oauth2_fields(response, _code(response.status_code), description)
+
+        return handler
+
+
+def token_endpoint_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """`error_responses` for the token endpoint: its error bodies carry RFC 6749's fields, and
+    a malformed request's 422 does too."""
+    responses = error_responses(*errors)
+    for entry in responses.values():
+        entry["model"] = OAuth2ErrorMessage
+    responses[422] = {"model": OAuth2ValidationError, "description": "Validation Error"}
+    return responses
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class OAuth2ValidationError(BaseModel):
+    """A malformed token request: the usual validation errors, and RFC 6749's fields
+    (`invalid_request`, or `unsupported_grant_type`)."""
+
+    detail: list[ValidationIssue]
+    error: str
+    error_description: str

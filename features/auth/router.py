@@ -6,7 +6,7 @@ from fastapi import APIRouter, Form, status
 
 from core.errors import ServiceUnavailableError, TooManyRequestsError, error_responses
 from core.http.deps import ClientIP, DatabaseDep, PasswordHasherDep, RateLimiterDep, SettingsDep
-from core.http.oauth2 import LoginForm
+from core.http.oauth2 import LoginForm, TokenEndpointRoute, token_endpoint_responses
 from features.auth import service
 from features.auth.errors import InvalidCredentials, InvalidRefreshToken
 from features.auth.models import RefreshRequest, TokenPair
@@ -36,12 +36,6 @@ async def register(
     return await service.register(db, passwords, limiter, settings, data=data, client_ip=client_ip)
 
 
-@router.post(
-    "/login",
-    response_model=TokenPair,
-    summary="Log in with email and password",
-    responses=error_responses(InvalidCredentials, TooManyRequestsError, ServiceUnavailableError),
-)
 async def login(
     form: Annotated[LoginForm, Form()],
     db: DatabaseDep,
@@ -50,16 +44,36 @@ async def login(
     settings: SettingsDep,
     client_ip: ClientIP,
 ) -> TokenPair:
-    """OAuth2 password flow: `username` is the email. Returns an access and a refresh token."""
+    """The OAuth2 token endpoint. The password grant (`username` is the email) signs in; the
+    refresh grant (`grant_type=refresh_token`, RFC 6749 section 6) trades a refresh token for
+    a new pair exactly as `POST /auth/refresh` does, spent token and replay detection
+    included. Errors carry RFC 6749's `error` (`invalid_grant`: wrong credentials or a refresh
+    token that is spent, expired or revoked) beside `detail`."""
+    if form.grant_type == "refresh_token" and form.refresh_token is not None:
+        return await service.refresh(db, refresh_token=form.refresh_token, settings=settings)
     return await service.login(
         db,
         passwords,
         limiter,
         settings,
-        email=form.username,
-        password=form.password,
+        email=form.username or "",  # the form's validator sent neither grant here without it
+        password=form.password or "",
         client_ip=client_ip,
     )
+
+
+# Added here, not with a decorator, for the route class: its errors are RFC 6749's too.
+router.add_api_route(
+    "/login",
+    login,
+    methods=["POST"],
+    response_model=TokenPair,
+    summary="Sign in, or refresh, at the OAuth2 token endpoint",
+    responses=token_endpoint_responses(
+        InvalidCredentials, InvalidRefreshToken, TooManyRequestsError, ServiceUnavailableError
+    ),
+    route_class_override=TokenEndpointRoute,
+)
 
 
 @router.post(

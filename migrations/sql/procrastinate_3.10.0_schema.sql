@@ -1,6 +1,6 @@
 -- procrastinate 3.10.0 schema (procrastinate/sql/schema.sql, MIT licence), applied verbatim by
 -- the "add job queue" migration. Never edit this file: a procrastinate upgrade adds a new
--- migration that applies the package's own migration files (see README, Background jobs).
+-- migration that applies the package's own migration files (see docs/jobs.md).
 
 -- Procrastinate Schema
 

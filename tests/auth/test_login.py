@@ -38,7 +38,15 @@ class TestLogin:
         unknown_email = attempt(client, "nobody@example.com", active.password)
         inactive_user = attempt(client, inactive.email, inactive.password)
         assert wrong_password == unknown_email == inactive_user
-        assert wrong_password == (401, {"detail": "Incorrect email or password"}, "Bearer")
+        assert wrong_password == (
+            401,
+            {
+                "detail": "Incorrect email or password",
+                "error": "invalid_grant",
+                "error_description": "Incorrect email or password",
+            },
+            "Bearer",
+        )
 
     def test_a_megabyte_password_is_refused_without_a_500(
         self, client: TestClient, account: Account
@@ -67,7 +75,11 @@ class TestLoginRateLimit:
         )
         assert response.status_code == 429
         assert 1 <= int(response.headers["retry-after"]) <= 60
-        assert response.json() == {"detail": "Too many requests, try again later"}
+        assert response.json() == {
+            "detail": "Too many requests, try again later",
+            "error": "temporarily_unavailable",
+            "error_description": "Too many requests, try again later",
+        }
 
     def test_the_account_counter_ignores_letter_case(
         self, client: TestClient, account: Account

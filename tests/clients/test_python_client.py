@@ -7,12 +7,23 @@ from typing import TypeVar
 
 from fastapi_accounts_client import AuthenticatedClient, Client
 from fastapi_accounts_client.api.auth import auth_login, auth_logout, auth_refresh, auth_register
+from fastapi_accounts_client.api.roles import (
+    roles_assign_roles,
+    roles_create_role,
+    roles_delete_role,
+    roles_list_permissions,
+)
 from fastapi_accounts_client.api.users import users_list_users, users_read_me, users_update_me
 from fastapi_accounts_client.models import (
     ErrorMessage,
     HTTPValidationError,
     LoginForm,
+    OAuth2ErrorMessage,
+    PermissionPublic,
     RefreshRequest,
+    RoleAssignment,
+    RoleCreate,
+    RolePublic,
     TokenPair,
     UserPublic,
     UserRegister,
@@ -130,7 +141,41 @@ def test_documented_errors_arrive_as_their_models(live_api: LiveApi) -> None:
 
     # 401 at login, and 403 for a user on an admin route.
     wrong = LoginForm(username=email, password="not-the-password")
-    failed_login = auth_login.sync(client=anonymous(live_api), body=wrong)
-    assert expect(ErrorMessage, failed_login).detail == "Incorrect email or password"
+    failed_login = expect(
+        OAuth2ErrorMessage, auth_login.sync(client=anonymous(live_api), body=wrong)
+    )
+    # The token endpoint's errors carry RFC 6749's code beside the usual detail.
+    assert (failed_login.detail, failed_login.error) == (
+        "Incorrect email or password",
+        "invalid_grant",
+    )
     forbidden = users_list_users.sync(client=signed_in(live_api, log_in(live_api, email)))
     assert expect(ErrorMessage, forbidden).detail == "Not enough privileges"
+
+
+def test_an_admin_gives_a_role_and_takes_it_back(live_api: LiveApi) -> None:
+    email = new_email()
+    user = register(live_api, email)
+    admin = signed_in(live_api, log_in(live_api, live_api.admin_email, live_api.admin_password))
+
+    permissions = roles_list_permissions.sync(client=admin)
+    assert isinstance(permissions, list)
+    assert "users:read" in {expect(PermissionPublic, item).name for item in permissions}
+    name = f"py-readers-{uuid.uuid4().hex[:8]}"
+    role = expect(
+        RolePublic,
+        roles_create_role.sync(
+            client=admin, body=RoleCreate(name=name, permissions=["users:read"])
+        ),
+    )
+    assignment = RoleAssignment(roles=["member", name])
+    held = expect(
+        UserPublic, roles_assign_roles.sync(user_id=user.id, client=admin, body=assignment)
+    )
+    assert held.permissions == ["users:read"]
+    reader = signed_in(live_api, log_in(live_api, email))
+    expect(UsersPublic, users_list_users.sync(client=reader, limit=1))
+
+    assert roles_delete_role.sync_detailed(role_id=role.id, client=admin).status_code == 204
+    refused = users_list_users.sync(client=reader)
+    assert expect(ErrorMessage, refused).detail == "Not enough privileges"

@@ -1,4 +1,4 @@
-"""A web app on another origin, in a real browser, using the API as the README tells client
+"""A web app on another origin, in a real browser, using the API as docs/clients.md tells client
 teams to: sign in, read, write, refresh, and read the headers it documents (ETag,
 X-Request-ID, WWW-Authenticate, Retry-After). A browser hides every response header a CORS
 response does not expose, whatever the server sent.
@@ -22,7 +22,7 @@ from tests.support import LiveServer, fresh_database, migrate, run_server
 
 NEW_NAME = "Renamed Across Origins"
 MAX_BODY_BYTES = 2048
-# What the page's script reads from every response: the headers the README documents.
+# What the page's script reads from every response: the headers docs/clients.md documents.
 WEB_APP = """<!doctype html>
 <title>A web app on another origin</title>
 <script>

@@ -1,6 +1,6 @@
 """Rate limits during a Redis outage: a real redis-server of the test's own, stopped mid-test.
 
-The README promises that limits keep counting per process while Redis is down, so a brute
+docs/configuration.md promises that limits keep counting per process while Redis is down, so a brute
 force stays metered through an outage; a limiter that stopped counting instead would pass
 every other test.
 """

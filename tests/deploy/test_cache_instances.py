@@ -7,6 +7,8 @@ The Redis is the test's own (a redis-server on a free port), and instance A reac
 a TCP proxy the test can cut or stall while instance B keeps its own connection.
 """
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,6 +19,7 @@ import httpx2
 import pytest
 import redis as redis_client
 
+from tests.conftest import ROOT
 from tests.support import (
     LiveServer,
     RedisServer,
@@ -27,6 +30,7 @@ from tests.support import (
     requires_postgres,
     requires_redis_server,
     run_server,
+    server_env,
 )
 
 pytestmark = [requires_postgres, requires_redis_server]
@@ -46,6 +50,7 @@ class Cluster:
     b: LiveServer  # reaches Redis directly
     redis: RedisServer
     proxy: TcpProxy
+    database_url: str
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +72,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 run_server(database_url, tmp_path, REDIS_URL=via_proxy, **settings) as a,
                 run_server(database_url, tmp_path, REDIS_URL=redis.url, **settings) as b,
             ):
-                yield Cluster(a, b, redis, proxy)
+                yield Cluster(a, b, redis, proxy, database_url)
         finally:
             proxy.stop()
 
@@ -86,11 +91,12 @@ def new_account(server: LiveServer) -> tuple[str, dict[str, str]]:
 
 @dataclass
 class Readers:
-    """Threads reading /users/me with one token on both instances: when each request was
-    sent and what it got."""
+    """Threads reading `path` (/users/me by default) with one token on both instances: when
+    each request was sent and what it got."""
 
     headers: dict[str, str]
     servers: list[LiveServer]
+    path: str = ME
     seen: list[tuple[float, int, str]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -114,7 +120,7 @@ class Readers:
         with httpx2.Client(base_url=server.base_url, timeout=15) as client:
             while not self.stop.is_set():
                 sent = time.monotonic()
-                status = client.get(ME, headers=self.headers).status_code
+                status = client.get(self.path, headers=self.headers).status_code
                 with self.lock:
                     self.seen.append((sent, status, server.base_url))
 
@@ -294,3 +300,60 @@ class TestRedisTrouble:
         assert max(durations) < 1.0
         assert sum(durations) < 3.0
         _wait_until(lambda: _readiness(cluster.a)["status"] == "ok", 10)
+
+
+def first_admin(cluster: Cluster) -> dict[str, str]:
+    """The deploy's first admin (manage.py superuser, as the migrate step runs it)."""
+    email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    subprocess.run(
+        [sys.executable, "manage.py", "superuser"],
+        cwd=ROOT,
+        env=server_env(
+            cluster.database_url, FIRST_SUPERUSER_EMAIL=email, FIRST_SUPERUSER_PASSWORD=PASSWORD
+        ),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    with httpx2.Client(base_url=cluster.a.base_url, timeout=15) as client:
+        tokens = client.post("/api/v1/auth/login", data={"username": email, "password": PASSWORD})
+    assert tokens.status_code == 200, tokens.text
+    return {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+
+
+@pytest.mark.parametrize("how", ["roles replaced", "role deleted"])
+def test_a_demoted_admin_loses_every_admin_route_at_once_on_both_instances(
+    cluster: Cluster, how: str
+) -> None:
+    admin = first_admin(cluster)
+    _, demoted = new_account(cluster.b)
+    with httpx2.Client(base_url=cluster.b.base_url, timeout=30) as client:
+        user_id = client.get(ME, headers=demoted).json()["id"]
+        role = client.post(
+            "/api/v1/roles",
+            headers=admin,
+            json={"name": f"r-{user_id[:8]}", "permissions": ["users:read"]},
+        ).json()
+        granted = client.put(
+            f"/api/v1/users/{user_id}/roles",
+            headers=admin,
+            json={"roles": ["member", role["name"]]},
+        )
+        assert granted.status_code == 200, granted.text
+    with Readers(demoted, [cluster.a, cluster.b], path="/api/v1/users") as readers:
+        time.sleep(0.5)  # both instances serve the account, with its permissions, from Redis
+        with httpx2.Client(base_url=cluster.a.base_url, timeout=30) as client:
+            if how == "roles replaced":
+                answer = client.put(
+                    f"/api/v1/users/{user_id}/roles", headers=admin, json={"roles": ["member"]}
+                )
+                assert answer.status_code == 200, answer.text
+            else:
+                answer = client.delete(f"/api/v1/roles/{role['id']}", headers=admin)
+                assert answer.status_code == 204, answer.text
+        demoted_at = time.monotonic()
+        time.sleep(0.5)
+    assert readers.accepted_before(demoted_at) > 0
+    late = readers.sent_after(demoted_at)
+    assert late
+    assert {status for _, status, _ in late} == {403}, late

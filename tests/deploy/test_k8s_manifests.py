@@ -490,11 +490,11 @@ def test_every_skipped_check_names_one_check_and_gives_its_reason(manifests: Man
     assert skips, "no skip found: the annotations' format changed?"
 
 
-# --- the README's deploy order -------------------------------------------------------------
+# --- the deploy order the docs give (docs/deploy/kubernetes.md) -----------------------------
 
 
 def matches_selector(selector: str, labels: dict[str, str]) -> bool:
-    """The `key notin (a,b)` and `key in (a,b)` label queries the README uses."""
+    """The `key notin (a,b)` and `key in (a,b)` label queries the deploy docs use."""
     parsed = re.fullmatch(r"\s*([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)\s*", selector)
     assert parsed, f"selector form not understood here: {selector}"
     key, operator, values = parsed.group(1), parsed.group(2), parsed.group(3)
@@ -502,9 +502,9 @@ def matches_selector(selector: str, labels: dict[str, str]) -> bool:
     return inside if operator == "in" else not inside
 
 
-def test_readme_first_apply_brings_the_migration_job_and_what_it_needs_but_no_app_pods() -> None:
-    readme = (ROOT / "README.md").read_text()
-    (selector,) = re.findall(r"kubectl apply -k deploy/k8s/overlays/prod -l '([^']+)'", readme)
+def test_the_docs_first_apply_brings_the_migration_job_and_what_it_needs_but_no_app_pods() -> None:
+    page = (ROOT / "docs" / "deploy" / "kubernetes.md").read_text()
+    (selector,) = re.findall(r"kubectl apply -k deploy/k8s/overlays/prod -l '([^']+)'", page)
     objects = render("prod")
     first = [
         item for item in objects if matches_selector(selector, item["metadata"].get("labels", {}))

@@ -232,7 +232,7 @@ def catalog(url: str) -> dict[str, list[str]]:
 
 def test_the_migrations_build_the_schema_the_installed_procrastinate_expects() -> None:
     """Fails after a procrastinate upgrade until a migration brings the schema along
-    (README: Background jobs)."""
+    (docs/jobs.md, Upgrading the queue)."""
     installed = (resources.files("procrastinate.sql") / "schema.sql").read_text()
     with fresh_postgres_database() as migrated, fresh_postgres_database() as reference:
         engine = create_engine(migrated)

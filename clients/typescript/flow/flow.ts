@@ -1,7 +1,8 @@
 /**
  * Drives a running server through the generated client, the way a web or Node app would:
  * register, log in, read and update the account, refresh the tokens, log out, list users as
- * an admin, and meet the documented errors (401, 403, 409, 422) as typed values.
+ * an admin, give the new user a role that lets it list users and take it away again, and
+ * meet the documented errors (401, 403, 409, 422) as typed values.
  *
  *   API_URL=http://127.0.0.1:8000 ADMIN_EMAIL=... ADMIN_PASSWORD=... npm run flow
  *
@@ -17,6 +18,10 @@ import {
   authRefresh,
   authRegister,
   type ErrorMessage,
+  rolesAssignRoles,
+  rolesCreateRole,
+  rolesDeleteRole,
+  rolesListPermissions,
   type HttpValidationError,
   type TokenPair,
   usersListUsers,
@@ -67,6 +72,7 @@ async function main(): Promise<void> {
   const user = ok('register', await authRegister({ body: { name: 'Ada', email, password } }));
   assert.equal(user.email, email.toLowerCase());
   assert.equal(user.is_superuser, false);
+  assert.deepEqual([user.roles, user.permissions], [['member'], []]);
 
   // Documented errors arrive typed: 409 and 401 as ErrorMessage, 422 as HttpValidationError.
   const taken = failed(
@@ -112,6 +118,34 @@ async function main(): Promise<void> {
   const page = ok('admin list', await usersListUsers({ query: { limit: 100 } }));
   assert.ok(page.total >= 2, `total ${page.total}`);
   assert.ok(page.items.some((listed) => listed.id === user.id), 'the new user is listed');
+
+  // Roles: what the installed features let an admin hand out, a role that grants one of
+  // them, given to the new user and taken back (its holders lose it at once).
+  const permissions = ok('permissions', await rolesListPermissions());
+  assert.ok(permissions.some((declared) => declared.name === 'users:read'));
+  const readers = ok(
+    'create role',
+    await rolesCreateRole({
+      body: { name: `readers-${randomUUID().slice(0, 8)}`, permissions: ['users:read'] },
+    }),
+  );
+  const held = ok(
+    'assign roles',
+    await rolesAssignRoles({
+      path: { user_id: user.id },
+      body: { roles: ['member', readers.name] },
+    }),
+  );
+  assert.deepEqual(held.permissions, ['users:read']);
+  const admin = tokens;
+  await logIn(email, password);
+  ok('list as a reader', await usersListUsers({ query: { limit: 1 } }));
+  const reader = tokens;
+  tokens = admin;
+  const deleted = await rolesDeleteRole({ path: { role_id: readers.id } });
+  assert.equal(deleted.response.status, 204, 'delete role');
+  tokens = reader;
+  failed('list after the role is gone', 403, await usersListUsers());
 
   console.log(`typescript client flow: ${page.items.length} users listed, all steps passed`);
 }

@@ -8,6 +8,9 @@ from .error_message import ErrorMessage
 from .health_status import HealthStatus
 from .http_validation_error import HTTPValidationError
 from .login_form import LoginForm
+from .login_form_grant_type_type_0 import LoginFormGrantTypeType0
+from .o_auth_2_error_message import OAuth2ErrorMessage
+from .o_auth_2_validation_error import OAuth2ValidationError
 from .password_change import PasswordChange
 from .password_reset import PasswordReset
 from .permission_public import PermissionPublic
@@ -26,6 +29,7 @@ from .user_update_me import UserUpdateMe
 from .users_public import UsersPublic
 from .validation_error import ValidationError
 from .validation_error_context import ValidationErrorContext
+from .validation_issue import ValidationIssue
 
 __all__ = (
     "Accepted",
@@ -36,6 +40,9 @@ __all__ = (
     "HealthStatus",
     "HTTPValidationError",
     "LoginForm",
+    "LoginFormGrantTypeType0",
+    "OAuth2ErrorMessage",
+    "OAuth2ValidationError",
     "PasswordChange",
     "PasswordReset",
     "PermissionPublic",
@@ -54,4 +61,5 @@ __all__ = (
     "UserUpdateMe",
     "ValidationError",
     "ValidationErrorContext",
+    "ValidationIssue",
 )

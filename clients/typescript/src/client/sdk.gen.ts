@@ -19,9 +19,13 @@ export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends 
 };
 
 /**
- * Log in with email and password
+ * Sign in, or refresh, at the OAuth2 token endpoint
  *
- * OAuth2 password flow: `username` is the email. Returns an access and a refresh token.
+ * The OAuth2 token endpoint. The password grant (`username` is the email) signs in; the
+ * refresh grant (`grant_type=refresh_token`, RFC 6749 section 6) trades a refresh token for
+ * a new pair exactly as `POST /auth/refresh` does, spent token and replay detection
+ * included. Errors carry RFC 6749's `error` (`invalid_grant`: wrong credentials or a refresh
+ * token that is spent, expired or revoked) beside `detail`.
  */
 export const authLogin = <ThrowOnError extends boolean = false>(options: Options<AuthLoginData, ThrowOnError>) => (options.client ?? client).post<AuthLoginResponses, AuthLoginErrors, ThrowOnError>({
     ...urlSearchParamsBodySerializer,

@@ -91,13 +91,21 @@ export type LoginForm = {
     /**
      * Grant Type
      *
-     * `password`, when sent
+     * `password` (the default) signs in; `refresh_token` trades a refresh token
      */
-    grant_type?: string | null;
+    grant_type?: 'password' | 'refresh_token' | null;
     /**
      * Password
+     *
+     * Password grant
      */
-    password: string;
+    password?: string | null;
+    /**
+     * Refresh Token
+     *
+     * Refresh grant: the refresh token to trade
+     */
+    refresh_token?: string | null;
     /**
      * Scope
      *
@@ -107,9 +115,52 @@ export type LoginForm = {
     /**
      * Username
      *
-     * The account's email address
+     * The account's email address (password grant)
      */
-    username: string;
+    username?: string | null;
+};
+
+/**
+ * OAuth2ErrorMessage
+ *
+ * An error of the token endpoint: `detail` as everywhere, and RFC 6749's fields.
+ */
+export type OAuth2ErrorMessage = {
+    /**
+     * Detail
+     */
+    detail: string;
+    /**
+     * Error
+     *
+     * RFC 6749 section 5.2 code, e.g. `invalid_grant`
+     */
+    error: string;
+    /**
+     * Error Description
+     */
+    error_description: string;
+};
+
+/**
+ * OAuth2ValidationError
+ *
+ * A malformed token request: the usual validation errors, and RFC 6749's fields
+ * (`invalid_request`, or `unsupported_grant_type`).
+ */
+export type OAuth2ValidationError = {
+    /**
+     * Detail
+     */
+    detail: Array<ValidationIssue>;
+    /**
+     * Error
+     */
+    error: string;
+    /**
+     * Error Description
+     */
+    error_description: string;
 };
 
 /**
@@ -510,6 +561,24 @@ export type ValidationError = {
     type: string;
 };
 
+/**
+ * ValidationIssue
+ */
+export type ValidationIssue = {
+    /**
+     * Loc
+     */
+    loc: Array<string | number>;
+    /**
+     * Msg
+     */
+    msg: string;
+    /**
+     * Type
+     */
+    type: string;
+};
+
 export type AuthLoginData = {
     body: LoginForm;
     path?: never;
@@ -523,9 +592,9 @@ export type AuthLoginErrors = {
      */
     400: ErrorMessage;
     /**
-     * Incorrect email or password
+     * Incorrect email or password | Invalid or expired refresh token
      */
-    401: ErrorMessage;
+    401: OAuth2ErrorMessage;
     /**
      * Request body too large
      */
@@ -533,15 +602,15 @@ export type AuthLoginErrors = {
     /**
      * Validation Error
      */
-    422: HttpValidationError;
+    422: OAuth2ValidationError;
     /**
      * Too many requests, try again later
      */
-    429: ErrorMessage;
+    429: OAuth2ErrorMessage;
     /**
      * Service temporarily unavailable
      */
-    503: ErrorMessage;
+    503: OAuth2ErrorMessage;
 };
 
 export type AuthLoginError = AuthLoginErrors[keyof AuthLoginErrors];

@@ -6,8 +6,9 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.error_message import ErrorMessage
-from ...models.http_validation_error import HTTPValidationError
 from ...models.login_form import LoginForm
+from ...models.o_auth_2_error_message import OAuth2ErrorMessage
+from ...models.o_auth_2_validation_error import OAuth2ValidationError
 from ...models.token_pair import TokenPair
 from ...types import Response
 
@@ -32,7 +33,7 @@ def _get_kwargs(
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ErrorMessage | HTTPValidationError | TokenPair | None:
+) -> ErrorMessage | OAuth2ErrorMessage | OAuth2ValidationError | TokenPair | None:
     if response.status_code == 200:
         response_200 = TokenPair.from_dict(response.json())
 
@@ -44,7 +45,7 @@ def _parse_response(
         return response_400
 
     if response.status_code == 401:
-        response_401 = ErrorMessage.from_dict(response.json())
+        response_401 = OAuth2ErrorMessage.from_dict(response.json())
 
         return response_401
 
@@ -54,17 +55,17 @@ def _parse_response(
         return response_413
 
     if response.status_code == 422:
-        response_422 = HTTPValidationError.from_dict(response.json())
+        response_422 = OAuth2ValidationError.from_dict(response.json())
 
         return response_422
 
     if response.status_code == 429:
-        response_429 = ErrorMessage.from_dict(response.json())
+        response_429 = OAuth2ErrorMessage.from_dict(response.json())
 
         return response_429
 
     if response.status_code == 503:
-        response_503 = ErrorMessage.from_dict(response.json())
+        response_503 = OAuth2ErrorMessage.from_dict(response.json())
 
         return response_503
 
@@ -76,7 +77,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ErrorMessage | HTTPValidationError | TokenPair]:
+) -> Response[ErrorMessage | OAuth2ErrorMessage | OAuth2ValidationError | TokenPair]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -89,10 +90,14 @@ def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
     body: LoginForm,
-) -> Response[ErrorMessage | HTTPValidationError | TokenPair]:
-    """Log in with email and password
+) -> Response[ErrorMessage | OAuth2ErrorMessage | OAuth2ValidationError | TokenPair]:
+    """Sign in, or refresh, at the OAuth2 token endpoint
 
-     OAuth2 password flow: `username` is the email. Returns an access and a refresh token.
+     The OAuth2 token endpoint. The password grant (`username` is the email) signs in; the
+    refresh grant (`grant_type=refresh_token`, RFC 6749 section 6) trades a refresh token for
+    a new pair exactly as `POST /auth/refresh` does, spent token and replay detection
+    included. Errors carry RFC 6749's `error` (`invalid_grant`: wrong credentials or a refresh
+    token that is spent, expired or revoked) beside `detail`.
 
     Args:
         body (LoginForm):
@@ -102,7 +107,7 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorMessage | HTTPValidationError | TokenPair]
+        Response[ErrorMessage | OAuth2ErrorMessage | OAuth2ValidationError | TokenPair]
     """
 
     kwargs = _get_kwargs(
@@ -120,10 +125,14 @@ def sync(
     *,
     client: AuthenticatedClient | Client,
     body: LoginForm,
-) -> ErrorMessage | HTTPValidationError | TokenPair | None:
-    """Log in with email and password
+) -> ErrorMessage | OAuth2ErrorMessage | OAuth2ValidationError | TokenPair | None:
+    """Sign in, or refresh, at the OAuth2 token endpoint
 
-     OAuth2 password flow: `username` is the email. Returns an access and a refresh token.
+     The OAuth2 token endpoint. The password grant (`username` is the email) signs in; the
+    refresh grant (`grant_type=refresh_token`, RFC 6749 section 6) trades a refresh token for
+    a new pair exactly as `POST /auth/refresh` does, spent token and replay detection
+    included. Errors carry RFC 6749's `error` (`invalid_grant`: wrong credentials or a refresh
+    token that is spent, expired or revoked) beside `detail`.
 
     Args:
         body (LoginForm):
@@ -133,7 +142,7 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorMessage | HTTPValidationError | TokenPair
+        ErrorMessage | OAuth2ErrorMessage | OAuth2ValidationError | TokenPair
     """
 
     return sync_detailed(
@@ -146,10 +155,14 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
     body: LoginForm,
-) -> Response[ErrorMessage | HTTPValidationError | TokenPair]:
-    """Log in with email and password
+) -> Response[ErrorMessage | OAuth2ErrorMessage | OAuth2ValidationError | TokenPair]:
+    """Sign in, or refresh, at the OAuth2 token endpoint
 
-     OAuth2 password flow: `username` is the email. Returns an access and a refresh token.
+     The OAuth2 token endpoint. The password grant (`username` is the email) signs in; the
+    refresh grant (`grant_type=refresh_token`, RFC 6749 section 6) trades a refresh token for
+    a new pair exactly as `POST /auth/refresh` does, spent token and replay detection
+    included. Errors carry RFC 6749's `error` (`invalid_grant`: wrong credentials or a refresh
+    token that is spent, expired or revoked) beside `detail`.
 
     Args:
         body (LoginForm):
@@ -159,7 +172,7 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorMessage | HTTPValidationError | TokenPair]
+        Response[ErrorMessage | OAuth2ErrorMessage | OAuth2ValidationError | TokenPair]
     """
 
     kwargs = _get_kwargs(
@@ -175,10 +188,14 @@ async def asyncio(
     *,
     client: AuthenticatedClient | Client,
     body: LoginForm,
-) -> ErrorMessage | HTTPValidationError | TokenPair | None:
-    """Log in with email and password
+) -> ErrorMessage | OAuth2ErrorMessage | OAuth2ValidationError | TokenPair | None:
+    """Sign in, or refresh, at the OAuth2 token endpoint
 
-     OAuth2 password flow: `username` is the email. Returns an access and a refresh token.
+     The OAuth2 token endpoint. The password grant (`username` is the email) signs in; the
+    refresh grant (`grant_type=refresh_token`, RFC 6749 section 6) trades a refresh token for
+    a new pair exactly as `POST /auth/refresh` does, spent token and replay detection
+    included. Errors carry RFC 6749's `error` (`invalid_grant`: wrong credentials or a refresh
+    token that is spent, expired or revoked) beside `detail`.
 
     Args:
         body (LoginForm):
@@ -188,7 +205,7 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorMessage | HTTPValidationError | TokenPair
+        ErrorMessage | OAuth2ErrorMessage | OAuth2ValidationError | TokenPair
     """
 
     return (

@@ -1,0 +1,9 @@
+from enum import StrEnum
+
+
+class LoginFormGrantTypeType0(StrEnum):
+    PASSWORD = "password"
+    REFRESH_TOKEN = "refresh_token"
+
+    def __str__(self) -> str:
+        return str(self.value)
