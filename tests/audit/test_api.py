@@ -78,6 +78,11 @@ class TestWhoMayRead:
             types = {item["type"] for item in response.json()["items"]}
             assert "auth.signed_in" in types  # the readers' own sign-ins
 
+    def test_the_published_contract_requires_audit_read(self, app: FastAPI) -> None:
+        operation = app.openapi()["paths"][EVENTS]["get"]
+        assert operation["security"] == [{"OAuth2PasswordBearer": ["audit:read"]}]
+        assert {"401", "403", "304", "422"} <= set(operation["responses"])
+
     def test_the_answer_is_private_and_conditional(
         self, client: TestClient, auditor: Account
     ) -> None:

@@ -102,6 +102,7 @@ class TestMembersCannotRaiseThemselves:
             client.get(f"{USERS}/{account.id}", headers=account.headers),
             client.get(ROLES, headers=account.headers),
             client.patch(f"{USERS}/{account.id}", headers=account.headers, json={"name": "x"}),
+            client.get("/api/v1/audit-events", headers=account.headers),
         ):
             assert response.status_code == 403, response.request.url
         assert client.get(PERMISSIONS, headers=account.headers).status_code == 200
