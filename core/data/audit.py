@@ -40,11 +40,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, delete, select
+from sqlalchemy import JSON, DateTime, Index, delete
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from core.data.clock import utc_now
+from core.data.db import changed_rows
 from core.observability.masking import mask_address
 
 EVENT_TYPE_MAX_LENGTH = 64
@@ -111,8 +112,21 @@ def declared_event_types() -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    client_ip: str
-    user_agent: str | None
+    """Where a request came from, as the HTTP edge saw it: the peer's address (the client's,
+    through the server's trusted proxies) and the User-Agent header, cut to the stored
+    length. Bounded and normalized only when an event is recorded: most requests record
+    none, and pay nothing for it."""
+
+    host: str | None
+    raw_user_agent: str | None
+
+    @property
+    def client_ip(self) -> str:
+        return normalized_ip(self.host)
+
+    @property
+    def user_agent(self) -> str | None:
+        return bounded_user_agent(self.raw_user_agent)
 
 
 # Set by the HTTP edge for the request being served; units of work run in a copy of the
@@ -143,9 +157,9 @@ def bounded_user_agent(raw: str | None) -> str | None:
 
 
 @contextmanager
-def origin(client_ip: str, user_agent: str | None) -> Iterator[None]:
+def origin(host: str | None, user_agent: str | None) -> Iterator[None]:
     """Events recorded in this block (and in the units of work it starts) come from here."""
-    token = request_origin.set(Origin(client_ip, user_agent))
+    token = request_origin.set(Origin(host, user_agent))
     try:
         yield
     finally:
@@ -232,12 +246,11 @@ def purge_before(session: Session, cutoff: datetime, *, batch_size: int = PURGE_
     many went. Called until it returns less than `batch_size`, so no transaction holds more
     than one batch's locks however far behind the purge is."""
     oldest = (
-        select(AuditEvent.id)  # type: ignore[call-overload]
-        .where(AuditEvent.created_at < cutoff)
-        .order_by(AuditEvent.created_at)
+        select(AuditEvent.id)
+        .where(col(AuditEvent.created_at) < cutoff)
+        .order_by(col(AuditEvent.created_at))
         .limit(batch_size)
     )
-    result = session.execute(delete(AuditEvent).where(AuditEvent.id.in_(oldest)))  # type: ignore[attr-defined]
+    deleted = changed_rows(session, delete(AuditEvent).where(col(AuditEvent.id).in_(oldest)))
     session.commit()
-    deleted: int = result.rowcount  # type: ignore[attr-defined]
     return deleted

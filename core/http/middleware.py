@@ -8,10 +8,10 @@ from core.data import audit
 
 
 class RequestOriginMiddleware:
-    """Where the request comes from, for the audit log: the client's address (as
+    """Where the request comes from, for the audit log: the client's address (read as
     core/http/deps.get_client_ip reads it: behind a proxy, the server's forwarded-allow-ips
-    makes it the client's) and its User-Agent, bounded, set once for everything the request
-    runs (core/data/audit.py, `request_origin`)."""
+    makes it the client's) and its User-Agent, set once for everything the request runs
+    (core/data/audit.py, `request_origin`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -24,12 +24,11 @@ class RequestOriginMiddleware:
         user_agent = None
         for name, value in scope["headers"]:
             if name == b"user-agent":
-                # Only the stored length is decoded: a header may be as long as the server
-                # lets it be.
+                # Only the stored length is kept: a header may be as long as the server lets
+                # it be. Normalized when an event is recorded, if one is.
                 user_agent = value[: audit.USER_AGENT_MAX_LENGTH].decode("latin-1")
                 break
-        client_ip = audit.normalized_ip(client[0] if client else None)
-        with audit.origin(client_ip, audit.bounded_user_agent(user_agent)):
+        with audit.origin(client[0] if client else None, user_agent):
             await self.app(scope, receive, send)
 
 

@@ -314,15 +314,20 @@ class InProcessJobs:
         scheduled = [job for job in periodic_jobs if job.schedule is not None]
         if not scheduled or self._scheduler is not None:
             return
+        logger.info(
+            "periodic jobs run in this process: %s",
+            ", ".join(f"{job.name} ({job.schedule})" for job in scheduled),
+        )
         self._scheduler = threading.Thread(
             target=self._run_schedules, args=(scheduled,), name="job-schedules", daemon=True
         )
         self._scheduler.start()
 
     def _run_schedules(self, scheduled: list[Job[Any]]) -> None:
-        now = time.time()
-        due = {job.name: next_due(job.schedule or "", now) for job in scheduled}
+        schedules = {job.name: job.schedule for job in scheduled if job.schedule is not None}
         by_name = {job.name: job for job in scheduled}
+        now = time.time()
+        due = {name: next_due(schedule, now) for name, schedule in schedules.items()}
         while True:
             name = min(due, key=lambda job_name: due[job_name])
             if self._stopping.wait(max(0.0, due[name] - time.time())):
@@ -330,7 +335,7 @@ class InProcessJobs:
             self._submit(by_name[name], {}, scheduled_at=datetime.fromtimestamp(due[name], UTC))
             # From now, not from the due time: a process that slept through several due
             # times (a laptop's lid closed) runs the job once, not once for each.
-            due[name] = next_due(by_name[name].schedule or "", max(due[name], time.time()))
+            due[name] = next_due(schedules[name], max(due[name], time.time()))
 
     def _submit(
         self, job: Job[Any], arguments: dict[str, Any], scheduled_at: datetime | None = None
