@@ -7,7 +7,7 @@ units of work, other features and manage.py call with a session of their own.
 """
 
 import uuid
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +18,13 @@ from sqlmodel import Session, col, select
 
 from core import permissions
 from core.cache import Cache
+from core.config import Settings
 from core.data.clock import utc_now
 from core.data.db import Database, changed_rows, get_as, read_only, serialized, transaction
 from core.data.hooks import Hook
 from core.data.invalidation import invalidate_on_commit, revoke_on_commit
 from core.data.pagination import fetch_page
+from core.http.ratelimit import RateLimiter
 from core.security import PasswordHasher
 from features.users.errors import (
     InvalidAccessToken,
@@ -98,6 +100,41 @@ def _changed(session: Session, user_id: uuid.UUID, *, revoking: bool) -> None:
     else:
         invalidate_on_commit(session, account_tag(user_id))
     invalidate_on_commit(session, USERS_TAG)
+
+
+# --- credentials other features issue ----------------------------------------------------
+
+# A Bearer credential that is not an access token, told apart by its prefix (API keys:
+# `fak_...`), is checked by the feature that issues it; features/registry.py connects it.
+CredentialCheck = Callable[[str, "CredentialContext"], Awaitable[AuthenticatedUser]]
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialContext:
+    """What checking a credential may use: the request's machinery."""
+
+    db: Database
+    cache: Cache
+    settings: Settings
+    limiter: RateLimiter
+
+
+class Credentials:
+    """The credential kinds connected, by prefix."""
+
+    def __init__(self) -> None:
+        self._checks: dict[str, CredentialCheck] = {}
+
+    def connect(self, prefix: str, check: CredentialCheck) -> None:
+        self._checks[prefix] = check
+
+    def check_for(self, token: str) -> CredentialCheck | None:
+        return next(
+            (check for prefix, check in self._checks.items() if token.startswith(prefix)), None
+        )
+
+
+credentials = Credentials()
 
 
 # --- authority: the roles an account holds and what they grant ----------------------------
@@ -421,13 +458,18 @@ def _change(
 # --- reads -------------------------------------------------------------------------------
 
 
-@transaction  # the primary, not a replica: a token revoked a moment ago must be refused
-def _load_account(session: Session, *, user_id: uuid.UUID) -> AuthenticatedUser | None:
+def load_account(session: Session, user_id: uuid.UUID) -> AuthenticatedUser | None:
+    """The account as a credential sees it, authority included; None when it is gone."""
     columns = get_as(session, User, user_id, _AccountColumns)
     if columns is None:
         return None
     authority = authority_of(session, [user_id])[user_id]
     return AuthenticatedUser(**columns.model_dump(), **authority.model_dump())
+
+
+@transaction  # the primary, not a replica: a token revoked a moment ago must be refused
+def _load_account(session: Session, *, user_id: uuid.UUID) -> AuthenticatedUser | None:
+    return load_account(session, user_id)
 
 
 class _AccountColumns(UserColumns):

@@ -17,6 +17,116 @@ export type Accepted = {
 };
 
 /**
+ * ApiKeyCreate
+ */
+export type ApiKeyCreate = {
+    /**
+     * Expires At
+     *
+     * When the key stops working; never, if left out
+     */
+    expires_at?: string | null;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Permissions
+     *
+     * Beyond reading the owner's own account; each one the owner holds
+     */
+    permissions?: Array<string>;
+};
+
+/**
+ * ApiKeyCreated
+ */
+export type ApiKeyCreated = {
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Expires At
+     */
+    expires_at: string | null;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Key
+     *
+     * The key itself: shown this once, never again
+     */
+    key: string;
+    /**
+     * Last Used At
+     */
+    last_used_at: string | null;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Permissions
+     */
+    permissions: Array<string>;
+    /**
+     * Prefix
+     *
+     * `fak_<public id>`: how to recognise the key, not use it
+     */
+    prefix: string;
+    /**
+     * User Id
+     */
+    user_id: string;
+};
+
+/**
+ * ApiKeyPublic
+ *
+ * A key as its owner sees it: never the secret.
+ */
+export type ApiKeyPublic = {
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Expires At
+     */
+    expires_at: string | null;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Last Used At
+     */
+    last_used_at: string | null;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Permissions
+     */
+    permissions: Array<string>;
+    /**
+     * Prefix
+     *
+     * `fak_<public id>`: how to recognise the key, not use it
+     */
+    prefix: string;
+    /**
+     * User Id
+     */
+    user_id: string;
+};
+
+/**
  * EmailRequest
  */
 export type EmailRequest = {
@@ -578,6 +688,157 @@ export type ValidationIssue = {
      */
     type: string;
 };
+
+export type ApiKeysListKeysData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * User Id
+         */
+        user_id?: string | null;
+    };
+    url: '/api/v1/api-keys';
+};
+
+export type ApiKeysListKeysErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * Not enough privileges
+     */
+    403: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type ApiKeysListKeysError = ApiKeysListKeysErrors[keyof ApiKeysListKeysErrors];
+
+export type ApiKeysListKeysResponses = {
+    /**
+     * Response Api-Keys-List Keys
+     *
+     * Successful Response
+     */
+    200: Array<ApiKeyPublic>;
+};
+
+export type ApiKeysListKeysResponse = ApiKeysListKeysResponses[keyof ApiKeysListKeysResponses];
+
+export type ApiKeysCreateKeyData = {
+    body: ApiKeyCreate;
+    path?: never;
+    query?: never;
+    url: '/api/v1/api-keys';
+};
+
+export type ApiKeysCreateKeyErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * An API key cannot do this: sign in | The account or role has permissions you do not hold
+     */
+    403: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type ApiKeysCreateKeyError = ApiKeysCreateKeyErrors[keyof ApiKeysCreateKeyErrors];
+
+export type ApiKeysCreateKeyResponses = {
+    /**
+     * Successful Response
+     */
+    201: ApiKeyCreated;
+};
+
+export type ApiKeysCreateKeyResponse = ApiKeysCreateKeyResponses[keyof ApiKeysCreateKeyResponses];
+
+export type ApiKeysRevokeKeyData = {
+    body?: never;
+    path: {
+        /**
+         * Key Id
+         */
+        key_id: string;
+    };
+    query?: never;
+    url: '/api/v1/api-keys/{key_id}';
+};
+
+export type ApiKeysRevokeKeyErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * An API key cannot do this: sign in
+     */
+    403: ErrorMessage;
+    /**
+     * API key not found
+     */
+    404: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type ApiKeysRevokeKeyError = ApiKeysRevokeKeyErrors[keyof ApiKeysRevokeKeyErrors];
+
+export type ApiKeysRevokeKeyResponses = {
+    /**
+     * Successful Response
+     */
+    204: void;
+};
+
+export type ApiKeysRevokeKeyResponse = ApiKeysRevokeKeyResponses[keyof ApiKeysRevokeKeyResponses];
 
 export type AuthLoginData = {
     body: LoginForm;
@@ -1375,6 +1636,10 @@ export type UsersDeleteMeErrors = {
      */
     401: ErrorMessage;
     /**
+     * An API key cannot do this: sign in
+     */
+    403: ErrorMessage;
+    /**
      * No change may leave no active account that can manage roles
      */
     409: ErrorMessage;
@@ -1453,6 +1718,10 @@ export type UsersUpdateMeErrors = {
      */
     401: ErrorMessage;
     /**
+     * An API key cannot do this: sign in
+     */
+    403: ErrorMessage;
+    /**
      * A user with this email already exists
      */
     409: ErrorMessage;
@@ -1497,6 +1766,10 @@ export type UsersChangePasswordErrors = {
      * Not authenticated
      */
     401: ErrorMessage;
+    /**
+     * An API key cannot do this: sign in
+     */
+    403: ErrorMessage;
     /**
      * Request body too large
      */
