@@ -64,11 +64,11 @@ class TestWhatAnAccountHolds:
         # Either a signed-in session holding the permission, or an API key granted it.
         assert document["paths"]["/api/v1/users"]["get"]["security"] == [
             {"OAuth2PasswordBearer": [READ]},
-            {"APIKey": []},
+            {"APIKey": [READ]},
         ]
         assert document["paths"]["/api/v1/roles"]["post"]["security"] == [
             {"OAuth2PasswordBearer": [MANAGE_ROLES]},
-            {"APIKey": []},
+            {"APIKey": [MANAGE_ROLES]},
         ]
 
 
