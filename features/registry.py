@@ -52,9 +52,10 @@ def connect_features() -> None:
     """
     from features.api_keys import service as api_keys_service
     from features.recovery import service as recovery_service
+    from features.users import authority as users_authority
     from features.users import service as users_service
 
     users_service.new_address.connect(recovery_service.send_verification)
     users_service.address_replaced.connect(recovery_service.send_address_restore_link)
     users_service.password_replaced.connect(recovery_service.send_password_notice)
-    users_service.credentials.connect(api_keys_service.KEY_PREFIX, api_keys_service.authenticate)
+    users_authority.credentials.connect(api_keys_service.KEY_PREFIX, api_keys_service.authenticate)

@@ -32,7 +32,7 @@ from features.api_keys.models import (
     ApiKeyPublic,
 )
 from features.api_keys.permissions import MANAGE
-from features.users import service as users_service
+from features.users import authority as users_authority
 from features.users.errors import InvalidAccessToken
 from features.users.models import AuthenticatedUser
 
@@ -122,7 +122,7 @@ def create_key(
     session: Session, *, owner: AuthenticatedUser, data: ApiKeyCreate, settings: Settings
 ) -> ApiKeyCreated:
     """A key for `owner`, with permissions it holds (403 for one it does not)."""
-    users_service.ensure_covers(owner, data.permissions)
+    users_authority.ensure_covers(owner, data.permissions)
     key, public_id, secret = new_key()
     stored = ApiKey(
         user_id=owner.id,
@@ -182,7 +182,7 @@ def _load_holder(session: Session, *, public_id: str) -> KeyHolder | None:
     key = session.exec(select(ApiKey).where(ApiKey.public_id == public_id)).first()
     if key is None:
         return None
-    account = users_service.load_account(session, key.user_id)
+    account = users_authority.load_account(session, key.user_id)
     if account is None:
         return None
     # Never more than the owner holds now; the owner's account tag and the roles tag end this
@@ -226,7 +226,7 @@ async def _owner_of(db: Database, public_id: str) -> uuid.UUID | None:
     return owner
 
 
-async def authenticate(key: str, context: users_service.CredentialContext) -> AuthenticatedUser:
+async def authenticate(key: str, context: users_authority.CredentialContext) -> AuthenticatedUser:
     """The account a presented key speaks for, with the key's permissions; the same 401 as a
     forged access token for anything that is not a live key."""
     parsed = parse_key(key)
@@ -242,7 +242,7 @@ async def authenticate(key: str, context: users_service.CredentialContext) -> Au
         raise InvalidAccessToken
     holder = await context.cache.fetch(
         f"api_key:{public_id}",
-        tags=(key_tag(public_id), users_service.account_tag(owner), users_service.ROLES_TAG),
+        tags=(key_tag(public_id), users_authority.account_tag(owner), users_authority.ROLES_TAG),
         schema=KeyHolder,
         load=lambda: _load_holder(context.db, public_id=public_id),
         revocable=True,

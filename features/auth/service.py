@@ -26,6 +26,7 @@ from core.security import (
 )
 from features.auth.errors import InvalidCredentials, InvalidRefreshToken
 from features.auth.models import RefreshToken, TokenPair
+from features.users import authority as users_authority
 from features.users import service as users_service
 from features.users.models import User, UserCreate, UserPublic, UserRegister, normalize_email
 
@@ -140,7 +141,7 @@ def _create_account(session: Session, *, data: UserRegister, hashed_password: st
     account = UserCreate(name=data.name, email=data.email, password=data.password)
     user = users_service.add(session, account, hashed_password)
     users_service.new_address.fire(session, user)
-    shown = users_service.public(session, user)
+    shown = users_authority.public(session, user)
     session.commit()
     return shown
 

@@ -23,6 +23,7 @@ from features.roles.models import (
     RolePublic,
     RoleUpdate,
 )
+from features.users import authority as users_authority
 from features.users import service as users_service
 from features.users.models import Authority, Role, RolePermission, UserPublic
 
@@ -39,7 +40,7 @@ def _public(session: Session, role: Role) -> RolePublic:
         id=role.id,
         name=role.name,
         description=role.description,
-        permissions=sorted(users_service.granted_by(session, [role])),
+        permissions=sorted(users_authority.granted_by(session, [role])),
         built_in=role.built_in,
         grants_all=role.grants_all,
         created_at=role.created_at,
@@ -55,8 +56,8 @@ def _grant(session: Session, role: Role, permissions: list[str]) -> None:
 def _granted_everywhere(session: Session) -> None:
     """What roles grant changed: every cached account (each shows its permissions) and every
     cached list of accounts dies with this commit, without a write per holder."""
-    revoke_on_commit(session, users_service.ROLES_TAG)
-    invalidate_on_commit(session, users_service.USERS_TAG)
+    revoke_on_commit(session, users_authority.ROLES_TAG)
+    invalidate_on_commit(session, users_authority.USERS_TAG)
 
 
 # --- reads -------------------------------------------------------------------------------
@@ -82,7 +83,7 @@ def read_role(session: Session, *, role_id: uuid.UUID) -> RolePublic:
 @transaction
 def create_role(session: Session, *, data: RoleCreate, actor: Authority) -> RolePublic:
     """A new role nobody holds yet; a taken name is RoleNameTaken."""
-    users_service.ensure_covers(actor, data.permissions)
+    users_authority.ensure_covers(actor, data.permissions)
     role = Role(name=data.name, description=data.description)
     session.add(role)
     _grant(session, role, data.permissions)
@@ -95,15 +96,15 @@ def create_role(session: Session, *, data: RoleCreate, actor: Authority) -> Role
 def update_role(
     session: Session, *, role_id: uuid.UUID, changes: RoleUpdate, actor: Authority
 ) -> RolePublic:
-    with users_service.changing_authority(session):
+    with users_authority.changing_authority(session):
         role = _get(session, role_id)
         if role.built_in and changes.name not in (None, role.name):
             raise BuiltInRole
-        users_service.ensure_covers(actor, users_service.granted_by(session, [role]))
+        users_authority.ensure_covers(actor, users_authority.granted_by(session, [role]))
         if changes.permissions is not None:
             if role.grants_all:
                 raise BuiltInRole
-            users_service.ensure_covers(actor, changes.permissions)
+            users_authority.ensure_covers(actor, changes.permissions)
             _grant(session, role, changes.permissions)
         for field in ("name", "description"):
             value = getattr(changes, field)
@@ -120,11 +121,11 @@ def update_role(
 @transaction
 def delete_role(session: Session, *, role_id: uuid.UUID, actor: Authority) -> None:
     """Its holders lose what it granted from this commit on."""
-    with users_service.changing_authority(session):
+    with users_authority.changing_authority(session):
         role = _get(session, role_id)
         if role.built_in:
             raise BuiltInRole
-        users_service.ensure_covers(actor, users_service.granted_by(session, [role]))
+        users_authority.ensure_covers(actor, users_authority.granted_by(session, [role]))
         session.delete(role)
         _granted_everywhere(session)
     session.commit()
@@ -135,13 +136,13 @@ def assign_roles(
     session: Session, *, user_id: uuid.UUID, assignment: RoleAssignment, actor: Authority
 ) -> UserPublic:
     """The account holds exactly these roles from this commit on."""
-    with users_service.changing_authority(session):
+    with users_authority.changing_authority(session):
         user = users_service.get(session, user_id)
-        held = users_service.authority_of(session, [user.id])[user.id]
-        users_service.ensure_covers(actor, held.permissions)
-        roles = users_service.roles_named(session, assignment.roles)
-        users_service.ensure_covers(actor, users_service.granted_by(session, roles))
-        users_service.replace_roles(session, user.id, roles)
-    shown = users_service.public(session, user)
+        held = users_authority.authority_of(session, [user.id])[user.id]
+        users_authority.ensure_covers(actor, held.permissions)
+        roles = users_authority.roles_named(session, assignment.roles)
+        users_authority.ensure_covers(actor, users_authority.granted_by(session, roles))
+        users_authority.replace_roles(session, user.id, roles)
+    shown = users_authority.public(session, user)
     session.commit()
     return shown

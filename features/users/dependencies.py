@@ -25,7 +25,7 @@ from core.errors import ForbiddenError
 from core.http.deps import CacheDep, DatabaseDep, RateLimiterDep, SettingsDep
 from core.permissions import is_declared
 from core.security import InvalidTokenError, decode_access_token
-from features.users import service
+from features.users import authority, service
 from features.users.errors import InvalidAccessToken, SessionRequired
 from features.users.models import AuthenticatedUser
 
@@ -54,9 +54,9 @@ async def get_current_user(
 ) -> AuthenticatedUser:
     if not token:
         raise InvalidAccessToken("Not authenticated")
-    check = service.credentials.check_for(token)
+    check = authority.credentials.check_for(token)
     if check is not None:
-        user = await check(token, service.CredentialContext(db, cache, settings, limiter))
+        user = await check(token, authority.CredentialContext(db, cache, settings, limiter))
     else:
         try:
             claims = decode_access_token(token, secret_key=settings.SECRET_KEY)

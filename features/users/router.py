@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from core.errors import ForbiddenError, UnauthorizedError, error_responses
 from core.http.caching import NOT_MODIFIED, cached
 from core.http.deps import DatabaseDep, PasswordHasherDep
-from features.users import permissions, service
+from features.users import authority, permissions, service
 from features.users.dependencies import CurrentUser, SignedIn, require
 from features.users.errors import (
     EmailTaken,
@@ -88,7 +88,7 @@ async def delete_me(user: SignedIn, db: DatabaseDep) -> None:
 @router.get(
     "", response_model=UsersPublic, summary="List users", responses={**admin_only, **NOT_MODIFIED}
 )
-@cached(lambda: [service.USERS_TAG])
+@cached(lambda: [authority.USERS_TAG])
 async def list_users(
     _: Reader, db: DatabaseDep, page: Annotated[UserPageRequest, Query()]
 ) -> UsersPublic:

@@ -60,4 +60,5 @@ def test_every_setting_is_in_env_example_with_a_comment() -> None:
         above = at[0] - 1
         while above >= 0 and re.match(r"^[A-Z_]+=", lines[above]):
             above -= 1  # settings grouped under one comment
-        assert above >= 0 and lines[above].startswith("#"), f"{name} has no comment above it"
+        assert above >= 0, f"{name} has no comment above it"
+        assert lines[above].startswith("#"), f"{name} has no comment above it"
