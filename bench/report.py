@@ -81,6 +81,8 @@ ROWS: list[tuple[str, tuple[str, ...], str]] = [
     ("health", ("ping",), "rps"),
     ("ping", (), "ceiling"),
     ("me", ("select1_direct", "select1"), "rps"),
+    # The same read with an API key: its CPU per request against the access token's.
+    ("me_api_key", ("me",), "cpu"),
     ("list", ("select1_direct", "select1"), "rps"),
     ("list_uncached", ("select1_direct", "select1"), "rps"),
     # The end of the list: by cursor it costs what the first page does; by offset it does not.
@@ -122,7 +124,14 @@ def build(observations: Observations, *, quick: bool, elapsed_s: float) -> dict[
         texts = []
         for index, ceiling in enumerate(c for c in ceilings if c in summaries):
             ceiling_runs = observations.measurements[ceiling].runs
-            if kind == "rps":
+            if kind == "cpu":
+                measured = observations.measurements[key]
+                ratio = _paired_ratio(
+                    measured.cpu_ms_per_request,
+                    observations.measurements[ceiling].cpu_ms_per_request,
+                )
+                texts.append("-" if ratio is None else f"CPU {ratio:.2f}x {ceiling}")
+            elif kind == "rps":
                 ratio = _paired_ratio(
                     [r.requests_per_second for r in runs],
                     [r.requests_per_second for r in ceiling_runs],

@@ -53,6 +53,7 @@ SINGLE_CONNECTIONS = 32
 SLOW_SECONDS = 3.0
 LOGIN_PATH = "/api/v1/auth/login"
 ME_PATH = "/api/v1/users/me"
+API_KEYS_PATH = "/api/v1/api-keys"
 LIST_PATH = f"/api/v1/users?limit={PAGE_SIZE}"
 
 
@@ -154,6 +155,28 @@ def log_in(port: int, account: Account) -> str:
     return token
 
 
+def issue_api_key(port: int, token: str) -> str | None:
+    """An API key for the signed-in account; None from an app that has no API keys."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(
+            "POST",
+            API_KEYS_PATH,
+            body=json.dumps({"name": "bench"}),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        response = connection.getresponse()
+        body = json.loads(response.read())
+    finally:
+        connection.close()
+    if response.status == 404:
+        return None
+    if response.status != 201:
+        raise RuntimeError(f"issuing an API key failed: {response.status} {body}")
+    key: str = body["key"]
+    return key
+
+
 def expect_ok(port: int, path: str, headers: dict[str, str] | None = None) -> None:
     status = servers.http_status(port, path, headers)
     if status != 200:
@@ -240,10 +263,12 @@ def production_phase(bench: Bench, superuser: Account, regular: Account) -> None
     plan = bench.plan
     app, bare = start_pair(bench, "gunicorn")
     print(f"production shape: {app.label()} (app) and {bare.label()} (bare)", flush=True)
-    me = bearer(log_in(app.port, regular))
+    regular_token = log_in(app.port, regular)
+    me = bearer(regular_token)
     admin = bearer(log_in(app.port, superuser))
     auth_header = dict(me.headers)
     expect_ok(app.port, ME_PATH, auth_header)
+    api_key = issue_api_key(app.port, regular_token)
     expect_ok(app.port, LIST_PATH, dict(admin.headers))
     expect_ok(bare.port, "/select1")
     deep_cursor_path, deep_offset_path = last_page_paths(app.port, admin, bench.users)
@@ -255,6 +280,18 @@ def production_phase(bench: Bench, superuser: Account, regular: Account) -> None
         ("health", "GET /health", app, load(app, "/health")),
         ("ping", "GET /ping", bare, load(bare, "/ping")),
         ("me", "GET /api/v1/users/me", app, load(app, ME_PATH, me)),
+        *(
+            [
+                (
+                    "me_api_key",
+                    "GET /api/v1/users/me, API key",
+                    app,
+                    load(app, ME_PATH, bearer(api_key)),
+                )
+            ]
+            if api_key
+            else []
+        ),
         ("select1", "GET /select1", bare, load(bare, "/select1")),
         ("select1_direct", "GET /select1-direct", bare, load(bare, "/select1-direct")),
         ("list", "GET /api/v1/users?limit=100", app, load(app, LIST_PATH, admin)),

@@ -62,6 +62,8 @@ TAG_VERSION_TTL_SECONDS = 24 * 3600
 # What a waiting `revoke` adds to the entries' TTL: clock differences between the instances
 # that write entries and the one that waits (entries expire by the writer's clock).
 REVOKE_MARGIN_SECONDS = 1.0
+# Claims a process remembers on its own while the store is away; expired ones go past this.
+LOCAL_CLAIMS_LIMIT = 10_000
 _SIGNATURE = re.compile(b"[0-9a-f]{64}")
 # What a failing store raises; anything else (a value cashews cannot decode) is a miss for
 # that key, never a reason to stop using the store.
@@ -103,6 +105,8 @@ class Cache:
         self._backoff = backoff
         self._unavailable_until = 0.0
         self._inflight: dict[str, asyncio.Future[Any]] = {}
+        # Claims made while the store is unreachable: per process, until each expires.
+        self._local_claims: dict[str, float] = {}
         # Hits by kind ("account", "response"), read by tests; metrics.record_cache counts
         # for operators.
         self.hits: collections.Counter[str] = collections.Counter()
@@ -365,6 +369,28 @@ class Cache:
             running.add_done_callback(lambda _: self._inflight.pop(flight, None))
             running.add_done_callback(_retrieve_outcome)
         return await asyncio.shield(running)
+
+    async def claim(self, name: str, seconds: float) -> bool:
+        """True for the first caller to claim `name` within `seconds`, on every worker and
+        instance sharing the store (Redis SET NX), so a chore that must run at most once a
+        period (writing when an API key was last used) runs once. While the store cannot be
+        reached each process claims on its own, once per period."""
+        key = f"{self._prefix}:claim:{name}"
+        if self.available:
+            ok, claimed = await self._call(
+                "claim", self._backend.set(key, b"1", expire=seconds, exist=False)
+            )
+            if ok:
+                return bool(claimed)
+        now = time.monotonic()
+        if self._local_claims.get(key, 0.0) > now:
+            return False
+        if len(self._local_claims) >= LOCAL_CLAIMS_LIMIT:
+            self._local_claims = {
+                k: until for k, until in self._local_claims.items() if until > now
+            }
+        self._local_claims[key] = now + seconds
+        return True
 
     # --- writes ------------------------------------------------------------------------------
 

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     LOGIN_ACCOUNT_FAILURE_LIMIT: str = "20/hour"
     # Sign-ups per client address: each answers whether an address has an account (409).
     REGISTER_RATE_LIMIT: str = "20/hour"
+    # Requests per API key, on every instance together.
+    API_KEY_RATE_LIMIT: str = "600/minute"
     # Recovery and verification mails asked for, per address and per client IP.
     RECOVERY_RATE_LIMIT: str = "5/hour"
 
@@ -179,6 +181,7 @@ class Settings(BaseSettings):
         "LOGIN_ACCOUNT_FAILURE_LIMIT",
         "REGISTER_RATE_LIMIT",
         "RECOVERY_RATE_LIMIT",
+        "API_KEY_RATE_LIMIT",
     )
     @classmethod
     def check_rate_limit_notation(cls, value: str) -> str:

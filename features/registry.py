@@ -18,6 +18,7 @@ INSTALLED_FEATURES: tuple[str, ...] = (
     "auth",
     "recovery",
     "roles",
+    "api_keys",
     "audit",
 )
 
@@ -55,11 +56,15 @@ def connect_features() -> None:
     The recovery feature mails, from jobs enqueued in the transaction of the change: a
     verification link to an address nobody has confirmed yet (a sign-up, an email change), a
     link that puts it back to the address an account left, and a notice to an account whose
-    password was replaced.
+    password was replaced. A Bearer credential that starts `fak_` is an API key, checked by
+    the api_keys feature.
     """
+    from features.api_keys import service as api_keys_service
     from features.recovery import service as recovery_service
+    from features.users import authority as users_authority
     from features.users import service as users_service
 
     users_service.new_address.connect(recovery_service.send_verification)
     users_service.address_replaced.connect(recovery_service.send_address_restore_link)
     users_service.password_replaced.connect(recovery_service.send_password_notice)
+    users_authority.credentials.connect(api_keys_service.KEY_PREFIX, api_keys_service.authenticate)

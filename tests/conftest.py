@@ -27,7 +27,7 @@ from core.cache import Cache
 from core.config import Settings
 from core.data.db import Database, build_engine, changed_rows
 from core.http.ratelimit import RateLimiter
-from features.users import service as users_service
+from features.users import authority as users_authority
 from features.users.models import ADMIN_ROLE, MEMBER_ROLE, User, UserRole
 from main import create_app
 
@@ -268,7 +268,7 @@ def make_account(
             session.add(user)
             session.add_all(
                 UserRole(user_id=user.id, role_id=role.id)
-                for role in users_service.roles_named(session, held)
+                for role in users_authority.roles_named(session, held)
             )
             session.commit()
         tokens = login(client, email, password)

@@ -100,9 +100,13 @@ def _code(status: int) -> str:
     return _CODES.get(status, "temporarily_unavailable" if status >= 500 else "invalid_request")
 
 
-def _with_oauth2_fields(response: Response, error: str, description: str) -> Response:
+def _with_oauth2_fields(response: Response, error: str, description: str = "") -> Response:
+    """The response, its body with RFC 6749's fields added; the description defaults to the
+    body's own `detail` when that is text."""
     body = json.loads(bytes(response.body))
-    body.update(error=error, error_description=description)
+    detail = body.get("detail")
+    described = description or (detail if isinstance(detail, str) else "the request failed")
+    body.update(error=error, error_description=described)
     headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
     return Response(
         json.dumps(body), status_code=response.status_code, headers=headers, media_type=None
@@ -132,8 +136,7 @@ class TokenEndpointRoute(APIRoute):
                 return _with_oauth2_fields(response, "invalid_request", "the request is malformed")
             except (AppError, *DATABASE_UNAVAILABLE) as failed:
                 response = await render_error(request, failed)
-                description = failed.detail if isinstance(failed, AppError) else "try again later"
-                return _with_oauth2_fields(response, _code(response.status_code), description)
+                return _with_oauth2_fields(response, _code(response.status_code))
 
         return handler
 

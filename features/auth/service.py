@@ -27,6 +27,7 @@ from core.security import (
 )
 from features.auth.errors import InvalidCredentials, InvalidRefreshToken
 from features.auth.models import RefreshToken, TokenPair
+from features.users import authority as users_authority
 from features.users import service as users_service
 from features.users.models import User, UserCreate, UserPublic, UserRegister, normalize_email
 
@@ -206,7 +207,7 @@ def _create_account(session: Session, *, data: UserRegister, hashed_password: st
     user = users_service.add(session, account, hashed_password)
     users_service.record_created(session, user, actor_id=user.id)  # a sign-up: by itself
     users_service.new_address.fire(session, user)
-    shown = users_service.public(session, user)
+    shown = users_authority.public(session, user)
     session.commit()
     return shown
 

@@ -24,6 +24,7 @@ from features.roles.models import (
     RolePublic,
     RoleUpdate,
 )
+from features.users import authority as users_authority
 from features.users import service as users_service
 from features.users.models import AuthenticatedUser, Role, RolePermission, UserPublic
 
@@ -48,7 +49,7 @@ def _public(session: Session, role: Role) -> RolePublic:
         id=role.id,
         name=role.name,
         description=role.description,
-        permissions=sorted(users_service.granted_by(session, [role])),
+        permissions=sorted(users_authority.granted_by(session, [role])),
         built_in=role.built_in,
         grants_all=role.grants_all,
         created_at=role.created_at,
@@ -64,8 +65,8 @@ def _grant(session: Session, role: Role, permissions: list[str]) -> None:
 def _granted_everywhere(session: Session) -> None:
     """What roles grant changed: every cached account (each shows its permissions) and every
     cached list of accounts dies with this commit, without a write per holder."""
-    revoke_on_commit(session, users_service.ROLES_TAG)
-    invalidate_on_commit(session, users_service.USERS_TAG)
+    revoke_on_commit(session, users_authority.ROLES_TAG)
+    invalidate_on_commit(session, users_authority.USERS_TAG)
 
 
 # --- reads -------------------------------------------------------------------------------
@@ -91,7 +92,7 @@ def read_role(session: Session, *, role_id: uuid.UUID) -> RolePublic:
 @transaction
 def create_role(session: Session, *, data: RoleCreate, actor: AuthenticatedUser) -> RolePublic:
     """A new role nobody holds yet; a taken name is RoleNameTaken."""
-    users_service.ensure_covers(actor, data.permissions)
+    users_authority.ensure_covers(actor, data.permissions)
     role = Role(name=data.name, description=data.description)
     session.add(role)
     _grant(session, role, data.permissions)
@@ -111,17 +112,17 @@ def create_role(session: Session, *, data: RoleCreate, actor: AuthenticatedUser)
 def update_role(
     session: Session, *, role_id: uuid.UUID, changes: RoleUpdate, actor: AuthenticatedUser
 ) -> RolePublic:
-    with users_service.changing_authority(session):
+    with users_authority.changing_authority(session):
         role = _get(session, role_id)
         if role.built_in and changes.name not in (None, role.name):
             raise BuiltInRole
-        granted = sorted(users_service.granted_by(session, [role]))
-        users_service.ensure_covers(actor, granted)
+        granted = sorted(users_authority.granted_by(session, [role]))
+        users_authority.ensure_covers(actor, granted)
         details: dict[str, object] = {"role_id": str(role.id), "name": role.name}
         if changes.permissions is not None:
             if role.grants_all:
                 raise BuiltInRole
-            users_service.ensure_covers(actor, changes.permissions)
+            users_authority.ensure_covers(actor, changes.permissions)
             _grant(session, role, changes.permissions)
             details["permissions"] = {"old": granted, "new": changes.permissions}
         if changes.name not in (None, role.name):
@@ -142,12 +143,12 @@ def update_role(
 @transaction
 def delete_role(session: Session, *, role_id: uuid.UUID, actor: AuthenticatedUser) -> None:
     """Its holders lose what it granted from this commit on."""
-    with users_service.changing_authority(session):
+    with users_authority.changing_authority(session):
         role = _get(session, role_id)
         if role.built_in:
             raise BuiltInRole
-        granted = sorted(users_service.granted_by(session, [role]))
-        users_service.ensure_covers(actor, granted)
+        granted = sorted(users_authority.granted_by(session, [role]))
+        users_authority.ensure_covers(actor, granted)
         session.delete(role)
         _granted_everywhere(session)
         audit.record(
@@ -165,13 +166,13 @@ def assign_roles(
     session: Session, *, user_id: uuid.UUID, assignment: RoleAssignment, actor: AuthenticatedUser
 ) -> UserPublic:
     """The account holds exactly these roles from this commit on."""
-    with users_service.changing_authority(session):
+    with users_authority.changing_authority(session):
         user = users_service.get(session, user_id)
-        held = users_service.authority_of(session, [user.id])[user.id]
-        users_service.ensure_covers(actor, held.permissions)
-        roles = users_service.roles_named(session, assignment.roles)
-        users_service.ensure_covers(actor, users_service.granted_by(session, roles))
-        users_service.replace_roles(session, user.id, roles)
+        held = users_authority.authority_of(session, [user.id])[user.id]
+        users_authority.ensure_covers(actor, held.permissions)
+        roles = users_authority.roles_named(session, assignment.roles)
+        users_authority.ensure_covers(actor, users_authority.granted_by(session, roles))
+        users_authority.replace_roles(session, user.id, roles)
         audit.record(
             session,
             ROLES_ASSIGNED,
@@ -179,6 +180,6 @@ def assign_roles(
             subject_id=user.id,
             details={"roles": {"old": held.roles, "new": sorted(assignment.roles)}},
         )
-    shown = users_service.public(session, user)
+    shown = users_authority.public(session, user)
     session.commit()
     return shown

@@ -14,45 +14,76 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import Depends, Security
-from fastapi.security import OAuth2PasswordBearer, SecurityScopes
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+    OAuth2PasswordBearer,
+    SecurityScopes,
+)
 
 from core.errors import ForbiddenError
-from core.http.deps import CacheDep, DatabaseDep, SettingsDep
+from core.http.deps import CacheDep, DatabaseDep, RateLimiterDep, SettingsDep
 from core.permissions import is_declared
 from core.security import InvalidTokenError, decode_access_token
-from features.users import service
-from features.users.errors import InvalidAccessToken
+from features.users import authority, service
+from features.users.errors import InvalidAccessToken, SessionRequired
 from features.users.models import AuthenticatedUser
 
 # auto_error=False: a missing or non-Bearer Authorization header becomes our own 401 below,
 # with the same body and WWW-Authenticate header as every other credential failure. The
 # scopes it offers (every declared permission) are written into OpenAPI by core/http/openapi.py.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
+# The other Bearer credential, for OpenAPI and Swagger's Authorize: an API key goes in the
+# same Authorization header, told apart by its prefix.
+api_key_scheme = HTTPBearer(
+    scheme_name="APIKey",
+    bearerFormat="fak_...",
+    description="An API key (POST /api/v1/api-keys), for scripts and integrations",
+    auto_error=False,
+)
 
 
 async def get_current_user(
     security_scopes: SecurityScopes,
     token: Annotated[str | None, Depends(oauth2_scheme)],
+    _api_key: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme)],
     db: DatabaseDep,
     cache: CacheDep,
     settings: SettingsDep,
+    limiter: RateLimiterDep,
 ) -> AuthenticatedUser:
     if not token:
         raise InvalidAccessToken("Not authenticated")
-    try:
-        claims = decode_access_token(token, secret_key=settings.SECRET_KEY)
-        user_id = uuid.UUID(claims.subject)
-    except (InvalidTokenError, ValueError) as error:
-        raise InvalidAccessToken from error
-    user = await service.authenticate(
-        db, cache, user_id=user_id, token_version=claims.token_version
-    )
+    check = authority.credentials.check_for(token)
+    if check is not None:
+        user = await check(token, authority.CredentialContext(db, cache, settings, limiter))
+    else:
+        try:
+            claims = decode_access_token(token, secret_key=settings.SECRET_KEY)
+            user_id = uuid.UUID(claims.subject)
+        except (InvalidTokenError, ValueError) as error:
+            raise InvalidAccessToken from error
+        user = await service.authenticate(
+            db, cache, user_id=user_id, token_version=claims.token_version
+        )
     if not set(security_scopes.scopes) <= set(user.permissions):
         raise ForbiddenError
     return user
 
 
 CurrentUser = Annotated[AuthenticatedUser, Security(get_current_user)]
+
+
+async def get_signed_in_user(user: CurrentUser) -> AuthenticatedUser:
+    if user.credential != "session":
+        raise SessionRequired
+    return user
+
+
+# The current user through a session they signed in to: what only the account's owner, at
+# the keyboard, may do (change the password or the address, delete the account, issue keys,
+# end sessions) an API key never may (403).
+SignedIn = Annotated[AuthenticatedUser, Depends(get_signed_in_user)]
 
 
 def require(*permissions: str) -> Any:

@@ -30,6 +30,10 @@ class Outranked(ForbiddenError):
     default_detail = "The account or role has permissions you do not hold"
 
 
+class SessionRequired(ForbiddenError):
+    default_detail = "An API key cannot do this: sign in"
+
+
 class UnknownRole(BadRequestError):
     default_detail = "No role has that name"
 

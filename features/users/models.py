@@ -205,10 +205,13 @@ class UserPublic(Authority, UserColumns):
 
 
 class AuthenticatedUser(Authority, UserColumns):
-    """The account an access token speaks for, as every authenticated request sees it, its
+    """The account a credential speaks for, as every authenticated request sees it, its
     authority included: no password hash, so it may be cached."""
 
     token_version: int
+    # "session": an access token from signing in; "api_key": a key, whose permissions are
+    # its own (never more than the owner's), and which account-level changes refuse.
+    credential: str = "session"
 
 
 class UserPageRequest(PageRequest):

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Query, status
 from core.errors import ForbiddenError, UnauthorizedError, error_responses
 from core.http.caching import NOT_MODIFIED, cached
 from core.http.deps import DatabaseDep, PasswordHasherDep
-from features.users import permissions, service
-from features.users.dependencies import CurrentUser, require
+from features.users import authority, permissions, service
+from features.users.dependencies import CurrentUser, SignedIn, require
 from features.users.errors import (
     EmailTaken,
     LastRoleManager,
     Outranked,
+    SessionRequired,
     UserNotFound,
     WrongPassword,
 )
@@ -49,10 +50,10 @@ async def read_me(user: CurrentUser) -> UserPublic:
     "/me",
     response_model=UserPublic,
     summary="Update my name or email",
-    responses=error_responses(WrongPassword, EmailTaken),
+    responses=error_responses(SessionRequired, WrongPassword, EmailTaken),
 )
 async def update_me(
-    user: CurrentUser, changes: UserUpdateMe, db: DatabaseDep, passwords: PasswordHasherDep
+    user: SignedIn, changes: UserUpdateMe, db: DatabaseDep, passwords: PasswordHasherDep
 ) -> UserPublic:
     """Change name and/or email. A new email needs `current_password`, is unverified until
     its link is followed, and the previous address gets a mail with a link that puts it back
@@ -64,10 +65,10 @@ async def update_me(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Change my password",
-    responses=error_responses(WrongPassword),
+    responses=error_responses(SessionRequired, WrongPassword),
 )
 async def change_password(
-    user: CurrentUser, change: PasswordChange, db: DatabaseDep, passwords: PasswordHasherDep
+    user: SignedIn, change: PasswordChange, db: DatabaseDep, passwords: PasswordHasherDep
 ) -> None:
     """Needs the current password. Every token issued before stops working."""
     await service.change_password(db, passwords, user=user, change=change)
@@ -77,9 +78,9 @@ async def change_password(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete my account",
-    responses=error_responses(LastRoleManager),
+    responses=error_responses(SessionRequired, LastRoleManager),
 )
-async def delete_me(user: CurrentUser, db: DatabaseDep) -> None:
+async def delete_me(user: SignedIn, db: DatabaseDep) -> None:
     """Deletes the account and every session it has."""
     await service.delete_user(db, user_id=user.id)
 
@@ -87,7 +88,7 @@ async def delete_me(user: CurrentUser, db: DatabaseDep) -> None:
 @router.get(
     "", response_model=UsersPublic, summary="List users", responses={**admin_only, **NOT_MODIFIED}
 )
-@cached(lambda: [service.USERS_TAG])
+@cached(lambda: [authority.USERS_TAG])
 async def list_users(
     _: Reader, db: DatabaseDep, page: Annotated[UserPageRequest, Query()]
 ) -> UsersPublic:

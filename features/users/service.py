@@ -7,30 +7,25 @@ units of work, other features and manage.py call with a session of their own.
 """
 
 import uuid
-from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from core import permissions
 from core.cache import Cache
 from core.data import audit
 from core.data.clock import utc_now
-from core.data.db import Database, changed_rows, get_as, read_only, serialized, transaction
+from core.data.db import Database, changed_rows, read_only, transaction
 from core.data.hooks import Hook
-from core.data.invalidation import invalidate_on_commit, revoke_on_commit
+from core.data.invalidation import invalidate_on_commit
 from core.data.pagination import fetch_page
 from core.observability.masking import mask_address
 from core.security import PasswordHasher
+from features.users import authority
 from features.users.errors import (
     InvalidAccessToken,
-    LastRoleManager,
-    Outranked,
-    UnknownRole,
     UserNotFound,
     WrongPassword,
 )
@@ -40,8 +35,6 @@ from features.users.models import (
     AuthenticatedUser,
     Authority,
     PasswordChange,
-    Role,
-    RolePermission,
     User,
     UserColumns,
     UserCreate,
@@ -53,7 +46,6 @@ from features.users.models import (
     UserUpdateMe,
     normalize_email,
 )
-from features.users.permissions import MANAGE_ROLES
 
 # The audit events this feature records (core/data/audit.py), in the transaction of the change.
 # The actor is whoever acted: the account itself for self-service, an admin, or none (a
@@ -97,164 +89,6 @@ address_replaced: Hook[AddressChange] = Hook()
 password_replaced: Hook[uuid.UUID] = Hook()
 
 
-# What the cache holds about accounts: every cached response that lists them, and each
-# account as a token sees it. Every write to an account moves both (`_changed`). Every cached
-# account also shows what its roles grant: editing or deleting any role moves ROLES_TAG, so
-# no holder's cached account outlives the change, without a write per holder.
-USERS_TAG = "users"
-ROLES_TAG = "roles"
-
-
-def account_tag(user_id: uuid.UUID) -> str:
-    return f"user:{user_id}"
-
-
-def _changed(session: Session, user_id: uuid.UUID, *, revoking: bool) -> None:
-    """A write to an account: the cached account and the lists that show it die with its
-    commit. `revoking`: it changes whether a token still works (password, deactivation,
-    superuser rights, deletion), so with Redis unreachable the response waits until no worker
-    can serve the old account (core/cache.py, core/data/invalidation.py)."""
-    if revoking:
-        revoke_on_commit(session, account_tag(user_id))
-    else:
-        invalidate_on_commit(session, account_tag(user_id))
-    invalidate_on_commit(session, USERS_TAG)
-
-
-# --- authority: the roles an account holds and what they grant ----------------------------
-
-# Every change that may take the right to manage roles away from an account (a demotion, a
-# deactivation, a deletion, a role's edit or deletion, new roles for an account) holds this
-# lock from its first statement to its commit: two of them can never both see the other's
-# account still able to manage roles.
-AUTHORITY_LOCK = "users:authority"
-
-
-def authority_of(session: Session, user_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Authority]:
-    """Each account's roles and the permissions they grant (every declared one for `admin`;
-    a name no feature declares any more grants nothing), in one query."""
-    rows = session.execute(
-        select(UserRole.user_id, Role.name, Role.grants_all, col(RolePermission.permission))
-        .join(Role, col(Role.id) == UserRole.role_id)
-        .outerjoin(RolePermission, col(RolePermission.role_id) == Role.id)
-        .where(col(UserRole.user_id).in_(list(user_ids)))
-    ).all()
-    everything = {declared.name for declared in permissions.declared()}
-    roles: dict[uuid.UUID, set[str]] = {user_id: set() for user_id in user_ids}
-    granted: dict[uuid.UUID, set[str]] = {user_id: set() for user_id in user_ids}
-    for user_id, role, grants_all, permission in rows:
-        roles[user_id].add(role)
-        if grants_all:
-            granted[user_id] |= everything
-        elif permission in everything:
-            granted[user_id].add(permission)
-    return {
-        user_id: Authority(
-            roles=sorted(roles[user_id]),
-            permissions=sorted(granted[user_id]),
-            is_superuser=ADMIN_ROLE in roles[user_id],
-        )
-        for user_id in user_ids
-    }
-
-
-def public(session: Session, user: User) -> UserPublic:
-    """The account as the API shows it, its authority included."""
-    columns = UserColumns.model_validate(user, from_attributes=True)
-    return UserPublic(
-        **columns.model_dump(), **authority_of(session, [user.id])[user.id].model_dump()
-    )
-
-
-def roles_named(session: Session, names: Iterable[str]) -> list[Role]:
-    """The roles with these names; UnknownRole if any has none."""
-    wanted = set(names)
-    found = list(session.exec(select(Role).where(col(Role.name).in_(wanted))))
-    missing = wanted - {role.name for role in found}
-    if missing:
-        raise UnknownRole(f"No role has the name {sorted(missing)[0]!r}")
-    return found
-
-
-def granted_by(session: Session, roles: Iterable[Role]) -> set[str]:
-    """Every declared permission these roles grant."""
-    role_list = list(roles)
-    if any(role.grants_all for role in role_list):
-        return {declared.name for declared in permissions.declared()}
-    if not role_list:
-        return set()
-    granted = session.exec(
-        select(RolePermission.permission).where(
-            col(RolePermission.role_id).in_([role.id for role in role_list])
-        )
-    )
-    return {name for name in granted if permissions.is_declared(name)}
-
-
-def ensure_covers(actor: Authority, wanted: Iterable[str]) -> None:
-    """An actor may hand out, or act on an account holding, only permissions it holds
-    itself: users:manage alone never reaches an admin's account or the admin role."""
-    if not set(wanted) <= set(actor.permissions):
-        raise Outranked
-
-
-def _role_managers(session: Session) -> int:
-    """Active accounts holding a role that grants roles:manage."""
-    manages = or_(
-        col(Role.grants_all),
-        col(Role.id).in_(
-            select(RolePermission.role_id).where(RolePermission.permission == MANAGE_ROLES)
-        ),
-    )
-    holders = (
-        select(func.count(func.distinct(User.id)))
-        .join(UserRole, col(UserRole.user_id) == User.id)
-        .join(Role, col(Role.id) == UserRole.role_id)
-        .where(col(User.is_active), manages)
-    )
-    count: int = session.execute(holders).scalar_one()
-    return count
-
-
-@contextmanager
-def changing_authority(session: Session) -> Iterator[None]:
-    """Wrap a change that may take the right to manage roles away from someone: it runs
-    under AUTHORITY_LOCK (taken first: SQLite cannot take it later) and is refused if it
-    leaves no active account able to manage roles where there was one."""
-    serialized(session, AUTHORITY_LOCK)
-    before = _role_managers(session)
-    yield
-    session.flush()
-    if before and not _role_managers(session):
-        raise LastRoleManager
-
-
-def replace_roles(session: Session, user_id: uuid.UUID, roles: Iterable[Role]) -> None:
-    """The account holds exactly these roles from this commit on; its cached account (and so
-    every token's view of it) is revoked. Call inside `changing_authority`. Does not commit."""
-    held = list(roles)
-    session.execute(delete(UserRole).where(col(UserRole.user_id) == user_id))
-    session.add_all(UserRole(user_id=user_id, role_id=role.id) for role in held)
-    admin = any(role.name == ADMIN_ROLE for role in held)
-    session.execute(update(User).where(col(User.id) == user_id).values(is_superuser=admin))
-    _changed(session, user_id, revoking=True)
-
-
-def _set_admin(session: Session, user: User, admin: bool) -> None:
-    """The is_superuser alias: grant or remove the admin role. Call inside
-    `changing_authority`."""
-    held = {role.name: role for role in roles_named(session, _role_names(session, user.id))}
-    if admin:
-        held[ADMIN_ROLE] = roles_named(session, [ADMIN_ROLE])[0]
-    else:
-        held.pop(ADMIN_ROLE, None)
-    replace_roles(session, user.id, held.values())
-
-
-def _role_names(session: Session, user_id: uuid.UUID) -> list[str]:
-    return authority_of(session, [user_id])[user_id].roles
-
-
 # --- building blocks ---------------------------------------------------------------------
 
 
@@ -286,10 +120,11 @@ def add(
     session.add(user)
     granted = [MEMBER_ROLE, ADMIN_ROLE] if data.is_superuser else [MEMBER_ROLE]
     session.add_all(
-        UserRole(user_id=user.id, role_id=role.id) for role in roles_named(session, granted)
+        UserRole(user_id=user.id, role_id=role.id)
+        for role in authority.roles_named(session, granted)
     )
     # A new account: nothing can have cached it, only the lists change.
-    invalidate_on_commit(session, USERS_TAG)
+    invalidate_on_commit(session, authority.USERS_TAG)
     return user
 
 
@@ -318,7 +153,7 @@ def replace_password(
         .where(col(User.id) == user_id, col(User.token_version) == expected_version)
         .values(**values)
     )
-    _changed(session, user_id, revoking=True)
+    authority.account_changed(session, user_id, revoking=True)
     if changed_rows(session, statement) != 1:
         return False
     password_replaced.fire(session, user_id)
@@ -337,7 +172,7 @@ def restore_address(session: Session, user_id: uuid.UUID, email: str) -> bool:
     user.token_version += 1
     user.updated_at = utc_now()
     session.add(user)
-    _changed(session, user_id, revoking=True)
+    authority.account_changed(session, user_id, revoking=True)
     return True
 
 
@@ -350,7 +185,7 @@ def mark_email_verified(session: Session, user_id: uuid.UUID, email: str) -> boo
         .where(col(User.id) == user_id, col(User.email) == email)
         .values(is_verified=True, updated_at=utc_now()),
     )
-    _changed(session, user_id, revoking=False)
+    authority.account_changed(session, user_id, revoking=False)
     return verified == 1
 
 
@@ -390,7 +225,7 @@ def _apply_changes(
     )
     values = {key: value for key, value in values.items() if value is not None}
     if "is_active" in values or "is_superuser" in values:
-        with changing_authority(session):
+        with authority.changing_authority(session):
             user, changed = _change(session, user_id, values, hashed_password, actor)
     else:
         user, changed = _change(session, user_id, values, hashed_password, actor)
@@ -406,7 +241,7 @@ def _apply_changes(
                 **{field: shown for field, shown in changed.items() if shown is not None},
             },
         )
-    shown = public(session, user)
+    shown = authority.public(session, user)
     session.commit()
     return shown
 
@@ -424,15 +259,19 @@ def _change(
     user = get(session, user_id)
     changed: dict[str, Any] = {}
     if actor is not None:
-        ensure_covers(actor, authority_of(session, [user.id])[user.id].permissions)
+        authority.ensure_covers(
+            actor, authority.authority_of(session, [user.id])[user.id].permissions
+        )
     admin = values.pop("is_superuser", None)
     if admin is not None:
         if actor is not None:
-            ensure_covers(actor, granted_by(session, roles_named(session, [ADMIN_ROLE])))
-        was_admin = ADMIN_ROLE in _role_names(session, user.id)
+            authority.ensure_covers(
+                actor, authority.granted_by(session, authority.roles_named(session, [ADMIN_ROLE]))
+            )
+        was_admin = ADMIN_ROLE in authority.authority_of(session, [user.id])[user.id].roles
         if admin != was_admin:
             changed["is_superuser"] = {"old": was_admin, "new": admin}
-        _set_admin(session, user, admin)
+        authority._set_admin(session, user, admin)
     previous_email = user.email
     if "is_active" in values and values["is_active"] != user.is_active:
         changed["is_active"] = {"old": user.is_active, "new": values["is_active"]}
@@ -455,7 +294,7 @@ def _change(
     user.updated_at = utc_now()
     session.add(user)
     revoking = hashed_password is not None or "is_active" in values
-    _changed(session, user.id, revoking=revoking)
+    authority.account_changed(session, user.id, revoking=revoking)
     if email_changed:
         # The reactions' own queries flush the new address: if another account took it a
         # moment ago, the unit of work turns the violation into EmailTaken (core/data/db.py).
@@ -471,15 +310,7 @@ def _change(
 
 @transaction  # the primary, not a replica: a token revoked a moment ago must be refused
 def _load_account(session: Session, *, user_id: uuid.UUID) -> AuthenticatedUser | None:
-    columns = get_as(session, User, user_id, _AccountColumns)
-    if columns is None:
-        return None
-    authority = authority_of(session, [user_id])[user_id]
-    return AuthenticatedUser(**columns.model_dump(), **authority.model_dump())
-
-
-class _AccountColumns(UserColumns):
-    token_version: int
+    return authority.load_account(session, user_id)
 
 
 async def authenticate(
@@ -489,7 +320,7 @@ async def authenticate(
     when it holds the account, else from the database (then kept in Redis)."""
     user = await cache.fetch(
         f"account:{user_id}",
-        tags=(account_tag(user_id), ROLES_TAG),
+        tags=(authority.account_tag(user_id), authority.ROLES_TAG),
         schema=AuthenticatedUser,
         load=lambda: _load_account(db, user_id=user_id),
         revocable=True,
@@ -509,11 +340,10 @@ def _password_hash(session: Session, *, user_id: uuid.UUID) -> str | None:
 def list_users(session: Session, *, page: UserPageRequest) -> UsersPublic:
     found = fetch_page(session, User, UserColumns, page=page, offset=page.offset, with_total=True)
     assert found.total is not None
-    authority = authority_of(session, [user.id for user in found.items])
+    held = authority.authority_of(session, [user.id for user in found.items])
     return UsersPublic(
         items=[
-            UserPublic(**user.model_dump(), **authority[user.id].model_dump())
-            for user in found.items
+            UserPublic(**user.model_dump(), **held[user.id].model_dump()) for user in found.items
         ],
         total=found.total,
         offset=page.offset,
@@ -524,7 +354,7 @@ def list_users(session: Session, *, page: UserPageRequest) -> UsersPublic:
 
 @read_only
 def read_user(session: Session, *, user_id: uuid.UUID) -> UserPublic:
-    return public(session, get(session, user_id))
+    return authority.public(session, get(session, user_id))
 
 
 # --- writes ------------------------------------------------------------------------------
@@ -547,12 +377,14 @@ def delete_user(
     """Deletes the account; its sessions and links go with it (ON DELETE CASCADE). `actor`:
     an admin deleting someone else's account, who must hold whatever it holds; None: the
     owner. Its audit trail stays, with the address masked to tell whose it was."""
-    with changing_authority(session):
+    with authority.changing_authority(session):
         user = get(session, user_id)
         if actor is not None:
-            ensure_covers(actor, authority_of(session, [user.id])[user.id].permissions)
+            authority.ensure_covers(
+                actor, authority.authority_of(session, [user.id])[user.id].permissions
+            )
         session.delete(user)
-        _changed(session, user_id, revoking=True)
+        authority.account_changed(session, user_id, revoking=True)
         audit.record(
             session,
             ACCOUNT_DELETED,
@@ -580,10 +412,12 @@ def _insert(
     session: Session, *, data: UserCreate, hashed_password: str, actor: AuthenticatedUser
 ) -> UserPublic:
     if data.is_superuser:
-        ensure_covers(actor, granted_by(session, roles_named(session, [ADMIN_ROLE])))
+        authority.ensure_covers(
+            actor, authority.granted_by(session, authority.roles_named(session, [ADMIN_ROLE]))
+        )
     user = add(session, data, hashed_password)
     record_created(session, user, actor.id)
-    shown = public(session, user)
+    shown = authority.public(session, user)
     session.commit()
     return shown
 

@@ -385,6 +385,44 @@ class TestAdministration:
         }
 
 
+class TestApiKeys:
+    def test_making_and_revoking_a_key_is_recorded_without_its_secret(
+        self, client: TestClient, superuser: Account, account: Account, events: Events
+    ) -> None:
+        started = utc_now()
+        made = client.post(
+            f"{API}/api-keys", json={"name": "ci", "permissions": []}, headers=account.headers
+        )
+        assert made.status_code == 201, made.text
+        key = made.json()
+        created = one(events, "api_keys.created")
+        from_the_client(created, started)
+        assert created.actor_id == created.subject_id == account.user.id
+        assert created.details == {
+            "key_id": key["id"],
+            "name": "ci",
+            "prefix": key["prefix"],
+            "permissions": [],
+        }
+        assert key["key"] not in created.model_dump_json()
+        # Revoked by a manager of every key: the manager acted, on the owner's key.
+        assert (
+            client.delete(f"{API}/api-keys/{key['id']}", headers=superuser.headers).status_code
+            == 204
+        )
+        revoked = one(events, "api_keys.revoked")
+        from_the_client(revoked, started)
+        assert (revoked.actor_id, revoked.subject_id) == (superuser.user.id, account.user.id)
+        assert revoked.details == {"key_id": key["id"], "name": "ci", "prefix": key["prefix"]}
+
+    def test_a_key_that_asks_for_more_than_its_owner_holds_records_nothing(
+        self, client: TestClient, account: Account, events: Events
+    ) -> None:
+        body = {"name": "greedy", "permissions": ["audit:read"]}
+        assert client.post(f"{API}/api-keys", json=body, headers=account.headers).status_code == 403
+        assert events("api_keys.created") == []
+
+
 class TestRolledBackChangesRecordNothing:
     def test_an_admin_update_to_a_taken_address(
         self,

@@ -9,6 +9,7 @@ from starlette.testclient import TestClient
 
 from core.data import audit
 from core.data.audit import AuditEvent
+from features.api_keys.models import ApiKey
 from features.auth.models import RefreshToken
 from features.recovery.models import AccountToken
 from features.users.models import User
@@ -90,6 +91,12 @@ def test_no_event_holds_a_secret(
     secrets += token_values(fourth)
     assert client.patch(ME, json={"name": "Scanned"}, headers=bearer(fourth)).status_code == 200
 
+    key = client.post(
+        f"{API}/api-keys", json={"name": "scan key", "permissions": []}, headers=bearer(fourth)
+    ).json()
+    secrets.append(key["key"])
+    assert client.delete(f"{API}/api-keys/{key['id']}", headers=bearer(fourth)).status_code == 204
+
     admin = superuser.headers
     made = client.post(
         f"{API}/users",
@@ -111,6 +118,7 @@ def test_no_event_holds_a_secret(
         secrets += session.exec(select(User.hashed_password)).all()
         secrets += session.exec(select(RefreshToken.token_hash)).all()
         secrets += session.exec(select(AccountToken.token_hash)).all()
+        secrets += session.exec(select(ApiKey.secret_hash)).all()
         recorded = session.exec(select(AuditEvent)).all()
 
     declared = {name for name in audit.declared_event_types() if not name.startswith("tests.")}

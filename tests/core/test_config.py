@@ -1,9 +1,11 @@
+import re
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from core.config import Settings
+from tests.conftest import ROOT
 
 
 def settings(**values: Any) -> Settings:
@@ -46,3 +48,17 @@ class TestCorsOrigins:
         assert settings().CORS_EXPOSE_HEADERS == ["ETag", "X-Custom"]
         monkeypatch.setenv("CORS_EXPOSE_HEADERS", '["Retry-After"]')
         assert settings().CORS_EXPOSE_HEADERS == ["Retry-After"]
+
+
+def test_every_setting_is_in_env_example_with_a_comment() -> None:
+    """.env.example is where operators read what they can set: a setting missing there is
+    one nobody knows about."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    for name in Settings.model_fields:
+        at = [i for i, line in enumerate(lines) if re.match(rf"^#?\s*{name}=", line)]
+        assert at, f"{name} is not in .env.example"
+        above = at[0] - 1
+        while above >= 0 and re.match(r"^[A-Z_]+=", lines[above]):
+            above -= 1  # settings grouped under one comment
+        assert above >= 0, f"{name} has no comment above it"
+        assert lines[above].startswith("#"), f"{name} has no comment above it"

@@ -357,3 +357,22 @@ def test_a_demoted_admin_loses_every_admin_route_at_once_on_both_instances(
     late = readers.sent_after(demoted_at)
     assert late
     assert {status for _, status, _ in late} == {403}, late
+
+
+def test_a_revoked_api_key_is_refused_by_both_instances_at_once(cluster: Cluster) -> None:
+    _, signed_in = new_account(cluster.a)
+    with httpx2.Client(base_url=cluster.a.base_url, timeout=30) as client:
+        issued = client.post("/api/v1/api-keys", headers=signed_in, json={"name": "both"})
+        assert issued.status_code == 201, issued.text
+    key = issued.json()
+    with Readers({"Authorization": f"Bearer {key['key']}"}, [cluster.a, cluster.b]) as readers:
+        time.sleep(0.5)  # both instances serve the key from Redis by now
+        with httpx2.Client(base_url=cluster.b.base_url, timeout=30) as client:
+            revoked = client.delete(f"/api/v1/api-keys/{key['id']}", headers=signed_in)
+            assert revoked.status_code == 204, revoked.text
+        revoked_at = time.monotonic()
+        time.sleep(0.5)
+    assert readers.accepted_before(revoked_at) > 0
+    late = readers.sent_after(revoked_at)
+    assert late
+    assert {status for _, status, _ in late} == {401}, late

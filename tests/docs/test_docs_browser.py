@@ -192,11 +192,11 @@ def authorize_and_try_me(page: Page, server: Server, credentials: Credentials) -
     dialog = page.locator(".modal-ux")
     dialog.locator("#oauth_username").fill(credentials.email)
     dialog.locator("#oauth_password").fill(credentials.password)
-    dialog.locator("button.authorize", has_text="Authorize").click()
+    dialog.get_by_role("button", name="Apply given OAuth2 credentials").click()
     # Shown only once the token request succeeded; a failed login shows its error instead.
     expect(dialog.get_by_role("heading", name="Authorized", exact=True)).to_be_visible()
     expect(dialog.locator("button.authorize", has_text="Logout")).to_be_visible()
-    dialog.get_by_role("button", name="Close").click()
+    dialog.get_by_role("button", name="Close").first.click()
     expect(dialog).to_have_count(0)
 
     operation = page.locator(f'.opblock-get:has(.opblock-summary-path[data-path="{ME_PATH}"])')
@@ -252,6 +252,43 @@ def test_swagger_ui_authorize_then_try_it_out_on_me(
     expect(live_response.locator(".response-col_description")).to_contain_text(credentials.email)
     assert log.external_requests == []
     assert log.console_errors == []
+    assert csp_violations(page) == []
+
+
+def test_swagger_ui_authorize_with_an_api_key_then_try_it_out_on_me(
+    server: Server, page_and_log: tuple[Page, BrowserLog]
+) -> None:
+    """A script's author checks a key in /docs: the APIKey scheme of Authorize takes it."""
+    page, log = page_and_log
+    credentials = register(server)
+    with httpx2.Client(base_url=server.url(), timeout=10.0) as api:
+        tokens = api.post(
+            LOGIN_PATH, data={"username": credentials.email, "password": credentials.password}
+        ).json()
+        issued = api.post(
+            "/api/v1/api-keys",
+            json={"name": "docs"},
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        )
+    assert issued.status_code == 201, issued.text
+
+    page.goto(f"{server.url()}/docs")
+    page.locator(".scheme-container").get_by_role("button", name="Authorize").click()
+    dialog = page.locator(".modal-ux")
+    scheme = dialog.locator(".auth-container", has_text="APIKey")
+    scheme.locator("#auth-bearer-value").fill(issued.json()["key"])
+    scheme.get_by_role("button", name="Apply credentials").click()
+    expect(scheme.get_by_role("heading", name="Authorized", exact=True)).to_be_visible()
+    dialog.get_by_role("button", name="Close").first.click()
+
+    operation = page.locator(f'.opblock-get:has(.opblock-summary-path[data-path="{ME_PATH}"])')
+    operation.locator(".opblock-summary-control").click()
+    operation.get_by_role("button", name="Try it out").click()
+    operation.get_by_role("button", name="Execute").click()
+    live_response = page.locator(".live-responses-table .response")
+    expect(live_response.locator(".response-col_status")).to_have_text("200")
+    expect(live_response.locator(".response-col_description")).to_contain_text(credentials.email)
+    assert log.external_requests == []
     assert csp_violations(page) == []
 
 

@@ -25,7 +25,11 @@ VERIFY = "/api/v1/auth/verify-email"
 RESEND = "/api/v1/auth/request-verification"
 ME = "/api/v1/users/me"
 BAD_LINK = {"detail": "Invalid or expired link"}
-GENERIC_LOGIN_FAILURE = {"detail": "Incorrect email or password"}
+GENERIC_LOGIN_FAILURE = {
+    "detail": "Incorrect email or password",
+    "error": "invalid_grant",
+    "error_description": "Incorrect email or password",
+}
 PASSWORD = "correct-horse-battery"
 
 

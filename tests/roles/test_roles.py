@@ -61,11 +61,14 @@ class TestWhatAnAccountHolds:
         document = app.openapi()
         scheme = document["components"]["securitySchemes"]["OAuth2PasswordBearer"]
         assert MANAGE_ROLES in scheme["flows"]["password"]["scopes"]
+        # Either a signed-in session holding the permission, or an API key granted it.
         assert document["paths"]["/api/v1/users"]["get"]["security"] == [
-            {"OAuth2PasswordBearer": [READ]}
+            {"OAuth2PasswordBearer": [READ]},
+            {"APIKey": [READ]},
         ]
         assert document["paths"]["/api/v1/roles"]["post"]["security"] == [
-            {"OAuth2PasswordBearer": [MANAGE_ROLES]}
+            {"OAuth2PasswordBearer": [MANAGE_ROLES]},
+            {"APIKey": [MANAGE_ROLES]},
         ]
 
 

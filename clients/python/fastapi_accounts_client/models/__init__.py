@@ -1,9 +1,9 @@
 """Contains all the data models used in inputs/outputs"""
 
 from .accepted import Accepted
-from .audit_event_public import AuditEventPublic
-from .audit_event_public_details import AuditEventPublicDetails
-from .audit_events_public import AuditEventsPublic
+from .api_key_create import ApiKeyCreate
+from .api_key_created import ApiKeyCreated
+from .api_key_public import ApiKeyPublic
 from .email_request import EmailRequest
 from .email_restore import EmailRestore
 from .email_verification import EmailVerification
@@ -36,9 +36,9 @@ from .validation_issue import ValidationIssue
 
 __all__ = (
     "Accepted",
-    "AuditEventPublic",
-    "AuditEventPublicDetails",
-    "AuditEventsPublic",
+    "ApiKeyCreate",
+    "ApiKeyCreated",
+    "ApiKeyPublic",
     "EmailRequest",
     "EmailRestore",
     "EmailVerification",

@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import { type Client, type Options as Options2, type TDataShape, urlSearchParamsBodySerializer } from './client/index.js';
-import type { AuditListEventsData, AuditListEventsErrors, AuditListEventsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRequestPasswordRecoveryData, AuthRequestPasswordRecoveryErrors, AuthRequestPasswordRecoveryResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRestoreEmailData, AuthRestoreEmailErrors, AuthRestoreEmailResponses, AuthVerifyEmailData, AuthVerifyEmailErrors, AuthVerifyEmailResponses, HealthHealthData, HealthHealthResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, RolesAssignRolesData, RolesAssignRolesErrors, RolesAssignRolesResponses, RolesCreateRoleData, RolesCreateRoleErrors, RolesCreateRoleResponses, RolesDeleteRoleData, RolesDeleteRoleErrors, RolesDeleteRoleResponses, RolesListPermissionsData, RolesListPermissionsErrors, RolesListPermissionsResponses, RolesListRolesData, RolesListRolesErrors, RolesListRolesResponses, RolesReadRoleData, RolesReadRoleErrors, RolesReadRoleResponses, RolesUpdateRoleData, RolesUpdateRoleErrors, RolesUpdateRoleResponses, UsersChangePasswordData, UsersChangePasswordErrors, UsersChangePasswordResponses, UsersCreateUserData, UsersCreateUserErrors, UsersCreateUserResponses, UsersDeleteMeData, UsersDeleteMeErrors, UsersDeleteMeResponses, UsersDeleteUserData, UsersDeleteUserErrors, UsersDeleteUserResponses, UsersListUsersData, UsersListUsersErrors, UsersListUsersResponses, UsersReadMeData, UsersReadMeErrors, UsersReadMeResponses, UsersReadUserData, UsersReadUserErrors, UsersReadUserResponses, UsersUpdateMeData, UsersUpdateMeErrors, UsersUpdateMeResponses, UsersUpdateUserData, UsersUpdateUserErrors, UsersUpdateUserResponses } from './types.gen.js';
+import type { ApiKeysCreateKeyData, ApiKeysCreateKeyErrors, ApiKeysCreateKeyResponses, ApiKeysListKeysData, ApiKeysListKeysErrors, ApiKeysListKeysResponses, ApiKeysRevokeKeyData, ApiKeysRevokeKeyErrors, ApiKeysRevokeKeyResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRequestPasswordRecoveryData, AuthRequestPasswordRecoveryErrors, AuthRequestPasswordRecoveryResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRestoreEmailData, AuthRestoreEmailErrors, AuthRestoreEmailResponses, AuthVerifyEmailData, AuthVerifyEmailErrors, AuthVerifyEmailResponses, HealthHealthData, HealthHealthResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, RolesAssignRolesData, RolesAssignRolesErrors, RolesAssignRolesResponses, RolesCreateRoleData, RolesCreateRoleErrors, RolesCreateRoleResponses, RolesDeleteRoleData, RolesDeleteRoleErrors, RolesDeleteRoleResponses, RolesListPermissionsData, RolesListPermissionsErrors, RolesListPermissionsResponses, RolesListRolesData, RolesListRolesErrors, RolesListRolesResponses, RolesReadRoleData, RolesReadRoleErrors, RolesReadRoleResponses, RolesUpdateRoleData, RolesUpdateRoleErrors, RolesUpdateRoleResponses, UsersChangePasswordData, UsersChangePasswordErrors, UsersChangePasswordResponses, UsersCreateUserData, UsersCreateUserErrors, UsersCreateUserResponses, UsersDeleteMeData, UsersDeleteMeErrors, UsersDeleteMeResponses, UsersDeleteUserData, UsersDeleteUserErrors, UsersDeleteUserResponses, UsersListUsersData, UsersListUsersErrors, UsersListUsersResponses, UsersReadMeData, UsersReadMeErrors, UsersReadMeResponses, UsersReadUserData, UsersReadUserErrors, UsersReadUserResponses, UsersUpdateMeData, UsersUpdateMeErrors, UsersUpdateMeResponses, UsersUpdateUserData, UsersUpdateUserErrors, UsersUpdateUserResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -19,15 +19,43 @@ export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends 
 };
 
 /**
- * List audit events
+ * List API keys
  *
- * Newest first, at most 100 per page: follow `next_cursor` for older ones. Filters
- * combine: type, actor, subject, and a time range (`since` inclusive, `until` exclusive).
- * The log cannot be changed through the API.
+ * Your keys, oldest first (never their secret). A holder of api_keys:manage may pass
+ * another account's `user_id`.
  */
-export const auditListEvents = <ThrowOnError extends boolean = false>(options?: Options<AuditListEventsData, ThrowOnError>) => (options?.client ?? client).get<AuditListEventsResponses, AuditListEventsErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
-    url: '/api/v1/audit-events',
+export const apiKeysListKeys = <ThrowOnError extends boolean = false>(options?: Options<ApiKeysListKeysData, ThrowOnError>) => (options?.client ?? client).get<ApiKeysListKeysResponses, ApiKeysListKeysErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/api-keys',
+    ...options
+});
+
+/**
+ * Create an API key
+ *
+ * The key is in `key`, this once: store it now. It may hold only permissions you hold,
+ * and never more than you hold at each use. Send it as `Authorization: Bearer <key>`. A key
+ * cannot make keys, change the password or email, or end sessions.
+ */
+export const apiKeysCreateKey = <ThrowOnError extends boolean = false>(options: Options<ApiKeysCreateKeyData, ThrowOnError>) => (options.client ?? client).post<ApiKeysCreateKeyResponses, ApiKeysCreateKeyErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/api-keys',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Revoke an API key
+ *
+ * The key stops working everywhere once this answers. Another account's key is a 404,
+ * unless you hold api_keys:manage.
+ */
+export const apiKeysRevokeKey = <ThrowOnError extends boolean = false>(options: Options<ApiKeysRevokeKeyData, ThrowOnError>) => (options.client ?? client).delete<ApiKeysRevokeKeyResponses, ApiKeysRevokeKeyErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/api-keys/{key_id}',
     ...options
 });
 
@@ -170,7 +198,7 @@ export const authVerifyEmail = <ThrowOnError extends boolean = false>(options: O
  * Every permission the installed features declare, with what it allows.
  */
 export const rolesListPermissions = <ThrowOnError extends boolean = false>(options?: Options<RolesListPermissionsData, ThrowOnError>) => (options?.client ?? client).get<RolesListPermissionsResponses, RolesListPermissionsErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/permissions',
     ...options
 });
@@ -181,7 +209,7 @@ export const rolesListPermissions = <ThrowOnError extends boolean = false>(optio
  * Every role, by name, with what it grants now.
  */
 export const rolesListRoles = <ThrowOnError extends boolean = false>(options?: Options<RolesListRolesData, ThrowOnError>) => (options?.client ?? client).get<RolesListRolesResponses, RolesListRolesErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/roles',
     ...options
 });
@@ -192,7 +220,7 @@ export const rolesListRoles = <ThrowOnError extends boolean = false>(options?: O
  * Only permissions the caller holds; an unknown one is 422.
  */
 export const rolesCreateRole = <ThrowOnError extends boolean = false>(options: Options<RolesCreateRoleData, ThrowOnError>) => (options.client ?? client).post<RolesCreateRoleResponses, RolesCreateRoleErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/roles',
     ...options,
     headers: {
@@ -207,7 +235,7 @@ export const rolesCreateRole = <ThrowOnError extends boolean = false>(options: O
  * Its holders lose what it granted, at once; admin and member cannot be deleted.
  */
 export const rolesDeleteRole = <ThrowOnError extends boolean = false>(options: Options<RolesDeleteRoleData, ThrowOnError>) => (options.client ?? client).delete<RolesDeleteRoleResponses, RolesDeleteRoleErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/roles/{role_id}',
     ...options
 });
@@ -216,7 +244,7 @@ export const rolesDeleteRole = <ThrowOnError extends boolean = false>(options: O
  * Read a role
  */
 export const rolesReadRole = <ThrowOnError extends boolean = false>(options: Options<RolesReadRoleData, ThrowOnError>) => (options.client ?? client).get<RolesReadRoleResponses, RolesReadRoleErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/roles/{role_id}',
     ...options
 });
@@ -228,7 +256,7 @@ export const rolesReadRole = <ThrowOnError extends boolean = false>(options: Opt
  * the old ones) on every instance once this answers.
  */
 export const rolesUpdateRole = <ThrowOnError extends boolean = false>(options: Options<RolesUpdateRoleData, ThrowOnError>) => (options.client ?? client).patch<RolesUpdateRoleResponses, RolesUpdateRoleErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/roles/{role_id}',
     ...options,
     headers: {
@@ -244,7 +272,7 @@ export const rolesUpdateRole = <ThrowOnError extends boolean = false>(options: O
  * at the same cost per page; `offset` still works, but costs more the deeper it goes.
  */
 export const usersListUsers = <ThrowOnError extends boolean = false>(options?: Options<UsersListUsersData, ThrowOnError>) => (options?.client ?? client).get<UsersListUsersResponses, UsersListUsersErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/users',
     ...options
 });
@@ -256,7 +284,7 @@ export const usersListUsers = <ThrowOnError extends boolean = false>(options?: O
  * holding every permission may hand out. The account holds `member`.
  */
 export const usersCreateUser = <ThrowOnError extends boolean = false>(options: Options<UsersCreateUserData, ThrowOnError>) => (options.client ?? client).post<UsersCreateUserResponses, UsersCreateUserErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/users',
     ...options,
     headers: {
@@ -271,7 +299,7 @@ export const usersCreateUser = <ThrowOnError extends boolean = false>(options: O
  * Deletes the account and every session it has.
  */
 export const usersDeleteMe = <ThrowOnError extends boolean = false>(options?: Options<UsersDeleteMeData, ThrowOnError>) => (options?.client ?? client).delete<UsersDeleteMeResponses, UsersDeleteMeErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/users/me',
     ...options
 });
@@ -282,7 +310,7 @@ export const usersDeleteMe = <ThrowOnError extends boolean = false>(options?: Op
  * The account the access token belongs to.
  */
 export const usersReadMe = <ThrowOnError extends boolean = false>(options?: Options<UsersReadMeData, ThrowOnError>) => (options?.client ?? client).get<UsersReadMeResponses, UsersReadMeErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/users/me',
     ...options
 });
@@ -295,7 +323,7 @@ export const usersReadMe = <ThrowOnError extends boolean = false>(options?: Opti
  * and ends every session. Other fields in the body are ignored.
  */
 export const usersUpdateMe = <ThrowOnError extends boolean = false>(options: Options<UsersUpdateMeData, ThrowOnError>) => (options.client ?? client).patch<UsersUpdateMeResponses, UsersUpdateMeErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/users/me',
     ...options,
     headers: {
@@ -310,7 +338,7 @@ export const usersUpdateMe = <ThrowOnError extends boolean = false>(options: Opt
  * Needs the current password. Every token issued before stops working.
  */
 export const usersChangePassword = <ThrowOnError extends boolean = false>(options: Options<UsersChangePasswordData, ThrowOnError>) => (options.client ?? client).post<UsersChangePasswordResponses, UsersChangePasswordErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/users/me/password',
     ...options,
     headers: {
@@ -325,7 +353,7 @@ export const usersChangePassword = <ThrowOnError extends boolean = false>(option
  * Deletes an account whose permissions the caller holds too, and every session it has.
  */
 export const usersDeleteUser = <ThrowOnError extends boolean = false>(options: Options<UsersDeleteUserData, ThrowOnError>) => (options.client ?? client).delete<UsersDeleteUserResponses, UsersDeleteUserErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/users/{user_id}',
     ...options
 });
@@ -336,7 +364,7 @@ export const usersDeleteUser = <ThrowOnError extends boolean = false>(options: O
  * Any account, by id, with its roles and permissions.
  */
 export const usersReadUser = <ThrowOnError extends boolean = false>(options: Options<UsersReadUserData, ThrowOnError>) => (options.client ?? client).get<UsersReadUserResponses, UsersReadUserErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/users/{user_id}',
     ...options
 });
@@ -349,7 +377,7 @@ export const usersReadUser = <ThrowOnError extends boolean = false>(options: Opt
  * link is followed. is_superuser (deprecated) grants or removes `admin`.
  */
 export const usersUpdateUser = <ThrowOnError extends boolean = false>(options: Options<UsersUpdateUserData, ThrowOnError>) => (options.client ?? client).patch<UsersUpdateUserResponses, UsersUpdateUserErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/users/{user_id}',
     ...options,
     headers: {
@@ -364,7 +392,7 @@ export const usersUpdateUser = <ThrowOnError extends boolean = false>(options: O
  * Replaces the account's roles by these (role names); effective everywhere at once.
  */
 export const rolesAssignRoles = <ThrowOnError extends boolean = false>(options: Options<RolesAssignRolesData, ThrowOnError>) => (options.client ?? client).put<RolesAssignRolesResponses, RolesAssignRolesErrors, ThrowOnError>({
-    security: [{ scheme: 'bearer', type: 'http' }],
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/users/{user_id}/roles',
     ...options,
     headers: {

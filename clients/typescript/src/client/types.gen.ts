@@ -17,73 +17,113 @@ export type Accepted = {
 };
 
 /**
- * AuditEventPublic
+ * ApiKeyCreate
  */
-export type AuditEventPublic = {
+export type ApiKeyCreate = {
     /**
-     * Actor Id
+     * Expires At
      *
-     * The account that acted; null: nobody signed in (a failed sign-in, a replayed token), a job or a command
+     * When the key stops working; never, if left out
      */
-    actor_id: string | null;
+    expires_at?: string | null;
     /**
-     * Client Ip
-     *
-     * The client's address (through the trusted proxies); null outside a request
+     * Name
      */
-    client_ip: string | null;
+    name: string;
+    /**
+     * Permissions
+     *
+     * Beyond reading the owner's own account; each one the owner holds
+     */
+    permissions?: Array<string>;
+};
+
+/**
+ * ApiKeyCreated
+ */
+export type ApiKeyCreated = {
     /**
      * Created At
-     *
-     * When it happened (UTC)
      */
     created_at: string;
     /**
-     * Details
-     *
-     * What else the event says; never a secret, password, hash or token
+     * Expires At
      */
-    details: {
-        [key: string]: unknown;
-    };
+    expires_at: string | null;
     /**
      * Id
      */
     id: string;
     /**
-     * Subject Id
+     * Key
      *
-     * The account it concerns, if any
+     * The key itself: shown this once, never again
      */
-    subject_id: string | null;
+    key: string;
     /**
-     * Type
-     *
-     * What happened: `<feature>.<event>`, e.g. `auth.signed_in`
+     * Last Used At
      */
-    type: string;
+    last_used_at: string | null;
     /**
-     * User Agent
-     *
-     * The client's User-Agent, at most 256 characters
+     * Name
      */
-    user_agent: string | null;
+    name: string;
+    /**
+     * Permissions
+     */
+    permissions: Array<string>;
+    /**
+     * Prefix
+     *
+     * `fak_<public id>`: how to recognise the key, not use it
+     */
+    prefix: string;
+    /**
+     * User Id
+     */
+    user_id: string;
 };
 
 /**
- * AuditEventsPublic
+ * ApiKeyPublic
+ *
+ * A key as its owner sees it: never the secret.
  */
-export type AuditEventsPublic = {
+export type ApiKeyPublic = {
     /**
-     * Items
+     * Created At
      */
-    items: Array<AuditEventPublic>;
+    created_at: string;
     /**
-     * Next Cursor
+     * Expires At
+     */
+    expires_at: string | null;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Last Used At
+     */
+    last_used_at: string | null;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Permissions
+     */
+    permissions: Array<string>;
+    /**
+     * Prefix
      *
-     * Pass as `cursor` for the next (older) page; null on the last one
+     * `fak_<public id>`: how to recognise the key, not use it
      */
-    next_cursor: string | null;
+    prefix: string;
+    /**
+     * User Id
+     */
+    user_id: string;
 };
 
 /**
@@ -649,57 +689,19 @@ export type ValidationIssue = {
     type: string;
 };
 
-export type AuditListEventsData = {
+export type ApiKeysListKeysData = {
     body?: never;
     path?: never;
     query?: {
         /**
-         * Cursor
-         *
-         * `next_cursor` of the previous page; omit it for the first page
+         * User Id
          */
-        cursor?: string | null;
-        /**
-         * Limit
-         *
-         * Rows per page; larger values are capped at 100
-         */
-        limit?: number;
-        /**
-         * Type
-         *
-         * Only events of this type, e.g. `auth.sign_in_failed`
-         */
-        type?: string | null;
-        /**
-         * Actor Id
-         *
-         * Only events by this account
-         */
-        actor_id?: string | null;
-        /**
-         * Subject Id
-         *
-         * Only events about this account
-         */
-        subject_id?: string | null;
-        /**
-         * Since
-         *
-         * Only events at or after this time
-         */
-        since?: string | null;
-        /**
-         * Until
-         *
-         * Only events before this time
-         */
-        until?: string | null;
+        user_id?: string | null;
     };
-    url: '/api/v1/audit-events';
+    url: '/api/v1/api-keys';
 };
 
-export type AuditListEventsErrors = {
+export type ApiKeysListKeysErrors = {
     /**
      * Malformed request: body or Content-Length cannot be read
      */
@@ -726,16 +728,117 @@ export type AuditListEventsErrors = {
     503: ErrorMessage;
 };
 
-export type AuditListEventsError = AuditListEventsErrors[keyof AuditListEventsErrors];
+export type ApiKeysListKeysError = ApiKeysListKeysErrors[keyof ApiKeysListKeysErrors];
 
-export type AuditListEventsResponses = {
+export type ApiKeysListKeysResponses = {
+    /**
+     * Response Api-Keys-List Keys
+     *
+     * Successful Response
+     */
+    200: Array<ApiKeyPublic>;
+};
+
+export type ApiKeysListKeysResponse = ApiKeysListKeysResponses[keyof ApiKeysListKeysResponses];
+
+export type ApiKeysCreateKeyData = {
+    body: ApiKeyCreate;
+    path?: never;
+    query?: never;
+    url: '/api/v1/api-keys';
+};
+
+export type ApiKeysCreateKeyErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * An API key cannot do this: sign in | The account or role has permissions you do not hold
+     */
+    403: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type ApiKeysCreateKeyError = ApiKeysCreateKeyErrors[keyof ApiKeysCreateKeyErrors];
+
+export type ApiKeysCreateKeyResponses = {
     /**
      * Successful Response
      */
-    200: AuditEventsPublic;
+    201: ApiKeyCreated;
 };
 
-export type AuditListEventsResponse = AuditListEventsResponses[keyof AuditListEventsResponses];
+export type ApiKeysCreateKeyResponse = ApiKeysCreateKeyResponses[keyof ApiKeysCreateKeyResponses];
+
+export type ApiKeysRevokeKeyData = {
+    body?: never;
+    path: {
+        /**
+         * Key Id
+         */
+        key_id: string;
+    };
+    query?: never;
+    url: '/api/v1/api-keys/{key_id}';
+};
+
+export type ApiKeysRevokeKeyErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * An API key cannot do this: sign in
+     */
+    403: ErrorMessage;
+    /**
+     * API key not found
+     */
+    404: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type ApiKeysRevokeKeyError = ApiKeysRevokeKeyErrors[keyof ApiKeysRevokeKeyErrors];
+
+export type ApiKeysRevokeKeyResponses = {
+    /**
+     * Successful Response
+     */
+    204: void;
+};
+
+export type ApiKeysRevokeKeyResponse = ApiKeysRevokeKeyResponses[keyof ApiKeysRevokeKeyResponses];
 
 export type AuthLoginData = {
     body: LoginForm;
@@ -1533,6 +1636,10 @@ export type UsersDeleteMeErrors = {
      */
     401: ErrorMessage;
     /**
+     * An API key cannot do this: sign in
+     */
+    403: ErrorMessage;
+    /**
      * No change may leave no active account that can manage roles
      */
     409: ErrorMessage;
@@ -1611,6 +1718,10 @@ export type UsersUpdateMeErrors = {
      */
     401: ErrorMessage;
     /**
+     * An API key cannot do this: sign in
+     */
+    403: ErrorMessage;
+    /**
      * A user with this email already exists
      */
     409: ErrorMessage;
@@ -1655,6 +1766,10 @@ export type UsersChangePasswordErrors = {
      * Not authenticated
      */
     401: ErrorMessage;
+    /**
+     * An API key cannot do this: sign in
+     */
+    403: ErrorMessage;
     /**
      * Request body too large
      */

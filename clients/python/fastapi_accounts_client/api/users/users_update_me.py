@@ -49,6 +49,11 @@ def _parse_response(
 
         return response_401
 
+    if response.status_code == 403:
+        response_403 = ErrorMessage.from_dict(response.json())
+
+        return response_403
+
     if response.status_code == 409:
         response_409 = ErrorMessage.from_dict(response.json())
 

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any, TypeVar, cast
+from uuid import UUID
+
+from attrs import define as _attrs_define
+from attrs import field as _attrs_field
+
+T = TypeVar("T", bound="ApiKeyCreated")
+
+
+@_attrs_define
+class ApiKeyCreated:
+    """
+    Attributes:
+        created_at (datetime.datetime):
+        expires_at (datetime.datetime | None):
+        id (UUID):
+        key (str): The key itself: shown this once, never again
+        last_used_at (datetime.datetime | None):
+        name (str):
+        permissions (list[str]):
+        prefix (str): `fak_<public id>`: how to recognise the key, not use it
+        user_id (UUID):
+    """
+
+    created_at: datetime.datetime
+    expires_at: datetime.datetime | None
+    id: UUID
+    key: str
+    last_used_at: datetime.datetime | None
+    name: str
+    permissions: list[str]
+    prefix: str
+    user_id: UUID
+    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        created_at = self.created_at.isoformat()
+
+        expires_at: None | str
+        if isinstance(self.expires_at, datetime.datetime):
+            expires_at = self.expires_at.isoformat()
+        else:
+            expires_at = self.expires_at
+
+        id = str(self.id)
+
+        key = self.key
+
+        last_used_at: None | str
+        if isinstance(self.last_used_at, datetime.datetime):
+            last_used_at = self.last_used_at.isoformat()
+        else:
+            last_used_at = self.last_used_at
+
+        name = self.name
+
+        permissions = self.permissions
+
+        prefix = self.prefix
+
+        user_id = str(self.user_id)
+
+        field_dict: dict[str, Any] = {}
+        field_dict.update(self.additional_properties)
+        field_dict.update(
+            {
+                "created_at": created_at,
+                "expires_at": expires_at,
+                "id": id,
+                "key": key,
+                "last_used_at": last_used_at,
+                "name": name,
+                "permissions": permissions,
+                "prefix": prefix,
+                "user_id": user_id,
+            }
+        )
+
+        return field_dict
+
+    @classmethod
+    def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        d = dict(src_dict)
+        created_at = datetime.datetime.fromisoformat(d.pop("created_at"))
+
+        def _parse_expires_at(data: object) -> datetime.datetime | None:
+            if data is None:
+                return data
+            try:
+                if not isinstance(data, str):
+                    raise TypeError()
+                expires_at_type_0 = datetime.datetime.fromisoformat(data)
+
+                return expires_at_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(datetime.datetime | None, data)
+
+        expires_at = _parse_expires_at(d.pop("expires_at"))
+
+        id = UUID(d.pop("id"))
+
+        key = d.pop("key")
+
+        def _parse_last_used_at(data: object) -> datetime.datetime | None:
+            if data is None:
+                return data
+            try:
+                if not isinstance(data, str):
+                    raise TypeError()
+                last_used_at_type_0 = datetime.datetime.fromisoformat(data)
+
+                return last_used_at_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(datetime.datetime | None, data)
+
+        last_used_at = _parse_last_used_at(d.pop("last_used_at"))
+
+        name = d.pop("name")
+
+        permissions = cast(list[str], d.pop("permissions"))
+
+        prefix = d.pop("prefix")
+
+        user_id = UUID(d.pop("user_id"))
+
+        api_key_created = cls(
+            created_at=created_at,
+            expires_at=expires_at,
+            id=id,
+            key=key,
+            last_used_at=last_used_at,
+            name=name,
+            permissions=permissions,
+            prefix=prefix,
+            user_id=user_id,
+        )
+
+        api_key_created.additional_properties = d
+        return api_key_created
+
+    @property
+    def additional_keys(self) -> list[str]:
+        return list(self.additional_properties.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.additional_properties[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.additional_properties[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.additional_properties[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.additional_properties
