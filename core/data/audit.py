@@ -22,9 +22,8 @@ The log is append-only: no route edits or deletes an event, and the database ref
 UPDATE of one (a trigger installed by the migration). Events older than
 AUDIT_RETENTION_DAYS are removed by the audit feature's periodic job (`purge_before`).
 
-Names reserved for credential events still to come: `api_keys.created`,
-`api_keys.revoked`, `sessions.ended` (one session ended by its owner or an admin) and
-`sessions.ended_all` (every other session ended at once).
+Names reserved for the session events still to come: `sessions.ended` (one session ended by
+its owner or an admin) and `sessions.ended_all` (every other session ended at once).
 """
 
 import hashlib

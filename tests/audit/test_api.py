@@ -78,6 +78,22 @@ class TestWhoMayRead:
             types = {item["type"] for item in response.json()["items"]}
             assert "auth.signed_in" in types  # the readers' own sign-ins
 
+    def test_an_api_key_that_holds_audit_read_reads_it_and_one_that_does_not_is_403(
+        self, client: TestClient, auditor: Account
+    ) -> None:
+        def key(permissions: list[str]) -> dict[str, str]:
+            made = client.post(
+                "/api/v1/api-keys",
+                json={"name": f"key {len(permissions)}", "permissions": permissions},
+                headers=auditor.headers,
+            )
+            assert made.status_code == 201, made.text
+            return {"Authorization": f"Bearer {made.json()['key']}"}
+
+        with_it = client.get(EVENTS, headers=key(["audit:read"]))
+        without = client.get(EVENTS, headers=key([]))
+        assert (with_it.status_code, without.status_code) == (200, 403)
+
     def test_the_published_contract_requires_audit_read(self, app: FastAPI) -> None:
         operation = app.openapi()["paths"][EVENTS]["get"]
         # With a session's access token or an API key that holds it.

@@ -4,6 +4,9 @@ from .accepted import Accepted
 from .api_key_create import ApiKeyCreate
 from .api_key_created import ApiKeyCreated
 from .api_key_public import ApiKeyPublic
+from .audit_event_public import AuditEventPublic
+from .audit_event_public_details import AuditEventPublicDetails
+from .audit_events_public import AuditEventsPublic
 from .email_request import EmailRequest
 from .email_restore import EmailRestore
 from .email_verification import EmailVerification
@@ -39,6 +42,9 @@ __all__ = (
     "ApiKeyCreate",
     "ApiKeyCreated",
     "ApiKeyPublic",
+    "AuditEventPublic",
+    "AuditEventPublicDetails",
+    "AuditEventsPublic",
     "EmailRequest",
     "EmailRestore",
     "EmailVerification",

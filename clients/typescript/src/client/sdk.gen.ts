@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import { type Client, type Options as Options2, type TDataShape, urlSearchParamsBodySerializer } from './client/index.js';
-import type { ApiKeysCreateKeyData, ApiKeysCreateKeyErrors, ApiKeysCreateKeyResponses, ApiKeysListKeysData, ApiKeysListKeysErrors, ApiKeysListKeysResponses, ApiKeysRevokeKeyData, ApiKeysRevokeKeyErrors, ApiKeysRevokeKeyResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRequestPasswordRecoveryData, AuthRequestPasswordRecoveryErrors, AuthRequestPasswordRecoveryResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRestoreEmailData, AuthRestoreEmailErrors, AuthRestoreEmailResponses, AuthVerifyEmailData, AuthVerifyEmailErrors, AuthVerifyEmailResponses, HealthHealthData, HealthHealthResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, RolesAssignRolesData, RolesAssignRolesErrors, RolesAssignRolesResponses, RolesCreateRoleData, RolesCreateRoleErrors, RolesCreateRoleResponses, RolesDeleteRoleData, RolesDeleteRoleErrors, RolesDeleteRoleResponses, RolesListPermissionsData, RolesListPermissionsErrors, RolesListPermissionsResponses, RolesListRolesData, RolesListRolesErrors, RolesListRolesResponses, RolesReadRoleData, RolesReadRoleErrors, RolesReadRoleResponses, RolesUpdateRoleData, RolesUpdateRoleErrors, RolesUpdateRoleResponses, UsersChangePasswordData, UsersChangePasswordErrors, UsersChangePasswordResponses, UsersCreateUserData, UsersCreateUserErrors, UsersCreateUserResponses, UsersDeleteMeData, UsersDeleteMeErrors, UsersDeleteMeResponses, UsersDeleteUserData, UsersDeleteUserErrors, UsersDeleteUserResponses, UsersListUsersData, UsersListUsersErrors, UsersListUsersResponses, UsersReadMeData, UsersReadMeErrors, UsersReadMeResponses, UsersReadUserData, UsersReadUserErrors, UsersReadUserResponses, UsersUpdateMeData, UsersUpdateMeErrors, UsersUpdateMeResponses, UsersUpdateUserData, UsersUpdateUserErrors, UsersUpdateUserResponses } from './types.gen.js';
+import type { ApiKeysCreateKeyData, ApiKeysCreateKeyErrors, ApiKeysCreateKeyResponses, ApiKeysListKeysData, ApiKeysListKeysErrors, ApiKeysListKeysResponses, ApiKeysRevokeKeyData, ApiKeysRevokeKeyErrors, ApiKeysRevokeKeyResponses, AuditListEventsData, AuditListEventsErrors, AuditListEventsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRequestPasswordRecoveryData, AuthRequestPasswordRecoveryErrors, AuthRequestPasswordRecoveryResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRestoreEmailData, AuthRestoreEmailErrors, AuthRestoreEmailResponses, AuthVerifyEmailData, AuthVerifyEmailErrors, AuthVerifyEmailResponses, HealthHealthData, HealthHealthResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, RolesAssignRolesData, RolesAssignRolesErrors, RolesAssignRolesResponses, RolesCreateRoleData, RolesCreateRoleErrors, RolesCreateRoleResponses, RolesDeleteRoleData, RolesDeleteRoleErrors, RolesDeleteRoleResponses, RolesListPermissionsData, RolesListPermissionsErrors, RolesListPermissionsResponses, RolesListRolesData, RolesListRolesErrors, RolesListRolesResponses, RolesReadRoleData, RolesReadRoleErrors, RolesReadRoleResponses, RolesUpdateRoleData, RolesUpdateRoleErrors, RolesUpdateRoleResponses, UsersChangePasswordData, UsersChangePasswordErrors, UsersChangePasswordResponses, UsersCreateUserData, UsersCreateUserErrors, UsersCreateUserResponses, UsersDeleteMeData, UsersDeleteMeErrors, UsersDeleteMeResponses, UsersDeleteUserData, UsersDeleteUserErrors, UsersDeleteUserResponses, UsersListUsersData, UsersListUsersErrors, UsersListUsersResponses, UsersReadMeData, UsersReadMeErrors, UsersReadMeResponses, UsersReadUserData, UsersReadUserErrors, UsersReadUserResponses, UsersUpdateMeData, UsersUpdateMeErrors, UsersUpdateMeResponses, UsersUpdateUserData, UsersUpdateUserErrors, UsersUpdateUserResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -56,6 +56,19 @@ export const apiKeysCreateKey = <ThrowOnError extends boolean = false>(options: 
 export const apiKeysRevokeKey = <ThrowOnError extends boolean = false>(options: Options<ApiKeysRevokeKeyData, ThrowOnError>) => (options.client ?? client).delete<ApiKeysRevokeKeyResponses, ApiKeysRevokeKeyErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/api-keys/{key_id}',
+    ...options
+});
+
+/**
+ * List audit events
+ *
+ * Newest first, at most 100 per page: follow `next_cursor` for older ones. Filters
+ * combine: type, actor, subject, and a time range (`since` inclusive, `until` exclusive).
+ * The log cannot be changed through the API.
+ */
+export const auditListEvents = <ThrowOnError extends boolean = false>(options?: Options<AuditListEventsData, ThrowOnError>) => (options?.client ?? client).get<AuditListEventsResponses, AuditListEventsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/audit-events',
     ...options
 });
 

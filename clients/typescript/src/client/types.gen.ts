@@ -127,6 +127,76 @@ export type ApiKeyPublic = {
 };
 
 /**
+ * AuditEventPublic
+ */
+export type AuditEventPublic = {
+    /**
+     * Actor Id
+     *
+     * The account that acted; null: nobody signed in (a failed sign-in, a replayed token), a job or a command
+     */
+    actor_id: string | null;
+    /**
+     * Client Ip
+     *
+     * The client's address (through the trusted proxies); null outside a request
+     */
+    client_ip: string | null;
+    /**
+     * Created At
+     *
+     * When it happened (UTC)
+     */
+    created_at: string;
+    /**
+     * Details
+     *
+     * What else the event says; never a secret, password, hash or token
+     */
+    details: {
+        [key: string]: unknown;
+    };
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Subject Id
+     *
+     * The account it concerns, if any
+     */
+    subject_id: string | null;
+    /**
+     * Type
+     *
+     * What happened: `<feature>.<event>`, e.g. `auth.signed_in`
+     */
+    type: string;
+    /**
+     * User Agent
+     *
+     * The client's User-Agent, at most 256 characters
+     */
+    user_agent: string | null;
+};
+
+/**
+ * AuditEventsPublic
+ */
+export type AuditEventsPublic = {
+    /**
+     * Items
+     */
+    items: Array<AuditEventPublic>;
+    /**
+     * Next Cursor
+     *
+     * Pass as `cursor` for the next (older) page; null on the last one
+     */
+    next_cursor: string | null;
+};
+
+/**
  * EmailRequest
  */
 export type EmailRequest = {
@@ -839,6 +909,94 @@ export type ApiKeysRevokeKeyResponses = {
 };
 
 export type ApiKeysRevokeKeyResponse = ApiKeysRevokeKeyResponses[keyof ApiKeysRevokeKeyResponses];
+
+export type AuditListEventsData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * Cursor
+         *
+         * `next_cursor` of the previous page; omit it for the first page
+         */
+        cursor?: string | null;
+        /**
+         * Limit
+         *
+         * Rows per page; larger values are capped at 100
+         */
+        limit?: number;
+        /**
+         * Type
+         *
+         * Only events of this type, e.g. `auth.sign_in_failed`
+         */
+        type?: string | null;
+        /**
+         * Actor Id
+         *
+         * Only events by this account
+         */
+        actor_id?: string | null;
+        /**
+         * Subject Id
+         *
+         * Only events about this account
+         */
+        subject_id?: string | null;
+        /**
+         * Since
+         *
+         * Only events at or after this time
+         */
+        since?: string | null;
+        /**
+         * Until
+         *
+         * Only events before this time
+         */
+        until?: string | null;
+    };
+    url: '/api/v1/audit-events';
+};
+
+export type AuditListEventsErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * Not enough privileges
+     */
+    403: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type AuditListEventsError = AuditListEventsErrors[keyof AuditListEventsErrors];
+
+export type AuditListEventsResponses = {
+    /**
+     * Successful Response
+     */
+    200: AuditEventsPublic;
+};
+
+export type AuditListEventsResponse = AuditListEventsResponses[keyof AuditListEventsResponses];
 
 export type AuthLoginData = {
     body: LoginForm;
