@@ -32,8 +32,7 @@ import ipaddress
 import json
 import re
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -153,16 +152,6 @@ def bounded_user_agent(raw: str | None) -> str | None:
         return None
     printable = "".join(char if char.isprintable() else "?" for char in raw[:USER_AGENT_MAX_LENGTH])
     return printable.strip() or None
-
-
-@contextmanager
-def origin(host: str | None, user_agent: str | None) -> Iterator[None]:
-    """Events recorded in this block (and in the units of work it starts) come from here."""
-    token = request_origin.set(Origin(host, user_agent))
-    try:
-        yield
-    finally:
-        request_origin.reset(token)
 
 
 # --- recording ---------------------------------------------------------------------------

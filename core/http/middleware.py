@@ -28,8 +28,13 @@ class RequestOriginMiddleware:
                 # it be. Normalized when an event is recorded, if one is.
                 user_agent = value[: audit.USER_AGENT_MAX_LENGTH].decode("latin-1")
                 break
-        with audit.origin(client[0] if client else None, user_agent):
+        # Set and reset here, not in a context manager: its generator would cost more than
+        # the rest of this middleware, on every request.
+        token = audit.request_origin.set(audit.Origin(client[0] if client else None, user_agent))
+        try:
             await self.app(scope, receive, send)
+        finally:
+            audit.request_origin.reset(token)
 
 
 class BodySizeLimitMiddleware:
