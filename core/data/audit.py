@@ -181,7 +181,10 @@ def _checked_details(details: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"audit details must not hold {key!r}")
         _check_value(key, value)
     checked = dict(details)
-    if len(json.dumps(checked, separators=(",", ":"))) > DETAILS_MAX_BYTES:
+    # Counted as stored (UTF-8), not as escaped ASCII: escaping makes an emoji 12 bytes, and
+    # the longest address the sign-in form takes, masked, would no longer fit.
+    stored = json.dumps(checked, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(stored) > DETAILS_MAX_BYTES:
         raise ValueError(f"audit details are over {DETAILS_MAX_BYTES} bytes")
     return checked
 

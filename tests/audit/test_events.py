@@ -114,6 +114,16 @@ class TestSignIn:
         assert "nobody.here" not in row
         assert "nobody" not in row
 
+    def test_the_longest_address_in_any_alphabet_is_recorded_not_refused(
+        self, client: TestClient, events: Events
+    ) -> None:
+        """254 characters of four-byte UTF-8 (the form's bound): masked, it still fits the
+        details' bound, so the attempt gets its 401 and its event, never a 500."""
+        address = "a@" + "\U0001f600" * 252
+        assert sign_in(client, address, "some-guess") == 401
+        event = one(events, "auth.sign_in_failed")
+        assert event.details["email"] == "a***@" + "\U0001f600" * 252
+
     @pytest.mark.parametrize("extra_settings", [{"LOGIN_RATE_LIMIT": "2/minute"}])
     def test_an_attempt_the_throttle_refuses_records_nothing(
         self, client: TestClient, account: Account, events: Events
