@@ -60,11 +60,15 @@ async def get_current_user(
     else:
         try:
             claims = decode_access_token(token, secret_key=settings.SECRET_KEY)
-            user_id = uuid.UUID(claims.subject)
+            user_id, session_id = uuid.UUID(claims.subject), uuid.UUID(claims.session_id)
         except (InvalidTokenError, ValueError) as error:
             raise InvalidAccessToken from error
         user = await service.authenticate(
-            db, cache, user_id=user_id, token_version=claims.token_version
+            db,
+            cache,
+            user_id=user_id,
+            token_version=claims.token_version,
+            session_id=session_id,
         )
     if not set(security_scopes.scopes) <= set(user.permissions):
         raise ForbiddenError
