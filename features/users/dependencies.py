@@ -134,6 +134,7 @@ class _ReachOf(WidenedBy):
         self.manage_any = manage_any
 
     async def __call__(self, user: CurrentUser) -> Reach:
+        # Whoever may change every owner's rows must see them to: manage_any includes read_any.
         changes_any = self.manage_any in user.permissions
         return Reach(
             caller_id=user.id,
