@@ -29,14 +29,14 @@ def operation_id(route: APIRoute) -> str:
 
 
 class WidenedBy:
-    """Base of a FastAPI dependency (a callable instance) that lets every signed-in caller
+    """Base of a FastAPI dependency (a callable instance) that lets every authenticated caller
     through and does more for holders of `permissions`, such as reaching every owner's rows
     (features/users/dependencies.py: `OwnedRows`).
 
     `publish_permissions` lists each of them as an alternative security requirement of the
-    routes that use it, beside the plain token's (`[{scheme: []}, {scheme: [permission]},
-    ...]`: either will do), so /docs and the generated clients show which permissions
-    change what a route does without any route requiring them.
+    routes that use it, beside each plain one (`[{scheme: []}, {scheme: [permission]}, ...]`:
+    either will do), so /docs and the generated clients show which permissions change what
+    a route does without any route requiring them.
     """
 
     def __init__(self, *permissions: str) -> None:

@@ -115,10 +115,10 @@ class OwnedRows:
         ReadReach = Annotated[Reach, owned.read]        # list, read one
         ChangeReach = Annotated[Reach, owned.change]    # update, delete
 
-    Both give the signed-in caller's `Reach` (core/permissions.py), for the service to ask
-    about each row's owner; neither refuses anyone. Each route lists the permissions that
-    widen it as alternative security requirements in OpenAPI (core/http/openapi.py:
-    `WidenedBy`): `read` both, `change` only `manage_any`.
+    Both give the caller's `Reach` (core/permissions.py), for the service to ask about each
+    row's owner; neither refuses anyone (an API key reaches what its own permissions allow).
+    Each route lists the permissions that widen it as alternative security requirements in
+    OpenAPI (core/http/openapi.py: `WidenedBy`): `read` both, `change` only `manage_any`.
     """
 
     def __init__(self, *, read_any: str, manage_any: str) -> None:

@@ -22,7 +22,7 @@ from features.users.permissions import MANAGE, MANAGE_ROLES, READ
 from tests.conftest import Account
 
 PROBE = "/api/v1/reach-probe"
-SCHEME = "OAuth2PasswordBearer"
+SESSION, API_KEY = "OAuth2PasswordBearer", "APIKey"
 owned = OwnedRows(read_any=READ, manage_any=MANAGE)
 
 
@@ -101,16 +101,27 @@ def test_nobody_signed_out_reaches_anything(client: TestClient) -> None:
 
 def test_each_route_lists_the_permissions_that_widen_it(app: FastAPI) -> None:
     paths = app.openapi()["paths"]
-    assert paths[PROBE]["get"]["security"] == [{SCHEME: []}, {SCHEME: [READ]}, {SCHEME: [MANAGE]}]
-    assert paths[PROBE]["delete"]["security"] == [{SCHEME: []}, {SCHEME: [MANAGE]}]
+    # Either credential (a session's token, an API key) as it is, or holding a permission
+    # that widens the route: alternatives, since every signed-in account may call it.
+    plain: list[dict[str, list[str]]] = [{SESSION: []}, {API_KEY: []}]
+    assert paths["/api/v1/users/me"]["get"]["security"] == plain  # not widened: unchanged
+    assert paths[PROBE]["get"]["security"] == [
+        *plain,
+        {SESSION: [READ]},
+        {API_KEY: [READ]},
+        {SESSION: [MANAGE]},
+        {API_KEY: [MANAGE]},
+    ]
+    assert paths[PROBE]["delete"]["security"] == [*plain, {SESSION: [MANAGE]}, {API_KEY: [MANAGE]}]
     # A permission the route requires stays in every alternative.
     assert paths[f"{PROBE}/managers"]["get"]["security"] == [
-        {SCHEME: [MANAGE_ROLES]},
-        {SCHEME: [MANAGE_ROLES, READ]},
-        {SCHEME: [MANAGE_ROLES, MANAGE]},
+        {SESSION: [MANAGE_ROLES]},
+        {API_KEY: [MANAGE_ROLES]},
+        {SESSION: [MANAGE_ROLES, READ]},
+        {API_KEY: [MANAGE_ROLES, READ]},
+        {SESSION: [MANAGE_ROLES, MANAGE]},
+        {API_KEY: [MANAGE_ROLES, MANAGE]},
     ]
-    # Routes that are not widened keep their one requirement.
-    assert paths["/api/v1/users/me"]["get"]["security"] == [{SCHEME: []}]
 
 
 def test_a_permission_nobody_declares_is_refused_at_import() -> None:
