@@ -10,9 +10,16 @@ users feature) grant them, routes require them (`require(...)` in features/users
 the same name twice with another description is a mistake and fails at import, so two
 features cannot both claim one name. `features/registry.py` imports every feature's
 `permissions.py`, so the list is complete before the app serves a request.
+
+A feature whose rows each belong to one account uses two of them to say who reaches whose
+rows (`Reach`, below, and `OwnedRows` in features/users/dependencies.py):
+
+    READ_ANY = permission("widgets:read_any", "Read every owner's widgets")
+    MANAGE_ANY = permission("widgets:manage_any", "Change and delete every owner's widgets")
 """
 
 import re
+import uuid
 from dataclasses import dataclass
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$")
@@ -46,3 +53,28 @@ def declared() -> list[Permission]:
 
 def is_declared(name: str) -> bool:
     return name in _declared
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """Whose rows a caller may act on, in a feature whose rows each belong to one owner.
+
+    The caller's own rows, always; every owner's when the caller's permissions say so (the
+    feature's `read_any` to read them, `manage_any` to change and delete them too). Built per
+    request from the caller's permissions (`OwnedRows` in features/users/dependencies.py);
+    a service asks it about the owner of each row it touches.
+    """
+
+    caller_id: uuid.UUID
+    reads_any: bool = False
+    changes_any: bool = False
+
+    def __post_init__(self) -> None:
+        if self.changes_any and not self.reads_any:
+            raise ValueError("whoever may change every owner's rows may read them too")
+
+    def may_read(self, owner_id: uuid.UUID) -> bool:
+        return self.reads_any or owner_id == self.caller_id
+
+    def may_change(self, owner_id: uuid.UUID) -> bool:
+        return self.changes_any or owner_id == self.caller_id

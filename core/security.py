@@ -45,6 +45,8 @@ class AccessClaims:
     subject: str
     token_version: int
     jti: str
+    # The signed-in session the token belongs to: ending that session ends the token.
+    session_id: str
 
 
 # The lowest priority that still gets CPU under load (SCHED_IDLE could starve logins for as
@@ -152,12 +154,18 @@ def password_byte_length_error(password: str) -> str | None:
 
 
 def create_access_token(
-    *, subject: str, token_version: int, secret_key: str, expires_in: timedelta
+    *,
+    subject: str,
+    token_version: int,
+    session_id: str,
+    secret_key: str,
+    expires_in: timedelta,
 ) -> str:
     now = datetime.now(UTC)
     claims: dict[str, Any] = {
         "sub": subject,
         "ver": token_version,
+        "sid": session_id,
         "type": ACCESS_TOKEN_TYPE,
         "iat": int(now.timestamp()),
         "exp": int((now + expires_in).timestamp()),
@@ -195,10 +203,11 @@ def _verified_claims(token: str, secret_key: str) -> tuple[AccessClaims, float]:
         )
     except (JWTError, ValueError, TypeError, UnicodeError) as error:
         raise InvalidTokenError from error
-    subject, version, jti, expires_at = (
+    subject, version, jti, session_id, expires_at = (
         claims.get("sub"),
         claims.get("ver"),
         claims.get("jti"),
+        claims.get("sid"),
         claims.get("exp"),
     )
     if (
@@ -206,10 +215,12 @@ def _verified_claims(token: str, secret_key: str) -> tuple[AccessClaims, float]:
         or not isinstance(subject, str)
         or type(version) is not int
         or not isinstance(jti, str)
+        or not isinstance(session_id, str)
         or not isinstance(expires_at, int | float)
     ):
         raise InvalidTokenError
-    return AccessClaims(subject=subject, token_version=version, jti=jti), float(expires_at)
+    verified = AccessClaims(subject=subject, token_version=version, jti=jti, session_id=session_id)
+    return verified, float(expires_at)
 
 
 def new_opaque_token() -> str:

@@ -2,9 +2,10 @@
 
     python -m scaffold widgets      # or: make feature name=widgets
 
-writes features/widgets/ (models, errors, service, router), tests/widgets/, and registers the
-feature in features/registry.py. Every check runs before the first file is written, so a
-refused name leaves the tree untouched.
+writes features/widgets/ (models, errors, service, router, and permissions: the two that
+reach every owner's widgets), tests/widgets/, and registers the feature in
+features/registry.py. Every check runs before the first file is written, so a refused name
+leaves the tree untouched.
 """
 
 import ast

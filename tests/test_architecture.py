@@ -37,9 +37,9 @@ OPTIONAL_FILES = {
     "jobs.py",  # the feature's background jobs
     "permissions.py",  # the permissions the feature declares (core/permissions.py)
 }
-# ...and users, the one door every feature comes in by, keeps what every credential shares
-# in one more file of its own.
-OPTIONAL_FILES_OF = {"users": {"authority.py"}}
+# ...and users, the one door every feature comes in by, keeps what every credential shares,
+# and where an account is signed in, in files of their own.
+OPTIONAL_FILES_OF = {"users": {"authority.py", "sessions.py"}}
 
 
 def test_every_feature_folder_has_the_scaffolds_shape() -> None:

@@ -48,8 +48,15 @@ def unused_name() -> str:
 NAME = unused_name()
 # What the generated tests/<name>/test_<name>.py holds (parametrized cases counted): update it
 # with the template, so a test silently dropped from the template is noticed.
-EXPECTED_GENERATED_TESTS = 25
-FEATURE_FILES = {"__init__.py", "models.py", "errors.py", "service.py", "router.py"}
+EXPECTED_GENERATED_TESTS = 33
+FEATURE_FILES = {
+    "__init__.py",
+    "models.py",
+    "errors.py",
+    "service.py",
+    "router.py",
+    "permissions.py",
+}
 # Folders .gitignore keeps out of `git diff`: the linters' caches, bytecode, the virtualenv.
 UNTRACKED = {".venv", "__pycache__", ".ruff_cache", ".mypy_cache", ".pytest_cache"}
 INVALID_NAMES = [NAME, NAME.capitalize(), "1abc", "class", "users", "core", "errors", "sessions"]

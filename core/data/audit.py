@@ -21,9 +21,6 @@ only masked and as a keyed fingerprint (`address_fingerprint`), so the log is no
 The log is append-only: no route edits or deletes an event, and the database refuses any
 UPDATE of one (a trigger installed by the migration). Events older than
 AUDIT_RETENTION_DAYS are removed by the audit feature's periodic job (`purge_before`).
-
-Names reserved for the session events still to come: `sessions.ended` (one session ended by
-its owner or an admin) and `sessions.ended_all` (every other session ended at once).
 """
 
 import hashlib

@@ -84,6 +84,15 @@ class LoginForm(BaseModel):
         return self
 
 
+class TokenPair(BaseModel):
+    """The token endpoint's answer (RFC 6749 section 5.1), whichever way a session began."""
+
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type
+    expires_in: int = Field(description="Seconds until the access token expires")
+
+
 class OAuth2ErrorMessage(ErrorMessage):
     """An error of the token endpoint: `detail` as everywhere, and RFC 6749's fields."""
 

@@ -1,11 +1,13 @@
 """How the OpenAPI document names operations (generated clients turn the names into methods)
 and what it says about permissions."""
 
+from collections.abc import Iterator
 from enum import Enum
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from core import permissions
 
@@ -26,11 +28,66 @@ def operation_id(route: APIRoute) -> str:
     return f"{tag.value if isinstance(tag, Enum) else tag}-{route.name}"
 
 
+class WidenedBy:
+    """Base of a FastAPI dependency (a callable instance) that lets every authenticated caller
+    through and does more for holders of `permissions`, such as reaching every owner's rows
+    (features/users/dependencies.py: `OwnedRows`).
+
+    `publish_permissions` lists each of them as an alternative security requirement of the
+    routes that use it, beside each plain one (`[{scheme: []}, {scheme: [permission]}, ...]`:
+    either will do), so /docs and the generated clients show which permissions change what
+    a route does without any route requiring them.
+    """
+
+    def __init__(self, *permissions: str) -> None:
+        self.widening_permissions = permissions
+
+
+def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for dependency in dependant.dependencies:
+        yield from _dependants(dependency)
+
+
+def _widening_permissions(dependant: Dependant) -> list[str]:
+    found: list[str] = []
+    for each in _dependants(dependant):
+        if isinstance(each.call, WidenedBy):
+            found += [name for name in each.call.widening_permissions if name not in found]
+    return found
+
+
+def _publish_widening(app: FastAPI, document: dict[str, Any]) -> None:
+    """Beside each requirement an operation has, the same with each widening permission."""
+    # Route contexts, not app.routes: a route included through a router has its full path
+    # and its router's dependencies only there.
+    for context in iter_route_contexts(app.routes):
+        dependant = getattr(context, "dependant", None)
+        widening = _widening_permissions(dependant) if isinstance(dependant, Dependant) else []
+        operations = document["paths"].get(context.path_format, {}) if widening else {}
+        for method in sorted(context.methods or ()):
+            operation = operations.get(method.lower())
+            if operation is None:  # not widened, or left out of the schema
+                continue
+            plain = operation.get("security", [])
+            operation["security"] = [
+                *plain,
+                *(
+                    {scheme: [*scopes, name]}
+                    for name in widening
+                    for requirement in plain
+                    for scheme, scopes in requirement.items()
+                    if name not in scopes
+                ),
+            ]
+
+
 def publish_permissions(app: FastAPI) -> None:
     """The OAuth2 scheme's scopes are the declared permissions, each with its description:
-    routes that `require(...)` one list it as their security requirement, and /docs and the
-    generated clients show what each permission means. Call after every feature's
-    permissions are imported."""
+    routes that `require(...)` one list it as their security requirement, routes whose
+    dependencies are `WidenedBy` some list them as alternatives, and /docs and the generated
+    clients show what each permission means. Call after every feature's permissions are
+    imported."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -42,6 +99,7 @@ def publish_permissions(app: FastAPI) -> None:
             flow = scheme.get("flows", {}).get("password")
             if flow is not None:
                 flow["scopes"] = scopes
+        _publish_widening(app, document)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

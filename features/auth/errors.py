@@ -7,7 +7,3 @@ class InvalidCredentials(UnauthorizedError):
     # One message for unknown email, wrong password and inactive account: it must not tell
     # an attacker which of the three it was.
     default_detail = "Incorrect email or password"
-
-
-class InvalidRefreshToken(UnauthorizedError):
-    default_detail = "Invalid or expired refresh token"

@@ -5,12 +5,20 @@ from typing import Annotated
 from fastapi import APIRouter, Form, status
 
 from core.errors import ServiceUnavailableError, TooManyRequestsError, error_responses
-from core.http.deps import ClientIP, DatabaseDep, PasswordHasherDep, RateLimiterDep, SettingsDep
-from core.http.oauth2 import LoginForm, TokenEndpointRoute, token_endpoint_responses
+from core.http.deps import (
+    ClientIP,
+    DatabaseDep,
+    PasswordHasherDep,
+    RateLimiterDep,
+    SettingsDep,
+    UserAgent,
+)
+from core.http.oauth2 import LoginForm, TokenEndpointRoute, TokenPair, token_endpoint_responses
 from features.auth import service
-from features.auth.errors import InvalidCredentials, InvalidRefreshToken
-from features.auth.models import RefreshRequest, TokenPair
-from features.users.errors import EmailTaken
+from features.auth.errors import InvalidCredentials
+from features.auth.models import RefreshRequest
+from features.users import sessions
+from features.users.errors import EmailTaken, InvalidRefreshToken
 from features.users.models import UserPublic, UserRegister
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -43,6 +51,7 @@ async def login(
     limiter: RateLimiterDep,
     settings: SettingsDep,
     client_ip: ClientIP,
+    user_agent: UserAgent,
 ) -> TokenPair:
     """The OAuth2 token endpoint. The password grant (`username` is the email) signs in; the
     refresh grant (`grant_type=refresh_token`, RFC 6749 section 6) trades a refresh token for
@@ -50,7 +59,12 @@ async def login(
     included. Errors carry RFC 6749's `error` (`invalid_grant`: wrong credentials or a refresh
     token that is spent, expired or revoked) beside `detail`."""
     if form.grant_type == "refresh_token" and form.refresh_token is not None:
-        return await service.refresh(db, refresh_token=form.refresh_token, settings=settings)
+        return await sessions.rotate(
+            db,
+            refresh_token=form.refresh_token,
+            settings=settings,
+            origin=sessions.Origin(user_agent, client_ip),
+        )
     return await service.login(
         db,
         passwords,
@@ -59,6 +73,7 @@ async def login(
         email=form.username or "",  # the form's validator sent neither grant here without it
         password=form.password or "",
         client_ip=client_ip,
+        user_agent=user_agent,
     )
 
 
@@ -82,9 +97,18 @@ router.add_api_route(
     summary="Trade a refresh token for a new pair",
     responses=error_responses(InvalidRefreshToken),
 )
-async def refresh(body: RefreshRequest, db: DatabaseDep, settings: SettingsDep) -> TokenPair:
+async def refresh(
+    body: RefreshRequest,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    client_ip: ClientIP,
+    user_agent: UserAgent,
+) -> TokenPair:
     """The presented token is spent; presenting it again ends the whole session."""
-    return await service.refresh(db, refresh_token=body.refresh_token, settings=settings)
+    origin = sessions.Origin(user_agent, client_ip)
+    return await sessions.rotate(
+        db, refresh_token=body.refresh_token, settings=settings, origin=origin
+    )
 
 
 @router.post(
@@ -93,5 +117,6 @@ async def refresh(body: RefreshRequest, db: DatabaseDep, settings: SettingsDep) 
     summary="End a session",
 )
 async def logout(body: RefreshRequest, db: DatabaseDep) -> None:
-    """Revokes the session's refresh tokens. Unknown or already revoked tokens also get 204."""
-    await service.logout(db, refresh_token=body.refresh_token)
+    """Ends the session: its refresh token and its access tokens are refused from now on.
+    Unknown or already revoked tokens also get 204."""
+    await sessions.sign_out(db, refresh_token=body.refresh_token)

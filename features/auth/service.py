@@ -1,156 +1,40 @@
-"""Auth use cases: register, log in, rotate and revoke refresh tokens.
+"""Auth use cases: register, sign in with a password, refresh, sign out. Sessions and their
+refresh tokens are the account's (features/users/sessions.py); this feature decides who may
+begin one with a password.
 
 Routes call the `@transaction` functions as `await service.fn(db, ...)` (see core/data/db.py) and
 the async ones, which meter the request and run bcrypt on the hasher's threads around their
 units of work, so no request holds a connection while a password is checked.
 """
 
-import uuid
-from datetime import timedelta
-
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from core.config import Settings
 from core.data import audit
-from core.data.clock import as_utc, utc_now
-from core.data.db import Database, changed_rows, transaction
+from core.data.db import Database, transaction
 from core.errors import TooManyRequestsError
+from core.http.oauth2 import TokenPair
 from core.http.ratelimit import RateLimiter, address_key, once_per_window, parse_limit
 from core.observability import metrics
 from core.security import (
     PASSWORD_MAX_BYTES,
     PasswordHasher,
-    create_access_token,
-    digest_token,
-    new_opaque_token,
 )
-from features.auth.errors import InvalidCredentials, InvalidRefreshToken
-from features.auth.models import RefreshToken, TokenPair
+from features.auth.errors import InvalidCredentials
 from features.users import authority as users_authority
 from features.users import service as users_service
+from features.users import sessions as users_sessions
 from features.users.models import User, UserCreate, UserPublic, UserRegister, normalize_email
 
-# The audit events this feature records (core/data/audit.py). A session is a refresh token
-# family: its id is in the details of each, to follow one session from sign-in to sign-out.
+# The audit events this feature records (core/data/audit.py): signing in with a password. The
+# session's later life (refresh, sign-out, replays) is the users feature's
+# (features/users/sessions.py).
 SIGNED_IN = audit.event_type("auth.signed_in", "A sign-in with email and password succeeded")
 SIGN_IN_FAILED = audit.event_type(
     "auth.sign_in_failed",
     "A sign-in failed; an address with no account is stored masked and as a keyed fingerprint",
 )
-SIGNED_OUT = audit.event_type("auth.signed_out", "A session was ended by its refresh token")
-REFRESH_REUSED = audit.event_type(
-    "auth.refresh_reused", "A spent refresh token was presented again: its session is ended"
-)
-
-
-def issue_tokens(
-    session: Session, user: User, settings: Settings, family_id: uuid.UUID
-) -> TokenPair:
-    """A fresh access token and a refresh token stored by its hash; commits."""
-    refresh_token = new_opaque_token()
-    session.add(
-        RefreshToken(
-            user_id=user.id,
-            family_id=family_id,
-            token_hash=digest_token(refresh_token),
-            token_version=user.token_version,
-            expires_at=utc_now() + timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS),
-        )
-    )
-    session.commit()
-    expires_in = timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
-    access_token = create_access_token(
-        subject=str(user.id),
-        token_version=user.token_version,
-        secret_key=settings.SECRET_KEY,
-        expires_in=expires_in,
-    )
-    return TokenPair(
-        access_token=access_token,
-        refresh_token=refresh_token,
-        expires_in=int(expires_in.total_seconds()),
-    )
-
-
-def _find(session: Session, refresh_token: str) -> RefreshToken | None:
-    return session.exec(
-        select(RefreshToken).where(RefreshToken.token_hash == digest_token(refresh_token))
-    ).first()
-
-
-def _revoke_family(session: Session, family_id: uuid.UUID) -> int:
-    """Revoke the session's refresh tokens still live; how many there were. Does not commit."""
-    return changed_rows(
-        session,
-        update(RefreshToken)
-        .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
-        .values(revoked_at=utc_now()),
-    )
-
-
-def _replayed(session: Session, stored: RefreshToken) -> None:
-    """A spent refresh token came back: whoever holds its successor (the owner or a thief)
-    loses the session, and the log says so. Commits."""
-    _revoke_family(session, stored.family_id)
-    audit.record(
-        session,
-        REFRESH_REUSED,
-        actor_id=None,  # the owner or a thief: nobody can tell which
-        subject_id=stored.user_id,
-        details={"session_id": str(stored.family_id)},
-    )
-    session.commit()
-
-
-# --- units of work -----------------------------------------------------------------------
-
-
-@transaction
-def refresh(session: Session, *, refresh_token: str, settings: Settings) -> TokenPair:
-    """Spend a refresh token and issue its successor; a replayed one burns its family."""
-    stored = _find(session, refresh_token)
-    if stored is None:
-        raise InvalidRefreshToken
-    if stored.revoked_at is not None:
-        _replayed(session, stored)
-        raise InvalidRefreshToken
-    user = session.get(User, stored.user_id)
-    if (
-        as_utc(stored.expires_at) <= utc_now()
-        or user is None
-        or not user.is_active
-        or user.token_version != stored.token_version
-    ):
-        raise InvalidRefreshToken
-    # Spend it atomically: of two requests racing with the same token, one wins and the
-    # other is treated as a replay.
-    spend = (
-        update(RefreshToken)
-        .where(col(RefreshToken.id) == stored.id, col(RefreshToken.revoked_at).is_(None))
-        .values(revoked_at=utc_now())
-    )
-    if changed_rows(session, spend) != 1:
-        session.rollback()
-        _replayed(session, stored)
-        raise InvalidRefreshToken
-    return issue_tokens(session, user, settings, family_id=stored.family_id)
-
-
-@transaction
-def logout(session: Session, *, refresh_token: str) -> None:
-    """Log out the session the token belongs to; unknown or spent tokens change nothing (and
-    record nothing)."""
-    stored = _find(session, refresh_token)
-    if stored is not None and _revoke_family(session, stored.family_id):
-        audit.record(
-            session,
-            SIGNED_OUT,
-            actor_id=stored.user_id,
-            subject_id=stored.user_id,
-            details={"session_id": str(stored.family_id)},
-        )
-        session.commit()
 
 
 @transaction  # the primary: an account deactivated a moment ago must already be refused
@@ -160,7 +44,12 @@ def _find_account(session: Session, *, email: str) -> User | None:
 
 @transaction
 def _start_session(
-    session: Session, *, user: User, settings: Settings, rehashed: str | None = None
+    session: Session,
+    *,
+    user: User,
+    settings: Settings,
+    origin: users_sessions.Origin,
+    rehashed: str | None = None,
 ) -> TokenPair:
     if rehashed is not None:
         # Only over the hash that was checked: a password changed meanwhile stays changed.
@@ -169,15 +58,16 @@ def _start_session(
             .where(col(User.id) == user.id, col(User.hashed_password) == user.hashed_password)
             .values(hashed_password=rehashed)
         )
-    family_id = uuid.uuid4()
+    signed_in, pair = users_sessions.start(session, user, settings, origin)
     audit.record(
         session,
         SIGNED_IN,
         actor_id=user.id,
         subject_id=user.id,
-        details={"session_id": str(family_id)},
+        details={"session_id": str(signed_in.id)},
     )
-    return issue_tokens(session, user, settings, family_id)
+    session.commit()
+    return pair
 
 
 @transaction
@@ -241,6 +131,7 @@ async def login(
     email: str,
     password: str,
     client_ip: str,
+    user_agent: str | None = None,
 ) -> TokenPair:
     """One bcrypt verify per attempt, whether or not the account exists.
 
@@ -272,7 +163,8 @@ async def login(
         if passwords.needs_rehash(user.hashed_password)
         else None
     )
-    return await _start_session(db, user=user, settings=settings, rehashed=rehashed)
+    origin = users_sessions.Origin(user_agent, client_ip)
+    return await _start_session(db, user=user, settings=settings, origin=origin, rehashed=rehashed)
 
 
 def _failure_reason(user: User | None, matches: bool, settings: Settings) -> str | None:

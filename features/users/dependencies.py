@@ -8,6 +8,10 @@ A route that needs a permission asks for it in one line:
 
 The requirement is the route's security requirement in OpenAPI (a scope of the OAuth2
 scheme), so /docs and the generated clients show it. Missing it is a 403.
+
+A feature whose rows each belong to one account says, in one line per route, whose rows the
+route reaches (`OwnedRows`, below): the caller's own, or every owner's for a holder of the
+feature's `read_any` / `manage_any`.
 """
 
 import uuid
@@ -23,7 +27,8 @@ from fastapi.security import (
 
 from core.errors import ForbiddenError
 from core.http.deps import CacheDep, DatabaseDep, RateLimiterDep, SettingsDep
-from core.permissions import is_declared
+from core.http.openapi import WidenedBy
+from core.permissions import Reach, is_declared
 from core.security import InvalidTokenError, decode_access_token
 from features.users import authority, service
 from features.users.errors import InvalidAccessToken, SessionRequired
@@ -60,11 +65,15 @@ async def get_current_user(
     else:
         try:
             claims = decode_access_token(token, secret_key=settings.SECRET_KEY)
-            user_id = uuid.UUID(claims.subject)
+            user_id, session_id = uuid.UUID(claims.subject), uuid.UUID(claims.session_id)
         except (InvalidTokenError, ValueError) as error:
             raise InvalidAccessToken from error
         user = await service.authenticate(
-            db, cache, user_id=user_id, token_version=claims.token_version
+            db,
+            cache,
+            user_id=user_id,
+            token_version=claims.token_version,
+            session_id=session_id,
         )
     if not set(security_scopes.scopes) <= set(user.permissions):
         raise ForbiddenError
@@ -86,9 +95,53 @@ async def get_signed_in_user(user: CurrentUser) -> AuthenticatedUser:
 SignedIn = Annotated[AuthenticatedUser, Depends(get_signed_in_user)]
 
 
-def require(*permissions: str) -> Any:
-    """The current user, who must hold every one of `permissions` (403 otherwise)."""
+def _check_declared(permissions: tuple[str, ...]) -> None:
     unknown = [name for name in permissions if not is_declared(name)]
     if unknown:  # a typo would make the route unreachable for everyone but admin
         raise ValueError(f"no feature declares {unknown}")
+
+
+def require(*permissions: str) -> Any:
+    """The current user, who must hold every one of `permissions` (403 otherwise)."""
+    _check_declared(permissions)
     return Security(get_current_user, scopes=list(permissions))
+
+
+class OwnedRows:
+    """Who reaches a feature's rows that each belong to one account (an `owner_id`).
+
+    Every owner reads, changes and deletes their own rows; nobody needs a permission for that.
+    A holder of the feature's `read_any` reads every owner's rows too, and a holder of its
+    `manage_any` also changes and deletes them (and so reads them). Routes say which they do,
+    in one line each:
+
+        owned = OwnedRows(read_any=permissions.READ_ANY, manage_any=permissions.MANAGE_ANY)
+        ReadReach = Annotated[Reach, owned.read]        # list, read one
+        ChangeReach = Annotated[Reach, owned.change]    # update, delete
+
+    Both give the caller's `Reach` (core/permissions.py), for the service to ask about each
+    row's owner; neither refuses anyone (an API key reaches what its own permissions allow).
+    Each route lists the permissions that widen it as alternative security requirements in
+    OpenAPI (core/http/openapi.py: `WidenedBy`): `read` both, `change` only `manage_any`.
+    """
+
+    def __init__(self, *, read_any: str, manage_any: str) -> None:
+        _check_declared((read_any, manage_any))
+        self.read = Depends(_ReachOf(read_any, manage_any, widened_by=(read_any, manage_any)))
+        self.change = Depends(_ReachOf(read_any, manage_any, widened_by=(manage_any,)))
+
+
+class _ReachOf(WidenedBy):
+    def __init__(self, read_any: str, manage_any: str, *, widened_by: tuple[str, ...]) -> None:
+        super().__init__(*widened_by)
+        self.read_any = read_any
+        self.manage_any = manage_any
+
+    async def __call__(self, user: CurrentUser) -> Reach:
+        # Whoever may change every owner's rows must see them to: manage_any includes read_any.
+        changes_any = self.manage_any in user.permissions
+        return Reach(
+            caller_id=user.id,
+            reads_any=changes_any or self.read_any in user.permissions,
+            changes_any=changes_any,
+        )

@@ -42,5 +42,14 @@ class WrongPassword(BadRequestError):
     default_detail = "Current password is incorrect"
 
 
+class InvalidRefreshToken(UnauthorizedError):
+    default_detail = "Invalid or expired refresh token"
+
+
+class SessionNotFound(NotFoundError):
+    # Another account's session looks exactly like a missing one.
+    default_detail = "Session not found"
+
+
 class InvalidAccessToken(UnauthorizedError):
     default_detail = "Could not validate credentials"

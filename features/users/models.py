@@ -25,6 +25,8 @@ ROLE_DESCRIPTION_MAX_LENGTH = 200
 # permission, present and future; `member`, every account's from the start, grants none.
 ADMIN_ROLE = "admin"
 MEMBER_ROLE = "member"
+USER_AGENT_MAX_LENGTH = 256
+CLIENT_IP_MAX_LENGTH = 64
 # A password being checked, not set: any stored one is at most 72 bytes, so anything far
 # longer is refused before bcrypt sees it.
 CURRENT_PASSWORD_MAX_LENGTH = 1024
@@ -104,6 +106,55 @@ class UserRole(SQLModel, table=True):
     role_id: uuid.UUID = Field(
         foreign_key="roles.id", ondelete="CASCADE", primary_key=True, index=True
     )
+
+
+class AccountSession(SQLModel, table=True):
+    """Where an account is signed in: one sign-in and every refresh after it (a family of
+    refresh tokens). Ending it ends its refresh token and its access tokens at once."""
+
+    __tablename__ = "sessions"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    # The account's token_version when it began: a password change ends every session.
+    token_version: int
+    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
+    last_used_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
+    # When its newest refresh token expires; moved on by every refresh.
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+    # Where the last sign-in or refresh came from (through the trusted proxies), as shown.
+    user_agent: str | None = Field(default=None, max_length=USER_AGENT_MAX_LENGTH)
+    client_ip: str | None = Field(default=None, max_length=CLIENT_IP_MAX_LENGTH)
+    ended_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class RefreshToken(SQLModel, table=True):
+    """One issued refresh token (only its SHA-256 is stored). Rotation spends it and issues
+    its successor in the same family, the session; presenting a spent one again ends the
+    session (theft detection)."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    # The session (AccountSession.id) the token belongs to.
+    family_id: uuid.UUID = Field(index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    # The user's token_version when issued: a password change makes it stale.
+    token_version: int
+    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class SessionPublic(SQLModel):
+    id: uuid.UUID
+    created_at: UTCDateTime
+    last_used_at: UTCDateTime = Field(description="The sign-in, or the latest refresh")
+    expires_at: UTCDateTime = Field(description="Unless refreshed before then")
+    user_agent: str | None
+    client_ip: str | None
+    current: bool = Field(description="The session the request's access token belongs to")
 
 
 class UserRegister(UserBase):
@@ -212,6 +263,8 @@ class AuthenticatedUser(Authority, UserColumns):
     # "session": an access token from signing in; "api_key": a key, whose permissions are
     # its own (never more than the owner's), and which account-level changes refuse.
     credential: str = "session"
+    # The signed-in session an access token belongs to (None for an API key).
+    session_id: uuid.UUID | None = None
 
 
 class UserPageRequest(PageRequest):

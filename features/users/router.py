@@ -9,12 +9,13 @@ from fastapi import APIRouter, Query, status
 from core.errors import ForbiddenError, UnauthorizedError, error_responses
 from core.http.caching import NOT_MODIFIED, cached
 from core.http.deps import DatabaseDep, PasswordHasherDep
-from features.users import authority, permissions, service
+from features.users import authority, permissions, service, sessions
 from features.users.dependencies import CurrentUser, SignedIn, require
 from features.users.errors import (
     EmailTaken,
     LastRoleManager,
     Outranked,
+    SessionNotFound,
     SessionRequired,
     UserNotFound,
     WrongPassword,
@@ -22,6 +23,7 @@ from features.users.errors import (
 from features.users.models import (
     AuthenticatedUser,
     PasswordChange,
+    SessionPublic,
     UserCreate,
     UserPageRequest,
     UserPublic,
@@ -154,3 +156,64 @@ async def update_user(
 async def delete_user(admin: Manager, user_id: uuid.UUID, db: DatabaseDep) -> None:
     """Deletes an account whose permissions the caller holds too, and every session it has."""
     await service.delete_user(db, user_id=user_id, actor=admin)
+
+
+@router.get(
+    "/me/sessions",
+    response_model=list[SessionPublic],
+    summary="List where I am signed in",
+    responses={**error_responses(SessionRequired), **NOT_MODIFIED},
+)
+async def list_my_sessions(user: SignedIn, db: DatabaseDep) -> list[SessionPublic]:
+    """Every live session of the account, latest used first; `current` marks the caller's."""
+    return await sessions.list_sessions(db, user_id=user.id, current=user.session_id)
+
+
+@router.delete(
+    "/me/sessions",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Sign out everywhere else",
+    responses=error_responses(SessionRequired),
+)
+async def end_my_other_sessions(user: SignedIn, db: DatabaseDep) -> None:
+    """Ends every session of the account but the caller's: their refresh tokens and access
+    tokens are refused from now on."""
+    await sessions.end_other_sessions(db, user_id=user.id, current=user.session_id)
+
+
+@router.delete(
+    "/me/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="End one of my sessions",
+    responses=error_responses(SessionRequired, SessionNotFound),
+)
+async def end_my_session(user: SignedIn, session_id: uuid.UUID, db: DatabaseDep) -> None:
+    """Its refresh token and access tokens are refused from now on (the caller's own too)."""
+    await sessions.end_session(db, user_id=user.id, session_id=session_id)
+
+
+@router.get(
+    "/{user_id}/sessions",
+    response_model=list[SessionPublic],
+    summary="List a user's sessions",
+    responses={**admin_only, **error_responses(Outranked, UserNotFound), **NOT_MODIFIED},
+)
+async def list_user_sessions(
+    admin: Manager, user_id: uuid.UUID, db: DatabaseDep
+) -> list[SessionPublic]:
+    """The live sessions of an account whose permissions the caller holds too."""
+    return await sessions.list_sessions(db, user_id=user_id, current=admin.session_id, actor=admin)
+
+
+@router.delete(
+    "/{user_id}/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="End a user's session",
+    responses={**admin_only, **error_responses(Outranked, UserNotFound, SessionNotFound)},
+)
+async def end_user_session(
+    admin: Manager, user_id: uuid.UUID, session_id: uuid.UUID, db: DatabaseDep
+) -> None:
+    """Ends one session of an account whose permissions the caller holds too; to end them
+    all, deactivate the account or set a new password."""
+    await sessions.end_session(db, user_id=user_id, session_id=session_id, actor=admin)

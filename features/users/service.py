@@ -23,7 +23,7 @@ from core.data.invalidation import invalidate_on_commit
 from core.data.pagination import fetch_page
 from core.observability.masking import mask_address
 from core.security import PasswordHasher
-from features.users import authority
+from features.users import authority, sessions
 from features.users.errors import (
     InvalidAccessToken,
     UserNotFound,
@@ -309,20 +309,35 @@ def _change(
 
 
 @transaction  # the primary, not a replica: a token revoked a moment ago must be refused
-def _load_account(session: Session, *, user_id: uuid.UUID) -> AuthenticatedUser | None:
-    return authority.load_account(session, user_id)
+def _load_account(
+    session: Session, *, user_id: uuid.UUID, session_id: uuid.UUID
+) -> AuthenticatedUser | None:
+    if not sessions.is_live(session, user_id, session_id):
+        return None
+    account = authority.load_account(session, user_id)
+    return None if account is None else account.model_copy(update={"session_id": session_id})
 
 
 async def authenticate(
-    db: Database, cache: Cache, *, user_id: uuid.UUID, token_version: int
+    db: Database,
+    cache: Cache,
+    *,
+    user_id: uuid.UUID,
+    token_version: int,
+    session_id: uuid.UUID,
 ) -> AuthenticatedUser:
     """The user an access token speaks for, if the token is still good for them: from Redis
-    when it holds the account, else from the database (then kept in Redis)."""
+    when it holds the account as this session sees it, else from the database (then kept in
+    Redis). Ending the session moves its tag, so its tokens are refused at once."""
     user = await cache.fetch(
-        f"account:{user_id}",
-        tags=(authority.account_tag(user_id), authority.ROLES_TAG),
+        f"account:{user_id}:{session_id}",
+        tags=(
+            authority.account_tag(user_id),
+            authority.ROLES_TAG,
+            sessions.session_tag(session_id),
+        ),
         schema=AuthenticatedUser,
-        load=lambda: _load_account(db, user_id=user_id),
+        load=lambda: _load_account(db, user_id=user_id, session_id=session_id),
         revocable=True,
     )
     if user is None or not user.is_active or user.token_version != token_version:

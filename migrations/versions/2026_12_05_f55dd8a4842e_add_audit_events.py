@@ -6,7 +6,7 @@ of a row, so the log is append-only for every client of the database, not just t
 are deleted only by the retention job (and by dropping the table).
 
 Revision ID: f55dd8a4842e
-Revises: 0c43dccb050c
+Revises: a8f8d0648ce3
 Create Date: 2026-12-05 05:53:12.194588
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "f55dd8a4842e"
-down_revision: str | None = "0c43dccb050c"
+down_revision: str | None = "a8f8d0648ce3"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

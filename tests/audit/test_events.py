@@ -15,8 +15,8 @@ from starlette.testclient import TestClient
 from core.data import audit
 from core.data.audit import AuditEvent
 from core.data.clock import as_utc, utc_now
-from features.auth.models import RefreshToken
 from features.users import service as users_service
+from features.users.models import AccountSession
 from tests.audit.conftest import CLIENT_IP, USER_AGENT, Events
 from tests.conftest import DEFAULT_PASSWORD, TEST_SECRET_KEY, Account
 from tests.recovery import test_recovery as mail_harness
@@ -51,6 +51,13 @@ def sign_in(client: TestClient, email: str, password: str) -> int:
     return client.post(LOGIN, data={"username": email, "password": password}).status_code
 
 
+def sign_in_tokens(client: TestClient, email: str, password: str) -> dict[str, str]:
+    response = client.post(LOGIN, data={"username": email, "password": password})
+    assert response.status_code == 200, response.text
+    tokens: dict[str, str] = response.json()
+    return tokens
+
+
 class TestSignIn:
     def test_a_sign_in_records_the_account_and_its_session(
         self, make_account: Callable[..., Account], events: Events, session: Session
@@ -60,11 +67,9 @@ class TestSignIn:
         event = one(events, "auth.signed_in")
         from_the_client(event, started)
         assert event.actor_id == event.subject_id == account.user.id
-        session_id = uuid.UUID(event.details["session_id"])
-        family = session.exec(
-            select(RefreshToken).where(RefreshToken.family_id == session_id)
-        ).one()
-        assert family.user_id == account.user.id
+        signed_in = session.get(AccountSession, uuid.UUID(event.details["session_id"]))
+        assert signed_in is not None
+        assert signed_in.user_id == account.user.id
 
     def test_a_wrong_password_records_the_account_and_why(
         self, client: TestClient, account: Account, events: Events
@@ -146,7 +151,7 @@ class TestSessions:
         assert (
             client.post(f"{API}/auth/logout", json={"refresh_token": "x" * 40}).status_code == 204
         )
-        event = one(events, "auth.signed_out")
+        event = one(events, "users.signed_out")
         from_the_client(event, started)
         assert event.actor_id == event.subject_id == account.user.id
         signed_in = one(events, "auth.signed_in")
@@ -159,11 +164,60 @@ class TestSessions:
         assert client.post(f"{API}/auth/refresh", json=body).status_code == 200
         started = utc_now()
         assert client.post(f"{API}/auth/refresh", json=body).status_code == 401
-        event = one(events, "auth.refresh_reused")
+        event = one(events, "users.refresh_reused")
         from_the_client(event, started)
         assert (event.actor_id, event.subject_id) == (None, account.user.id)
         signed_in = one(events, "auth.signed_in")
         assert event.details == {"session_id": signed_in.details["session_id"]}
+
+    def test_ending_a_session_from_the_list_names_who_ended_it(
+        self,
+        client: TestClient,
+        superuser: Account,
+        make_account: Callable[..., Account],
+        events: Events,
+    ) -> None:
+        account = make_account()
+        second = sign_in_tokens(client, account.email, account.password)
+        sessions = client.get(f"{ME}/sessions", headers=account.headers).json()
+        other = next(item["id"] for item in sessions if not item["current"])
+        started = utc_now()
+        mine = client.delete(f"{ME}/sessions/{other}", headers=account.headers)
+        assert mine.status_code == 204
+        again = client.delete(f"{ME}/sessions/{other}", headers=account.headers)
+        assert again.status_code == 404  # already ended: nothing more to record
+        current = next(item["id"] for item in sessions if item["current"])
+        by_admin = client.delete(
+            f"{USERS}/{account.id}/sessions/{current}", headers=superuser.headers
+        )
+        assert by_admin.status_code == 204
+        by_owner, by_manager = events("users.session_ended")
+        for event in (by_owner, by_manager):
+            from_the_client(event, started)
+            assert event.subject_id == account.user.id
+        assert by_owner.actor_id == account.user.id
+        assert by_owner.details == {"session_id": other}
+        assert by_manager.actor_id == superuser.user.id
+        assert by_manager.details == {"session_id": current}
+        assert second["access_token"]  # the other session was this sign-in's
+
+    def test_signing_out_everywhere_else_is_one_event(
+        self, client: TestClient, make_account: Callable[..., Account], events: Events
+    ) -> None:
+        account = make_account()
+        for _ in range(2):
+            sign_in_tokens(client, account.email, account.password)
+        current = next(
+            item["id"]
+            for item in client.get(f"{ME}/sessions", headers=account.headers).json()
+            if item["current"]
+        )
+        for _ in range(2):  # the second time there is nothing else to end
+            response = client.delete(f"{ME}/sessions", headers=account.headers)
+            assert response.status_code == 204
+        event = one(events, "users.other_sessions_ended")
+        assert event.actor_id == event.subject_id == account.user.id
+        assert event.details == {"kept_session_id": current, "ended": 2}
 
 
 class TestSelfService:

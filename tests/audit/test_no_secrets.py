@@ -10,9 +10,8 @@ from starlette.testclient import TestClient
 from core.data import audit
 from core.data.audit import AuditEvent
 from features.api_keys.models import ApiKey
-from features.auth.models import RefreshToken
 from features.recovery.models import AccountToken
-from features.users.models import User
+from features.users.models import RefreshToken, User
 from tests.conftest import TEST_SECRET_KEY, Account
 from tests.recovery import test_recovery as mail_harness
 from tests.recovery.test_recovery import Inbox, link_token, request_reset_token
@@ -72,8 +71,11 @@ def test_no_event_holds_a_secret(
     assert logout.status_code == 204
     secrets += [*token_values(first), *token_values(rotated.json()), *token_values(second)]
 
+    # Signed out, that session's access token is dead too: change the password from another.
+    changing = sign_in(client, email, PASSWORDS[0])
+    secrets += token_values(changing)
     change = {"current_password": PASSWORDS[0], "new_password": PASSWORDS[1]}
-    assert client.post(f"{ME}/password", json=change, headers=bearer(second)).status_code == 204
+    assert client.post(f"{ME}/password", json=change, headers=bearer(changing)).status_code == 204
     third = sign_in(client, email, PASSWORDS[1])
     secrets += token_values(third)
     move = {"email": "scan-moved@example.com", "current_password": PASSWORDS[1]}
@@ -90,6 +92,23 @@ def test_no_event_holds_a_secret(
     fourth = sign_in(client, email, PASSWORDS[2])
     secrets += token_values(fourth)
     assert client.patch(ME, json={"name": "Scanned"}, headers=bearer(fourth)).status_code == 200
+
+    # Sessions: one ended from the list, the rest by "everywhere else", one by an admin.
+    extra = [sign_in(client, email, PASSWORDS[2]) for _ in range(3)]
+    secrets += [token for tokens in extra for token in token_values(tokens)]
+    listed_sessions = client.get(f"{ME}/sessions", headers=bearer(fourth)).json()
+    others = [item["id"] for item in listed_sessions if not item["current"]]
+    ended = client.delete(f"{ME}/sessions/{others[0]}", headers=bearer(fourth))
+    assert ended.status_code == 204
+    assert client.delete(f"{ME}/sessions", headers=bearer(fourth)).status_code == 204
+    fifth = sign_in(client, email, PASSWORDS[2])
+    secrets += token_values(fifth)
+    me_id = client.get(ME, headers=bearer(fifth)).json()["id"]
+    newest = next(
+        i["id"] for i in client.get(f"{ME}/sessions", headers=bearer(fifth)).json() if i["current"]
+    )
+    by_admin = client.delete(f"{API}/users/{me_id}/sessions/{newest}", headers=superuser.headers)
+    assert by_admin.status_code == 204
 
     key = client.post(
         f"{API}/api-keys", json={"name": "scan key", "permissions": []}, headers=bearer(fourth)

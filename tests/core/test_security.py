@@ -29,10 +29,12 @@ def b64(data: dict[str, object]) -> str:
 
 
 def claims_for(account: Account, **changes: object) -> dict[str, object]:
+    """Claims for the account's own signed-in session, as the server would sign them."""
     now = int(time.time())
     claims: dict[str, object] = {
         "sub": account.id,
         "ver": 0,
+        "sid": jwt.get_unverified_claims(account.access_token)["sid"],
         "type": "access",
         "iat": now,
         "exp": now + 600,
@@ -76,8 +78,10 @@ class TestAccessTokens:
         token = jwt.encode(claims_for(account), TEST_SECRET_KEY, algorithm="HS512")
         assert status_with(client, token) == 401
 
-    def test_token_without_exp_or_sub_is_401(self, client: TestClient, account: Account) -> None:
-        for missing in ("exp", "sub"):
+    def test_token_without_exp_sub_or_sid_is_401(
+        self, client: TestClient, account: Account
+    ) -> None:
+        for missing in ("exp", "sub", "sid"):
             claims = claims_for(account)
             del claims[missing]
             assert status_with(client, jwt.encode(claims, TEST_SECRET_KEY, "HS256")) == 401
@@ -105,11 +109,12 @@ class TestPureFunctions:
         token = create_access_token(
             subject="abc",
             token_version=3,
+            session_id="s",
             secret_key=TEST_SECRET_KEY,
             expires_in=timedelta(minutes=1),
         )
         claims = decode_access_token(token, secret_key=TEST_SECRET_KEY)
-        assert (claims.subject, claims.token_version) == ("abc", 3)
+        assert (claims.subject, claims.token_version, claims.session_id) == ("abc", 3, "s")
 
     def test_garbage_raises_invalid_token(self) -> None:
         for junk in ("", "a.b", "a.b.c.d.e", "x" * 16_000, "ÿÿÿ.ÿÿÿ.ÿÿÿ"):

@@ -376,3 +376,26 @@ def test_a_revoked_api_key_is_refused_by_both_instances_at_once(cluster: Cluster
     late = readers.sent_after(revoked_at)
     assert late
     assert {status for _, status, _ in late} == {401}, late
+
+
+def test_an_ended_session_is_refused_by_both_instances_at_once(cluster: Cluster) -> None:
+    email, laptop = new_account(cluster.a)
+    with httpx2.Client(base_url=cluster.b.base_url, timeout=30) as client:
+        phone = client.post("/api/v1/auth/login", data={"username": email, "password": PASSWORD})
+        assert phone.status_code == 200, phone.text
+        from_phone = {"Authorization": f"Bearer {phone.json()['access_token']}"}
+        laptops = client.get(f"{ME}/sessions", headers=from_phone).json()
+        ended = next(item["id"] for item in laptops if not item["current"])
+    with Readers(laptop, [cluster.a, cluster.b]) as readers:
+        time.sleep(0.5)  # both instances serve the laptop's session from Redis by now
+        with httpx2.Client(base_url=cluster.b.base_url, timeout=30) as client:
+            answer = client.delete(f"{ME}/sessions/{ended}", headers=from_phone)
+            assert answer.status_code == 204, answer.text
+        ended_at = time.monotonic()
+        time.sleep(0.5)
+    assert readers.accepted_before(ended_at) > 0
+    late = readers.sent_after(ended_at)
+    assert late
+    assert {status for _, status, _ in late} == {401}, late
+    with httpx2.Client(base_url=cluster.a.base_url, timeout=30) as client:
+        assert client.get(ME, headers=from_phone).status_code == 200

@@ -19,7 +19,7 @@ FIRST_REQUEST = textwrap.dedent(
     from core.security import create_access_token
     import main
 
-    user_id = uuid.uuid4()
+    user_id, session_id = uuid.uuid4(), uuid.uuid4()
     with sqlite3.connect(sys.argv[1]) as db:
         db.execute(
             "INSERT INTO users (id, name, email, hashed_password, is_active, is_superuser,"
@@ -28,8 +28,14 @@ FIRST_REQUEST = textwrap.dedent(
             " '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
             (user_id.hex,),
         )
+        db.execute(
+            "INSERT INTO sessions (id, user_id, token_version, created_at, last_used_at,"
+            " expires_at) VALUES (?, ?, 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00',"
+            " '2999-01-01 00:00:00')",
+            (session_id.hex, user_id.hex),
+        )
     token = create_access_token(
-        subject=str(user_id), token_version=0,
+        subject=str(user_id), token_version=0, session_id=str(session_id),
         secret_key=main.app.state.settings.SECRET_KEY, expires_in=timedelta(minutes=5),
     )
     response = TestClient(main.app).get(

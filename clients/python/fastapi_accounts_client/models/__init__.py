@@ -26,6 +26,7 @@ from .role_assignment import RoleAssignment
 from .role_create import RoleCreate
 from .role_public import RolePublic
 from .role_update import RoleUpdate
+from .session_public import SessionPublic
 from .token_pair import TokenPair
 from .user_create import UserCreate
 from .user_public import UserPublic
@@ -64,6 +65,7 @@ __all__ = (
     "RoleCreate",
     "RolePublic",
     "RoleUpdate",
+    "SessionPublic",
     "TokenPair",
     "UserCreate",
     "UserPublic",

@@ -13,7 +13,8 @@ T = TypeVar("T", bound="TokenPair")
 
 @_attrs_define
 class TokenPair:
-    """
+    """The token endpoint's answer (RFC 6749 section 5.1), whichever way a session began.
+
     Attributes:
         access_token (str):
         expires_in (int): Seconds until the access token expires

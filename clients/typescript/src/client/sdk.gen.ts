@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import { type Client, type Options as Options2, type TDataShape, urlSearchParamsBodySerializer } from './client/index.js';
-import type { ApiKeysCreateKeyData, ApiKeysCreateKeyErrors, ApiKeysCreateKeyResponses, ApiKeysListKeysData, ApiKeysListKeysErrors, ApiKeysListKeysResponses, ApiKeysRevokeKeyData, ApiKeysRevokeKeyErrors, ApiKeysRevokeKeyResponses, AuditListEventsData, AuditListEventsErrors, AuditListEventsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRequestPasswordRecoveryData, AuthRequestPasswordRecoveryErrors, AuthRequestPasswordRecoveryResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRestoreEmailData, AuthRestoreEmailErrors, AuthRestoreEmailResponses, AuthVerifyEmailData, AuthVerifyEmailErrors, AuthVerifyEmailResponses, HealthHealthData, HealthHealthResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, RolesAssignRolesData, RolesAssignRolesErrors, RolesAssignRolesResponses, RolesCreateRoleData, RolesCreateRoleErrors, RolesCreateRoleResponses, RolesDeleteRoleData, RolesDeleteRoleErrors, RolesDeleteRoleResponses, RolesListPermissionsData, RolesListPermissionsErrors, RolesListPermissionsResponses, RolesListRolesData, RolesListRolesErrors, RolesListRolesResponses, RolesReadRoleData, RolesReadRoleErrors, RolesReadRoleResponses, RolesUpdateRoleData, RolesUpdateRoleErrors, RolesUpdateRoleResponses, UsersChangePasswordData, UsersChangePasswordErrors, UsersChangePasswordResponses, UsersCreateUserData, UsersCreateUserErrors, UsersCreateUserResponses, UsersDeleteMeData, UsersDeleteMeErrors, UsersDeleteMeResponses, UsersDeleteUserData, UsersDeleteUserErrors, UsersDeleteUserResponses, UsersListUsersData, UsersListUsersErrors, UsersListUsersResponses, UsersReadMeData, UsersReadMeErrors, UsersReadMeResponses, UsersReadUserData, UsersReadUserErrors, UsersReadUserResponses, UsersUpdateMeData, UsersUpdateMeErrors, UsersUpdateMeResponses, UsersUpdateUserData, UsersUpdateUserErrors, UsersUpdateUserResponses } from './types.gen.js';
+import type { ApiKeysCreateKeyData, ApiKeysCreateKeyErrors, ApiKeysCreateKeyResponses, ApiKeysListKeysData, ApiKeysListKeysErrors, ApiKeysListKeysResponses, ApiKeysRevokeKeyData, ApiKeysRevokeKeyErrors, ApiKeysRevokeKeyResponses, AuditListEventsData, AuditListEventsErrors, AuditListEventsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRequestPasswordRecoveryData, AuthRequestPasswordRecoveryErrors, AuthRequestPasswordRecoveryResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRestoreEmailData, AuthRestoreEmailErrors, AuthRestoreEmailResponses, AuthVerifyEmailData, AuthVerifyEmailErrors, AuthVerifyEmailResponses, HealthHealthData, HealthHealthResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, RolesAssignRolesData, RolesAssignRolesErrors, RolesAssignRolesResponses, RolesCreateRoleData, RolesCreateRoleErrors, RolesCreateRoleResponses, RolesDeleteRoleData, RolesDeleteRoleErrors, RolesDeleteRoleResponses, RolesListPermissionsData, RolesListPermissionsErrors, RolesListPermissionsResponses, RolesListRolesData, RolesListRolesErrors, RolesListRolesResponses, RolesReadRoleData, RolesReadRoleErrors, RolesReadRoleResponses, RolesUpdateRoleData, RolesUpdateRoleErrors, RolesUpdateRoleResponses, UsersChangePasswordData, UsersChangePasswordErrors, UsersChangePasswordResponses, UsersCreateUserData, UsersCreateUserErrors, UsersCreateUserResponses, UsersDeleteMeData, UsersDeleteMeErrors, UsersDeleteMeResponses, UsersDeleteUserData, UsersDeleteUserErrors, UsersDeleteUserResponses, UsersEndMyOtherSessionsData, UsersEndMyOtherSessionsErrors, UsersEndMyOtherSessionsResponses, UsersEndMySessionData, UsersEndMySessionErrors, UsersEndMySessionResponses, UsersEndUserSessionData, UsersEndUserSessionErrors, UsersEndUserSessionResponses, UsersListMySessionsData, UsersListMySessionsErrors, UsersListMySessionsResponses, UsersListUsersData, UsersListUsersErrors, UsersListUserSessionsData, UsersListUserSessionsErrors, UsersListUserSessionsResponses, UsersListUsersResponses, UsersReadMeData, UsersReadMeErrors, UsersReadMeResponses, UsersReadUserData, UsersReadUserErrors, UsersReadUserResponses, UsersUpdateMeData, UsersUpdateMeErrors, UsersUpdateMeResponses, UsersUpdateUserData, UsersUpdateUserErrors, UsersUpdateUserResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -94,7 +94,8 @@ export const authLogin = <ThrowOnError extends boolean = false>(options: Options
 /**
  * End a session
  *
- * Revokes the session's refresh tokens. Unknown or already revoked tokens also get 204.
+ * Ends the session: its refresh token and its access tokens are refused from now on.
+ * Unknown or already revoked tokens also get 204.
  */
 export const authLogout = <ThrowOnError extends boolean = false>(options: Options<AuthLogoutData, ThrowOnError>) => (options.client ?? client).post<AuthLogoutResponses, AuthLogoutErrors, ThrowOnError>({
     url: '/api/v1/auth/logout',
@@ -361,6 +362,40 @@ export const usersChangePassword = <ThrowOnError extends boolean = false>(option
 });
 
 /**
+ * Sign out everywhere else
+ *
+ * Ends every session of the account but the caller's: their refresh tokens and access
+ * tokens are refused from now on.
+ */
+export const usersEndMyOtherSessions = <ThrowOnError extends boolean = false>(options?: Options<UsersEndMyOtherSessionsData, ThrowOnError>) => (options?.client ?? client).delete<UsersEndMyOtherSessionsResponses, UsersEndMyOtherSessionsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/users/me/sessions',
+    ...options
+});
+
+/**
+ * List where I am signed in
+ *
+ * Every live session of the account, latest used first; `current` marks the caller's.
+ */
+export const usersListMySessions = <ThrowOnError extends boolean = false>(options?: Options<UsersListMySessionsData, ThrowOnError>) => (options?.client ?? client).get<UsersListMySessionsResponses, UsersListMySessionsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/users/me/sessions',
+    ...options
+});
+
+/**
+ * End one of my sessions
+ *
+ * Its refresh token and access tokens are refused from now on (the caller's own too).
+ */
+export const usersEndMySession = <ThrowOnError extends boolean = false>(options: Options<UsersEndMySessionData, ThrowOnError>) => (options.client ?? client).delete<UsersEndMySessionResponses, UsersEndMySessionErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/users/me/sessions/{session_id}',
+    ...options
+});
+
+/**
  * Delete a user
  *
  * Deletes an account whose permissions the caller holds too, and every session it has.
@@ -412,6 +447,29 @@ export const rolesAssignRoles = <ThrowOnError extends boolean = false>(options: 
         'Content-Type': 'application/json',
         ...options.headers
     }
+});
+
+/**
+ * List a user's sessions
+ *
+ * The live sessions of an account whose permissions the caller holds too.
+ */
+export const usersListUserSessions = <ThrowOnError extends boolean = false>(options: Options<UsersListUserSessionsData, ThrowOnError>) => (options.client ?? client).get<UsersListUserSessionsResponses, UsersListUserSessionsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/users/{user_id}/sessions',
+    ...options
+});
+
+/**
+ * End a user's session
+ *
+ * Ends one session of an account whose permissions the caller holds too; to end them
+ * all, deactivate the account or set a new password.
+ */
+export const usersEndUserSession = <ThrowOnError extends boolean = false>(options: Options<UsersEndUserSessionData, ThrowOnError>) => (options.client ?? client).delete<UsersEndUserSessionResponses, UsersEndUserSessionErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/users/{user_id}/sessions/{session_id}',
+    ...options
 });
 
 /**

@@ -508,7 +508,49 @@ export type RoleUpdate = {
 };
 
 /**
+ * SessionPublic
+ */
+export type SessionPublic = {
+    /**
+     * Client Ip
+     */
+    client_ip: string | null;
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Current
+     *
+     * The session the request's access token belongs to
+     */
+    current: boolean;
+    /**
+     * Expires At
+     *
+     * Unless refreshed before then
+     */
+    expires_at: string;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Last Used At
+     *
+     * The sign-in, or the latest refresh
+     */
+    last_used_at: string;
+    /**
+     * User Agent
+     */
+    user_agent: string | null;
+};
+
+/**
  * TokenPair
+ *
+ * The token endpoint's answer (RFC 6749 section 5.1), whichever way a session began.
  */
 export type TokenPair = {
     /**
@@ -1953,6 +1995,144 @@ export type UsersChangePasswordResponses = {
 
 export type UsersChangePasswordResponse = UsersChangePasswordResponses[keyof UsersChangePasswordResponses];
 
+export type UsersEndMyOtherSessionsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/users/me/sessions';
+};
+
+export type UsersEndMyOtherSessionsErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * An API key cannot do this: sign in
+     */
+    403: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type UsersEndMyOtherSessionsError = UsersEndMyOtherSessionsErrors[keyof UsersEndMyOtherSessionsErrors];
+
+export type UsersEndMyOtherSessionsResponses = {
+    /**
+     * Successful Response
+     */
+    204: void;
+};
+
+export type UsersEndMyOtherSessionsResponse = UsersEndMyOtherSessionsResponses[keyof UsersEndMyOtherSessionsResponses];
+
+export type UsersListMySessionsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/users/me/sessions';
+};
+
+export type UsersListMySessionsErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * An API key cannot do this: sign in
+     */
+    403: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type UsersListMySessionsError = UsersListMySessionsErrors[keyof UsersListMySessionsErrors];
+
+export type UsersListMySessionsResponses = {
+    /**
+     * Response Users-List My Sessions
+     *
+     * Successful Response
+     */
+    200: Array<SessionPublic>;
+};
+
+export type UsersListMySessionsResponse = UsersListMySessionsResponses[keyof UsersListMySessionsResponses];
+
+export type UsersEndMySessionData = {
+    body?: never;
+    path: {
+        /**
+         * Session Id
+         */
+        session_id: string;
+    };
+    query?: never;
+    url: '/api/v1/users/me/sessions/{session_id}';
+};
+
+export type UsersEndMySessionErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * An API key cannot do this: sign in
+     */
+    403: ErrorMessage;
+    /**
+     * Session not found
+     */
+    404: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type UsersEndMySessionError = UsersEndMySessionErrors[keyof UsersEndMySessionErrors];
+
+export type UsersEndMySessionResponses = {
+    /**
+     * Successful Response
+     */
+    204: void;
+};
+
+export type UsersEndMySessionResponse = UsersEndMySessionResponses[keyof UsersEndMySessionResponses];
+
 export type UsersDeleteUserData = {
     body?: never;
     path: {
@@ -2180,6 +2360,120 @@ export type RolesAssignRolesResponses = {
 };
 
 export type RolesAssignRolesResponse = RolesAssignRolesResponses[keyof RolesAssignRolesResponses];
+
+export type UsersListUserSessionsData = {
+    body?: never;
+    path: {
+        /**
+         * User Id
+         */
+        user_id: string;
+    };
+    query?: never;
+    url: '/api/v1/users/{user_id}/sessions';
+};
+
+export type UsersListUserSessionsErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * The account or role has permissions you do not hold
+     */
+    403: ErrorMessage;
+    /**
+     * User not found
+     */
+    404: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type UsersListUserSessionsError = UsersListUserSessionsErrors[keyof UsersListUserSessionsErrors];
+
+export type UsersListUserSessionsResponses = {
+    /**
+     * Response Users-List User Sessions
+     *
+     * Successful Response
+     */
+    200: Array<SessionPublic>;
+};
+
+export type UsersListUserSessionsResponse = UsersListUserSessionsResponses[keyof UsersListUserSessionsResponses];
+
+export type UsersEndUserSessionData = {
+    body?: never;
+    path: {
+        /**
+         * User Id
+         */
+        user_id: string;
+        /**
+         * Session Id
+         */
+        session_id: string;
+    };
+    query?: never;
+    url: '/api/v1/users/{user_id}/sessions/{session_id}';
+};
+
+export type UsersEndUserSessionErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * The account or role has permissions you do not hold
+     */
+    403: ErrorMessage;
+    /**
+     * User not found | Session not found
+     */
+    404: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type UsersEndUserSessionError = UsersEndUserSessionErrors[keyof UsersEndUserSessionErrors];
+
+export type UsersEndUserSessionResponses = {
+    /**
+     * Successful Response
+     */
+    204: void;
+};
+
+export type UsersEndUserSessionResponse = UsersEndUserSessionResponses[keyof UsersEndUserSessionResponses];
 
 export type HealthHealthData = {
     body?: never;

@@ -81,7 +81,8 @@ def sync_detailed(
 ) -> Response[Any | ErrorMessage | HTTPValidationError]:
     """End a session
 
-     Revokes the session's refresh tokens. Unknown or already revoked tokens also get 204.
+     Ends the session: its refresh token and its access tokens are refused from now on.
+    Unknown or already revoked tokens also get 204.
 
     Args:
         body (RefreshRequest):
@@ -112,7 +113,8 @@ def sync(
 ) -> Any | ErrorMessage | HTTPValidationError | None:
     """End a session
 
-     Revokes the session's refresh tokens. Unknown or already revoked tokens also get 204.
+     Ends the session: its refresh token and its access tokens are refused from now on.
+    Unknown or already revoked tokens also get 204.
 
     Args:
         body (RefreshRequest):
@@ -138,7 +140,8 @@ async def asyncio_detailed(
 ) -> Response[Any | ErrorMessage | HTTPValidationError]:
     """End a session
 
-     Revokes the session's refresh tokens. Unknown or already revoked tokens also get 204.
+     Ends the session: its refresh token and its access tokens are refused from now on.
+    Unknown or already revoked tokens also get 204.
 
     Args:
         body (RefreshRequest):
@@ -167,7 +170,8 @@ async def asyncio(
 ) -> Any | ErrorMessage | HTTPValidationError | None:
     """End a session
 
-     Revokes the session's refresh tokens. Unknown or already revoked tokens also get 204.
+     Ends the session: its refresh token and its access tokens are refused from now on.
+    Unknown or already revoked tokens also get 204.
 
     Args:
         body (RefreshRequest):
