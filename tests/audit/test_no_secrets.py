@@ -43,6 +43,17 @@ def bearer(tokens: dict[str, str]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
+def stored_secrets(session_factory: Callable[[], Session]) -> list[str]:
+    """Every password hash and token digest the database holds now."""
+    with session_factory() as session:
+        return [
+            *session.exec(select(User.hashed_password)).all(),
+            *session.exec(select(RefreshToken.token_hash)).all(),
+            *session.exec(select(AccountToken.token_hash)).all(),
+            *session.exec(select(ApiKey.secret_hash)).all(),
+        ]
+
+
 def test_no_event_holds_a_secret(
     client: TestClient,
     inbox: Inbox,
@@ -114,6 +125,7 @@ def test_no_event_holds_a_secret(
         f"{API}/api-keys", json={"name": "scan key", "permissions": []}, headers=bearer(fourth)
     ).json()
     secrets.append(key["key"])
+    secrets += stored_secrets(session_factory)  # the key's hash, before its row goes
     assert client.delete(f"{API}/api-keys/{key['id']}", headers=bearer(fourth)).status_code == 204
 
     admin = superuser.headers
@@ -130,14 +142,11 @@ def test_no_event_holds_a_secret(
     assign = {"roles": ["member", "scanner"]}
     assert client.put(f"{API}/users/{made['id']}/roles", json=assign, headers=admin).is_success
     assert client.delete(f"{API}/roles/{role['id']}", headers=admin).status_code == 204
+    secrets += stored_secrets(session_factory)  # every hash, before the accounts go
     assert client.delete(f"{API}/users/{made['id']}", headers=admin).status_code == 204
     assert client.delete(ME, headers=bearer(fourth)).status_code == 204
 
     with session_factory() as session:
-        secrets += session.exec(select(User.hashed_password)).all()
-        secrets += session.exec(select(RefreshToken.token_hash)).all()
-        secrets += session.exec(select(AccountToken.token_hash)).all()
-        secrets += session.exec(select(ApiKey.secret_hash)).all()
         recorded = session.exec(select(AuditEvent)).all()
 
     declared = {name for name in audit.declared_event_types() if not name.startswith("tests.")}
