@@ -57,15 +57,3 @@ async def get_client_ip(request: Request) -> str:
 
 
 ClientIP = Annotated[str, Depends(get_client_ip)]
-
-# Longest user agent kept: enough for any real browser's, short enough for a log or a row.
-USER_AGENT_MAX_LENGTH = 256
-
-
-async def get_user_agent(request: Request) -> str | None:
-    """The client's User-Agent, cut to a sane length; None when it sent none."""
-    agent = request.headers.get("user-agent")
-    return agent[:USER_AGENT_MAX_LENGTH] if agent else None
-
-
-UserAgent = Annotated[str | None, Depends(get_user_agent)]

@@ -11,7 +11,6 @@ from core.http.deps import (
     PasswordHasherDep,
     RateLimiterDep,
     SettingsDep,
-    UserAgent,
 )
 from core.http.oauth2 import LoginForm, TokenEndpointRoute, TokenPair, token_endpoint_responses
 from features.auth import service
@@ -51,7 +50,6 @@ async def login(
     limiter: RateLimiterDep,
     settings: SettingsDep,
     client_ip: ClientIP,
-    user_agent: UserAgent,
 ) -> TokenPair:
     """The OAuth2 token endpoint. The password grant (`username` is the email) signs in; the
     refresh grant (`grant_type=refresh_token`, RFC 6749 section 6) trades a refresh token for
@@ -59,12 +57,7 @@ async def login(
     included. Errors carry RFC 6749's `error` (`invalid_grant`: wrong credentials or a refresh
     token that is spent, expired or revoked) beside `detail`."""
     if form.grant_type == "refresh_token" and form.refresh_token is not None:
-        return await sessions.rotate(
-            db,
-            refresh_token=form.refresh_token,
-            settings=settings,
-            origin=sessions.Origin(user_agent, client_ip),
-        )
+        return await sessions.rotate(db, refresh_token=form.refresh_token, settings=settings)
     return await service.login(
         db,
         passwords,
@@ -73,7 +66,6 @@ async def login(
         email=form.username or "",  # the form's validator sent neither grant here without it
         password=form.password or "",
         client_ip=client_ip,
-        user_agent=user_agent,
     )
 
 
@@ -97,18 +89,9 @@ router.add_api_route(
     summary="Trade a refresh token for a new pair",
     responses=error_responses(InvalidRefreshToken),
 )
-async def refresh(
-    body: RefreshRequest,
-    db: DatabaseDep,
-    settings: SettingsDep,
-    client_ip: ClientIP,
-    user_agent: UserAgent,
-) -> TokenPair:
+async def refresh(body: RefreshRequest, db: DatabaseDep, settings: SettingsDep) -> TokenPair:
     """The presented token is spent; presenting it again ends the whole session."""
-    origin = sessions.Origin(user_agent, client_ip)
-    return await sessions.rotate(
-        db, refresh_token=body.refresh_token, settings=settings, origin=origin
-    )
+    return await sessions.rotate(db, refresh_token=body.refresh_token, settings=settings)
 
 
 @router.post(

@@ -48,7 +48,6 @@ def _start_session(
     *,
     user: User,
     settings: Settings,
-    origin: users_sessions.Origin,
     rehashed: str | None = None,
 ) -> TokenPair:
     if rehashed is not None:
@@ -58,7 +57,7 @@ def _start_session(
             .where(col(User.id) == user.id, col(User.hashed_password) == user.hashed_password)
             .values(hashed_password=rehashed)
         )
-    signed_in, pair = users_sessions.start(session, user, settings, origin)
+    signed_in, pair = users_sessions.start(session, user, settings)
     audit.record(
         session,
         SIGNED_IN,
@@ -131,7 +130,6 @@ async def login(
     email: str,
     password: str,
     client_ip: str,
-    user_agent: str | None = None,
 ) -> TokenPair:
     """One bcrypt verify per attempt, whether or not the account exists.
 
@@ -163,8 +161,7 @@ async def login(
         if passwords.needs_rehash(user.hashed_password)
         else None
     )
-    origin = users_sessions.Origin(user_agent, client_ip)
-    return await _start_session(db, user=user, settings=settings, origin=origin, rehashed=rehashed)
+    return await _start_session(db, user=user, settings=settings, rehashed=rehashed)
 
 
 def _failure_reason(user: User | None, matches: bool, settings: Settings) -> str | None:

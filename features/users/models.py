@@ -13,6 +13,7 @@ from pydantic import EmailStr, field_validator, model_validator
 from sqlalchemy import DateTime, Index, false
 from sqlmodel import Field, SQLModel
 
+from core.data import audit
 from core.data.clock import utc_now
 from core.data.pagination import PageRequest
 from core.data.types import CleanStr, Password, UTCDateTime
@@ -25,8 +26,6 @@ ROLE_DESCRIPTION_MAX_LENGTH = 200
 # permission, present and future; `member`, every account's from the start, grants none.
 ADMIN_ROLE = "admin"
 MEMBER_ROLE = "member"
-USER_AGENT_MAX_LENGTH = 256
-CLIENT_IP_MAX_LENGTH = 64
 # A password being checked, not set: any stored one is at most 72 bytes, so anything far
 # longer is refused before bcrypt sees it.
 CURRENT_PASSWORD_MAX_LENGTH = 1024
@@ -123,8 +122,8 @@ class AccountSession(SQLModel, table=True):
     # When its newest refresh token expires; moved on by every refresh.
     expires_at: datetime = Field(sa_type=DateTime(timezone=True))
     # Where the last sign-in or refresh came from (through the trusted proxies), as shown.
-    user_agent: str | None = Field(default=None, max_length=USER_AGENT_MAX_LENGTH)
-    client_ip: str | None = Field(default=None, max_length=CLIENT_IP_MAX_LENGTH)
+    user_agent: str | None = Field(default=None, max_length=audit.USER_AGENT_MAX_LENGTH)
+    client_ip: str | None = Field(default=None, max_length=audit.CLIENT_IP_MAX_LENGTH)
     ended_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 

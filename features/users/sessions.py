@@ -13,7 +13,6 @@ sessions routes.
 """
 
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import update
@@ -29,8 +28,6 @@ from core.security import create_access_token, digest_token, new_opaque_token
 from features.users import authority
 from features.users.errors import InvalidRefreshToken, SessionNotFound, UserNotFound
 from features.users.models import (
-    CLIENT_IP_MAX_LENGTH,
-    USER_AGENT_MAX_LENGTH,
     AccountSession,
     AuthenticatedUser,
     Authority,
@@ -53,18 +50,11 @@ OTHER_SESSIONS_ENDED = audit.event_type(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a sign-in or a refresh came from, as the sessions list shows it."""
-
-    user_agent: str | None = None
-    client_ip: str | None = None
-
-    def bounded(self) -> "Origin":
-        return Origin(
-            (self.user_agent or "")[:USER_AGENT_MAX_LENGTH] or None,
-            (self.client_ip or "")[:CLIENT_IP_MAX_LENGTH] or None,
-        )
+def _request_origin() -> tuple[str | None, str | None]:
+    """The user agent and client address of the request being served, as the HTTP edge saw
+    them (core/data/audit.py, `request_origin`); none outside a request."""
+    origin = audit.request_origin.get()
+    return (None, None) if origin is None else (origin.user_agent, origin.client_ip)
 
 
 def session_tag(session_id: uuid.UUID) -> str:
@@ -100,18 +90,16 @@ def _tokens(
     )
 
 
-def start(
-    session: Session, user: User, settings: Settings, origin: Origin
-) -> tuple[AccountSession, TokenPair]:
+def start(session: Session, user: User, settings: Settings) -> tuple[AccountSession, TokenPair]:
     """Sign `user` in: a new session and its first token pair. Does not commit: the sign-in
     records itself in the same transaction (auth.signed_in), then commits."""
-    where = origin.bounded()
+    user_agent, client_ip = _request_origin()
     signed_in = AccountSession(
         user_id=user.id,
         token_version=user.token_version,
         expires_at=utc_now() + timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS),
-        user_agent=where.user_agent,
-        client_ip=where.client_ip,
+        user_agent=user_agent,
+        client_ip=client_ip,
     )
     session.add(signed_in)
     return signed_in, _tokens(session, user, settings, signed_in)
@@ -160,9 +148,7 @@ def is_live(session: Session, user_id: uuid.UUID, session_id: uuid.UUID) -> bool
 
 
 @transaction
-def rotate(
-    session: Session, *, refresh_token: str, settings: Settings, origin: Origin
-) -> TokenPair:
+def rotate(session: Session, *, refresh_token: str, settings: Settings) -> TokenPair:
     """Spend a refresh token and issue its successor in the same session; a spent one
     presented again ends the session (a stolen token is caught that way)."""
     stored = _find(session, refresh_token)
@@ -201,12 +187,11 @@ def rotate(
             created_at=stored.created_at,
             expires_at=stored.expires_at,
         )
-    where = origin.bounded()
     signed_in.last_used_at = utc_now()
     signed_in.expires_at = signed_in.last_used_at + timedelta(
         days=settings.REFRESH_TOKEN_EXPIRE_DAYS
     )
-    signed_in.user_agent, signed_in.client_ip = where.user_agent, where.client_ip
+    signed_in.user_agent, signed_in.client_ip = _request_origin()
     session.add(signed_in)
     pair = _tokens(session, user, settings, signed_in)
     session.commit()

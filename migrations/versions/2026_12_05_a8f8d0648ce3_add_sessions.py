@@ -33,7 +33,7 @@ def upgrade() -> None:
         sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("user_agent", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=True),
-        sa.Column("client_ip", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("client_ip", sqlmodel.sql.sqltypes.AutoString(length=45), nullable=True),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_sessions_user_id_users"), ondelete="CASCADE"

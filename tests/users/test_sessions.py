@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
+from fastapi import FastAPI
 from jose import jwt
 from sqlalchemy import create_engine, insert
 from sqlmodel import Session, select
@@ -19,7 +20,7 @@ from core.data.db import metadata
 from core.security import digest_token, new_opaque_token
 from features.users.models import AccountSession, RefreshToken
 from features.users.permissions import MANAGE, READ
-from tests.conftest import Account, alembic_config, login
+from tests.conftest import Account, alembic_config
 from tests.roles.test_roles import create_role
 from tests.support import fresh_database
 
@@ -348,8 +349,23 @@ class TestRollingUpdate:
         assert found[spent].ended_at is not None
 
 
-def test_login_records_where_the_session_began(client: TestClient, account: Account) -> None:
-    tokens = login(client, account.email, account.password)
-    signed_in = Account(account.user, account.password, str(tokens["access_token"]), "")
-    listed = {item["id"]: item for item in sessions_of(client, signed_in)}
-    assert listed[session_of(signed_in.access_token)]["client_ip"]
+def test_a_session_shows_the_address_and_user_agent_of_its_latest_use(
+    app: FastAPI, client: TestClient, account: Account
+) -> None:
+    def client_at(address: str, agent: str) -> TestClient:
+        other = TestClient(app, client=(address, 50000), headers={"User-Agent": agent})
+        # On the running client's event loop, whose lifespan the app already ran: a loop of
+        # its own would leave connections bound to it behind once it closes.
+        other.portal = client.portal
+        return other
+
+    laptop = client_at("203.0.113.7", "Laptop/1.0")
+    signed_in = sign_in(laptop, account, user_agent="Laptop/1.0")
+    first = sessions_of(laptop, signed_in)[0]
+    assert (first["client_ip"], first["user_agent"]) == ("203.0.113.7", "Laptop/1.0")
+    moved = client_at("2001:db8::1", "Laptop/2.0")
+    renewed = moved.post(REFRESH, json={"refresh_token": signed_in.refresh_token}).json()
+    again = Account(account.user, account.password, renewed["access_token"], "")
+    latest = sessions_of(moved, again)[0]
+    assert (latest["id"], latest["client_ip"]) == (first["id"], "2001:db8::1")
+    assert latest["user_agent"] == "Laptop/2.0"
