@@ -507,3 +507,37 @@ class TestUnitsOfWork:
             return waited
 
         assert run(scenario) >= 0.5
+
+
+class TestClaims:
+    def test_a_claim_is_granted_once_per_period_across_processes(self, redis: RedisServer) -> None:
+        async def scenario() -> list[bool]:
+            first = await started(make_cache(redis.url))
+            second = await started(make_cache(redis.url))
+            answers = [
+                await first.claim("chore", 0.5),
+                await second.claim("chore", 0.5),
+                await first.claim("chore", 0.5),
+            ]
+            await asyncio.sleep(0.6)
+            answers.append(await second.claim("chore", 0.5))
+            await first.close()
+            await second.close()
+            return answers
+
+        assert run(scenario) == [True, False, False, True]
+
+    def test_a_process_that_saw_a_claim_taken_does_not_ask_the_store_again(
+        self, redis: RedisServer
+    ) -> None:
+        async def scenario() -> list[bool]:
+            first = await started(make_cache(redis.url))
+            second = await started(make_cache(redis.url))
+            answers = [await first.claim("chore", 60), await second.claim("chore", 60)]
+            redis.stop()  # whoever asks the store now finds it down and claims on its own
+            answers += [await first.claim("chore", 60), await second.claim("chore", 60)]
+            await first.close()
+            await second.close()
+            return answers
+
+        assert run(scenario) == [True, False, False, False]
