@@ -284,7 +284,7 @@ async def authenticate(key: str, context: users_authority.CredentialContext) -> 
         raise InvalidAccessToken
     limit = parse_limit(context.settings.API_KEY_RATE_LIMIT)
     if limit is not None:
-        await context.limiter.hit(limit, "api-key", public_id)
+        await context.limiter.hit_leased(limit, "api-key", public_id)
     await _note_use(context.db, context.cache, holder, public_id)
     return holder.account
 

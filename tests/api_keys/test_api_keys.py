@@ -174,6 +174,37 @@ class TestRevocationAndExpiry:
         assert client.get(ME, headers=bearer(key["key"])).status_code == 401
 
 
+class TestRateLimitAndLastUse:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, object]:
+        return {"API_KEY_RATE_LIMIT": "3/minute"}
+
+    def test_each_key_has_a_limit_of_its_own(self, client: TestClient, account: Account) -> None:
+        first, second = issue(client, account)["key"], issue(client, account)["key"]
+        statuses = [client.get(ME, headers=bearer(first)).status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        refused = client.get(ME, headers=bearer(first))
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        # Another key of the same owner, and the owner's own sign-in, are not held back.
+        assert client.get(ME, headers=bearer(second)).status_code == 200
+        assert client.get(ME, headers=account.headers).status_code == 200
+
+    def test_last_use_is_written_once_a_minute_not_per_request(
+        self, client: TestClient, account: Account, connection: Connection
+    ) -> None:
+        key = issue(client, account)
+        assert client.get(KEYS, headers=account.headers).json()[0]["last_used_at"] is None
+        assert client.get(ME, headers=bearer(key["key"])).status_code == 200
+        first_use = client.get(KEYS, headers=account.headers).json()[0]["last_used_at"]
+        assert first_use is not None
+        assert client.get(ME, headers=bearer(key["key"])).status_code == 200
+        connection.execute(text("UPDATE api_keys SET last_used_at = NULL"))
+        # Within the minute the use is not written again, even with the column cleared.
+        assert client.get(ME, headers=bearer(key["key"])).status_code == 200
+        assert connection.execute(text("SELECT last_used_at FROM api_keys")).scalar() is None
+
+
 class TestOthersKeys:
     def test_one_account_cannot_see_or_revoke_anothers_keys(
         self, client: TestClient, make_account: Callable[..., Account]
