@@ -138,7 +138,9 @@ class TestVersionedEntries:
             return Account(name="loaded")
 
         async def scenario() -> list[Account | None]:
-            cache = await started(make_cache(cache_url))
+            # A generous timeout: on a busy machine a store call slower than the default 0.1 s
+            # is a miss by design, and each such miss would load on its own.
+            cache = await started(make_cache(cache_url, timeout=5.0))
             found = await asyncio.gather(
                 *(cache.fetch("k", tags=TAGS, schema=Account, load=load) for _ in range(20))
             )
