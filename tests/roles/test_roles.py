@@ -315,6 +315,46 @@ class TestOutranked:
         assert assign(client, manager, admin, "member").status_code == 403
         assert me(client, admin)["is_superuser"] is True
 
+    def test_a_role_manager_cannot_add_to_a_role_a_permission_it_lacks(
+        self,
+        client: TestClient,
+        superuser: Account,
+        make_account: Callable[..., Account],
+    ) -> None:
+        create_role(client, superuser, "role-admins", MANAGE_ROLES, READ)
+        manager = make_account(roles=["role-admins"])
+        readers = create_role(client, superuser, "readers", READ)
+        holder = make_account(roles=["readers"])
+        widened = client.patch(
+            f"{ROLES}/{readers['id']}",
+            headers=manager.headers,
+            json={"permissions": [READ, MANAGE]},
+        )
+        assert widened.status_code == 403
+        assert client.get(f"{ROLES}/{readers['id']}", headers=superuser.headers).json()[
+            "permissions"
+        ] == [READ]
+        assert MANAGE not in me(client, holder)["permissions"]
+
+    def test_a_role_manager_cannot_edit_or_delete_a_role_granting_more_than_it_holds(
+        self,
+        client: TestClient,
+        superuser: Account,
+        make_account: Callable[..., Account],
+    ) -> None:
+        create_role(client, superuser, "role-admins", MANAGE_ROLES, READ)
+        manager = make_account(roles=["role-admins"])
+        stronger = create_role(client, superuser, "user-admins", READ, MANAGE)
+        holder = make_account(roles=["user-admins"])
+        url = f"{ROLES}/{stronger['id']}"
+        renamed = client.patch(url, headers=manager.headers, json={"name": "renamed"})
+        narrowed = client.patch(url, headers=manager.headers, json={"permissions": [READ]})
+        deleted = client.delete(url, headers=manager.headers)
+        assert (renamed.status_code, narrowed.status_code, deleted.status_code) == (403, 403, 403)
+        kept = client.get(url, headers=superuser.headers).json()
+        assert (kept["name"], kept["permissions"]) == ("user-admins", sorted([READ, MANAGE]))
+        assert MANAGE in me(client, holder)["permissions"]
+
 
 class TestSomeoneCanAlwaysManageRoles:
     def test_the_last_holder_of_roles_manage_cannot_be_demoted_deactivated_or_deleted(
