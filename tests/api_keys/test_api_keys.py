@@ -13,11 +13,14 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlmodel import Session
 from starlette.testclient import TestClient
 
+from core.data.db import Database
 from features.api_keys.service import KEY_PREFIX, checksum, new_key, parse_key
 from features.users.permissions import READ
-from tests.conftest import Account
+from main import create_app
+from tests.conftest import Account, make_settings
 
 KEYS = "/api/v1/api-keys"
 ME = "/api/v1/users/me"
@@ -79,6 +82,27 @@ class TestIssuing:
         for table in tables:
             rows = connection.execute(text(f'SELECT * FROM "{table}"')).all()  # noqa: S608
             assert not any(secret in str(value) for row in rows for value in row), table
+
+    def test_the_stored_hash_is_keyed_so_a_copy_of_the_table_checks_no_key(
+        self,
+        client: TestClient,
+        account: Account,
+        database_url: str,
+        session_factory: Callable[[], Session],
+    ) -> None:
+        """The table alone cannot tell a guess from the key: an app with another SECRET_KEY,
+        reading the same rows, refuses the key its owner still uses."""
+        key = issue(client, account)["key"]
+        other_secret = "another-secret-key-that-is-long-enough-9876543210"
+        other = create_app(make_settings(database_url, SECRET_KEY=other_secret, REDIS_URL=""))
+        other.state.database.dispose()
+        other.state.database = Database(session_factory, max_threads=4)
+        try:
+            with TestClient(other, raise_server_exceptions=False) as elsewhere:
+                assert elsewhere.get(ME, headers=bearer(key)).status_code == 401
+        finally:
+            other.state.database.dispose()
+        assert client.get(ME, headers=bearer(key)).status_code == 200
 
     def test_a_permission_the_owner_lacks_is_refused(
         self, client: TestClient, account: Account
