@@ -24,16 +24,31 @@ from starlette.testclient import TestClient
 from core import jobs
 from core.data.db import build_engine
 from core.http.ratelimit import RateLimiter
+from core.security import PasswordHasher
 from features.recovery import jobs as recovery_jobs
+from features.users import service as users_service
 from main import create_app
 from tests.conftest import DEFAULT_PASSWORD, ROOT, alembic_config, make_settings, run_jobs
 from tests.support import fresh_database
 
 # Every table the template's own code writes; seed_through_the_app() fills each. A table a
 # team adds joins the list once that function fills it too (until then its migrations still
-# run here, over an empty table). The sign-ups and sign-ins fill the audit log; a periodic
-# job deferred as a worker defers it fills procrastinate_periodic_defers.
-SEEDED_TABLES = {"users", "refresh_tokens", "account_tokens", "row_counts", "audit_events"}
+# run here, over an empty table). The sign-ups and sign-ins fill the audit log, the accounts'
+# roles and their sessions; the admin's role and a member's API key fill role_permissions
+# and api_keys; a periodic job deferred as a worker defers it fills
+# procrastinate_periodic_defers.
+SEEDED_TABLES = {
+    "users",
+    "refresh_tokens",
+    "account_tokens",
+    "row_counts",
+    "audit_events",
+    "roles",
+    "user_roles",
+    "role_permissions",
+    "sessions",
+    "api_keys",
+}
 SEEDED_QUEUE_TABLES = {
     "procrastinate_jobs",
     "procrastinate_events",
@@ -41,6 +56,9 @@ SEEDED_QUEUE_TABLES = {
     "procrastinate_periodic_defers",
 }
 ACCOUNTS = 3
+ADMIN_EMAIL = "seed-admin@example.com"
+# The migration that gave every account its roles (add_roles).
+ROLES_REVISION = "7a722e6d5ea1"
 PERIODIC_JOB = "features.audit.jobs.purge_expired_events"
 
 
@@ -59,8 +77,19 @@ def row_counts(engine: Engine) -> dict[str, int]:
         }
 
 
+def sign_in(client: TestClient, email: str) -> dict[str, str]:
+    signed_in = client.post(
+        "/api/v1/auth/login", data={"username": email, "password": DEFAULT_PASSWORD}
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    return {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+
+
 def seed_through_the_app(database_url: str, engine: Engine) -> None:
     settings = make_settings(database_url)
+    with Session(engine) as session:
+        hashed = PasswordHasher(settings.BCRYPT_ROUNDS, concurrency=1).hash(DEFAULT_PASSWORD)
+        assert users_service.ensure_first_superuser(session, ADMIN_EMAIL, hashed)
     app = create_app(settings)
     # Limits counted in a key space of this run's own: the shared Redis keeps other runs'.
     app.state.rate_limiter = RateLimiter(settings.REDIS_URL, key_prefix=f"seed-{uuid.uuid4()}")
@@ -77,6 +106,15 @@ def seed_through_the_app(database_url: str, engine: Engine) -> None:
                     "/api/v1/auth/login", data={"username": email, "password": DEFAULT_PASSWORD}
                 )
                 assert signed_in.status_code == 200, signed_in.text
+            member = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+            key = client.post("/api/v1/api-keys", headers=member, json={"name": "seed"})
+            assert key.status_code == 201, key.text
+            role = client.post(
+                "/api/v1/roles",
+                headers=sign_in(client, ADMIN_EMAIL),
+                json={"name": "seed-readers", "permissions": ["users:read"]},
+            )
+            assert role.status_code == 201, role.text
             recovery = client.post("/api/v1/auth/password-recovery", json={"email": email})
             assert recovery.status_code == 202, recovery.text
             run_jobs(app)  # the verification and recovery links are written by jobs
@@ -148,7 +186,7 @@ def assert_kept_totals_are_exact(engine: Engine, counts: dict[str, int]) -> None
         rows = connection.execute(text("SELECT table_name, total FROM row_counts"))
         kept: dict[str, int] = {table: total for table, total in rows}
     assert kept == {table: counts[table] for table in kept}
-    assert kept.get("users") == ACCOUNTS
+    assert kept.get("users") == ACCOUNTS + 1  # and the admin
 
 
 def test_every_migration_goes_down_up_and_down_over_rows(seeded: Engine) -> None:
@@ -192,3 +230,28 @@ def test_a_migration_that_breaks_on_rows_fails_here(seeded: Engine, tmp_path: Pa
         down_up_down_each(seeded, config)
     # PostgreSQL: NotNullViolation; SQLite: "Cannot add a NOT NULL column with default value NULL".
     assert "null" in str(failure.value.orig).lower()
+
+
+def test_the_roles_migration_makes_superusers_admins_and_everyone_a_member(
+    seeded: Engine,
+) -> None:
+    """Over accounts from before roles: each keeps exactly the authority it had."""
+    config = alembic_config()
+    roles = ScriptDirectory.from_config(config).get_revision(ROLES_REVISION)
+    assert roles is not None
+    assert isinstance(roles.down_revision, str)
+    migrate(seeded, config, "downgrade", roles.down_revision)
+    migrate(seeded, config, "upgrade", "head")
+    with seeded.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT users.email, roles.name FROM user_roles"
+                " JOIN users ON users.id = user_roles.user_id"
+                " JOIN roles ON roles.id = user_roles.role_id"
+            )
+        ).all()
+    held: dict[str, set[str]] = {}
+    for email, role in rows:
+        held.setdefault(email, set()).add(role)
+    members = {f"seed-{number}@example.com": {"member"} for number in range(ACCOUNTS)}
+    assert held == {**members, ADMIN_EMAIL: {"admin", "member"}}
