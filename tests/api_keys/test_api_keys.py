@@ -17,7 +17,13 @@ from sqlmodel import Session
 from starlette.testclient import TestClient
 
 from core.data.db import Database
-from features.api_keys.service import KEY_PREFIX, checksum, new_key, parse_key
+from features.api_keys.service import (
+    CHECKSUM_LENGTH,
+    KEY_PREFIX,
+    checksum,
+    new_key,
+    parse_key,
+)
 from features.users.permissions import READ
 from main import create_app
 from tests.conftest import Account, make_settings
@@ -150,6 +156,27 @@ class TestWhatAKeyMayDo:
         assert client.get(USERS, headers=bearer(key["key"])).status_code == 403
         assert client.get(ME, headers=bearer(key["key"])).status_code == 200
 
+    def test_an_edit_of_the_owners_role_reaches_the_key_at_once(
+        self,
+        client: TestClient,
+        superuser: Account,
+        make_account: Callable[..., Account],
+    ) -> None:
+        role = client.post(
+            "/api/v1/roles", headers=superuser.headers, json={"name": "r", "permissions": [READ]}
+        )
+        assert role.status_code == 201, role.text
+        owner = make_account(roles=["r"])
+        key = issue(client, owner, permissions=[READ])
+        assert client.get(USERS, headers=bearer(key["key"])).status_code == 200  # now cached
+        emptied = client.patch(
+            f"/api/v1/roles/{role.json()['id']}",
+            headers=superuser.headers,
+            json={"permissions": []},
+        )
+        assert emptied.status_code == 200
+        assert client.get(USERS, headers=bearer(key["key"])).status_code == 403
+
     @pytest.mark.parametrize(
         ("method", "path", "body"),
         [
@@ -271,6 +298,16 @@ class TestForgedKeys:
     ) -> None:
         real = issue(client, account)["key"]
         response = client.get(ME, headers=bearer(with_secret(real, "B" * 32)))
+        assert (response.status_code, response.json()) == (401, REFUSED)
+
+    def test_a_real_key_with_another_checksum_gets_the_same_401(
+        self, client: TestClient, account: Account
+    ) -> None:
+        real = issue(client, account)["key"]
+        assert client.get(ME, headers=bearer(real)).status_code == 200
+        body, given = real[:-CHECKSUM_LENGTH], real[-CHECKSUM_LENGTH:]
+        other = next(candidate for candidate in ("000000", "000001") if candidate != given)
+        response = client.get(ME, headers=bearer(body + other))
         assert (response.status_code, response.json()) == (401, REFUSED)
 
     def test_timing_tells_nobody_which_keys_exist(
