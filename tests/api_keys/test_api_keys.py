@@ -2,9 +2,11 @@
 owner, never an account-level action, revoked at once. Each security rule has a test that
 fails without it."""
 
+import asyncio
 import re
 import statistics
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +19,7 @@ from sqlmodel import Session
 from starlette.testclient import TestClient
 
 from core.data.db import Database
+from features.api_keys import service as api_keys_service
 from features.api_keys.service import (
     CHECKSUM_LENGTH,
     KEY_PREFIX,
@@ -254,6 +257,18 @@ class TestRateLimitAndLastUse:
         # Within the minute the use is not written again, even with the column cleared.
         assert client.get(ME, headers=bearer(key["key"])).status_code == 200
         assert connection.execute(text("SELECT last_used_at FROM api_keys")).scalar() is None
+
+    def test_a_second_write_of_the_last_use_within_the_minute_changes_nothing(
+        self, client: TestClient, app: FastAPI, account: Account, connection: Connection
+    ) -> None:
+        """Instances without a shared store each claim the minute for themselves: the write
+        itself refuses a second one, whichever instance sends it."""
+        key = issue(client, account)
+        assert client.get(ME, headers=bearer(key["key"])).status_code == 200
+        first = connection.execute(text("SELECT last_used_at FROM api_keys")).scalar()
+        assert first is not None
+        asyncio.run(api_keys_service._mark_used(app.state.database, key_id=uuid.UUID(key["id"])))
+        assert connection.execute(text("SELECT last_used_at FROM api_keys")).scalar() == first
 
 
 class TestOthersKeys:
