@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 from starlette.testclient import TestClient
@@ -324,6 +324,31 @@ class TestForgedKeys:
         other = next(candidate for candidate in ("000000", "000001") if candidate != given)
         response = client.get(ME, headers=bearer(body + other))
         assert (response.status_code, response.json()) == (401, REFUSED)
+
+    def test_a_wrong_secret_costs_the_database_what_an_unknown_key_costs(
+        self, client: TestClient, app: FastAPI, account: Account, connection: Connection
+    ) -> None:
+        """The timing rule counted, not clocked: the same database statements for a live
+        key's id with a wrong secret as for an id nobody has."""
+        if not app.state.cache.shared:
+            pytest.skip("without Redis a key is read from the database at each use (dev only)")
+        real = issue(client, account)["key"]
+        assert client.get(ME, headers=bearer(real)).status_code == 200  # cached, as in use
+
+        def statements_for(key: str) -> int:
+            seen: list[str] = []
+
+            def count(*args: Any) -> None:
+                seen.append(str(args[2]))
+
+            event.listen(connection, "before_cursor_execute", count)
+            try:
+                assert client.get(ME, headers=bearer(key)).status_code == 401
+            finally:
+                event.remove(connection, "before_cursor_execute", count)
+            return len(seen)
+
+        assert statements_for(with_secret(real, "B" * 32)) == statements_for(new_key()[0])
 
     def test_timing_tells_nobody_which_keys_exist(
         self, client: TestClient, app: FastAPI, account: Account
