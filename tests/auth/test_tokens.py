@@ -1,5 +1,10 @@
+from datetime import timedelta
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from starlette.testclient import TestClient
 
+from core.data.clock import utc_now
 from tests.conftest import Account
 
 REFRESH = "/api/v1/auth/refresh"
@@ -27,6 +32,22 @@ class TestRefresh:
         status, body = refresh(client, account.refresh_token)
         assert status == 401
         assert body == {"detail": "Invalid or expired refresh token"}
+
+    def test_an_expired_refresh_token_is_401_at_both_doors(
+        self, client: TestClient, account: Account, connection: Connection
+    ) -> None:
+        connection.execute(
+            text("UPDATE refresh_tokens SET expires_at = :past"),
+            {"past": utc_now() - timedelta(seconds=1)},
+        )
+        assert refresh(client, account.refresh_token) == (
+            401,
+            {"detail": "Invalid or expired refresh token"},
+        )
+        grant = {"grant_type": "refresh_token", "refresh_token": account.refresh_token}
+        at_the_token_endpoint = client.post("/api/v1/auth/login", data=grant)
+        assert at_the_token_endpoint.status_code == 401
+        assert at_the_token_endpoint.json()["error"] == "invalid_grant"
 
     def test_replaying_a_spent_token_revokes_the_whole_family(
         self, client: TestClient, account: Account
