@@ -209,11 +209,17 @@ async def list_user_sessions(
     "/{user_id}/sessions/{session_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="End a user's session",
-    responses={**admin_only, **error_responses(Outranked, UserNotFound, SessionNotFound)},
+    responses={
+        **admin_only,
+        **error_responses(SessionRequired, Outranked, UserNotFound, SessionNotFound),
+    },
 )
 async def end_user_session(
     admin: Manager, user_id: uuid.UUID, session_id: uuid.UUID, db: DatabaseDep
 ) -> None:
-    """Ends one session of an account whose permissions the caller holds too; to end them
-    all, deactivate the account or set a new password."""
+    """Ends one session of an account whose permissions the caller holds too, from a session
+    of the caller's own (an API key never ends sessions); to end them all, deactivate the
+    account or set a new password."""
+    if admin.credential != "session":
+        raise SessionRequired
     await sessions.end_session(db, user_id=user_id, session_id=session_id, actor=admin)

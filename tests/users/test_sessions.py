@@ -259,6 +259,22 @@ class TestAdministration:
         assert client.delete(one, headers=agent.headers).status_code == 403
         assert_works(client, superuser)
 
+    def test_an_admins_api_key_cannot_end_anyones_session(
+        self, client: TestClient, superuser: Account, account: Account
+    ) -> None:
+        issued = client.post(
+            "/api/v1/api-keys",
+            headers=superuser.headers,
+            json={"name": "k", "permissions": [MANAGE]},
+        )
+        assert issued.status_code == 201, issued.text
+        key = {"Authorization": f"Bearer {issued.json()['key']}"}
+        sessions = f"{USERS}/{account.id}/sessions"
+        assert client.get(sessions, headers=key).status_code == 200  # reading is the key's right
+        ended = client.delete(f"{sessions}/{session_of(account.access_token)}", headers=key)
+        assert ended.status_code == 403, ended.text
+        assert_works(client, account)
+
 
 class TestRollingUpdate:
     """Refresh tokens issued before sessions existed keep working."""

@@ -463,8 +463,9 @@ export const usersListUserSessions = <ThrowOnError extends boolean = false>(opti
 /**
  * End a user's session
  *
- * Ends one session of an account whose permissions the caller holds too; to end them
- * all, deactivate the account or set a new password.
+ * Ends one session of an account whose permissions the caller holds too, from a session
+ * of the caller's own (an API key never ends sessions); to end them all, deactivate the
+ * account or set a new password.
  */
 export const usersEndUserSession = <ThrowOnError extends boolean = false>(options: Options<UsersEndUserSessionData, ThrowOnError>) => (options.client ?? client).delete<UsersEndUserSessionResponses, UsersEndUserSessionErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],

@@ -2443,7 +2443,7 @@ export type UsersEndUserSessionErrors = {
      */
     401: ErrorMessage;
     /**
-     * The account or role has permissions you do not hold
+     * An API key cannot do this: sign in | The account or role has permissions you do not hold
      */
     403: ErrorMessage;
     /**

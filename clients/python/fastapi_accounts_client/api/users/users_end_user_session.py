@@ -95,8 +95,9 @@ def sync_detailed(
 ) -> Response[Any | ErrorMessage | HTTPValidationError]:
     """End a user's session
 
-     Ends one session of an account whose permissions the caller holds too; to end them
-    all, deactivate the account or set a new password.
+     Ends one session of an account whose permissions the caller holds too, from a session
+    of the caller's own (an API key never ends sessions); to end them all, deactivate the
+    account or set a new password.
 
     Args:
         user_id (UUID):
@@ -130,8 +131,9 @@ def sync(
 ) -> Any | ErrorMessage | HTTPValidationError | None:
     """End a user's session
 
-     Ends one session of an account whose permissions the caller holds too; to end them
-    all, deactivate the account or set a new password.
+     Ends one session of an account whose permissions the caller holds too, from a session
+    of the caller's own (an API key never ends sessions); to end them all, deactivate the
+    account or set a new password.
 
     Args:
         user_id (UUID):
@@ -160,8 +162,9 @@ async def asyncio_detailed(
 ) -> Response[Any | ErrorMessage | HTTPValidationError]:
     """End a user's session
 
-     Ends one session of an account whose permissions the caller holds too; to end them
-    all, deactivate the account or set a new password.
+     Ends one session of an account whose permissions the caller holds too, from a session
+    of the caller's own (an API key never ends sessions); to end them all, deactivate the
+    account or set a new password.
 
     Args:
         user_id (UUID):
@@ -193,8 +196,9 @@ async def asyncio(
 ) -> Any | ErrorMessage | HTTPValidationError | None:
     """End a user's session
 
-     Ends one session of an account whose permissions the caller holds too; to end them
-    all, deactivate the account or set a new password.
+     Ends one session of an account whose permissions the caller holds too, from a session
+    of the caller's own (an API key never ends sessions); to end them all, deactivate the
+    account or set a new password.
 
     Args:
         user_id (UUID):
