@@ -63,7 +63,9 @@ def test_a_migrate_step_gives_up_on_a_lock_it_cannot_get(fresh_postgres_url: str
     retried, rather than hold the app up for as long as the long query runs."""
     env = {**os.environ, "DATABASE_URL": fresh_postgres_url}
     script = ScriptDirectory.from_config(alembic_config())
-    head = script.get_revision(script.get_current_head())
+    head_id = script.get_current_head()
+    assert head_id is not None
+    head = script.get_revision(head_id)
     assert head is not None and isinstance(head.down_revision, str)
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", head.down_revision],
