@@ -66,7 +66,8 @@ def test_a_migrate_step_gives_up_on_a_lock_it_cannot_get(fresh_postgres_url: str
     head_id = script.get_current_head()
     assert head_id is not None
     head = script.get_revision(head_id)
-    assert head is not None and isinstance(head.down_revision, str)
+    assert head is not None
+    assert isinstance(head.down_revision, str)
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", head.down_revision],
         cwd=ROOT,
