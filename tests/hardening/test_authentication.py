@@ -275,6 +275,32 @@ class CostRecorder:
         return str(self._context.hash(password))
 
 
+class ChangeWhileRehashing:
+    """Stands in for the hasher's passlib context: before it makes the sign-in's new hash, the
+    account's password is changed and committed, as a password change racing the sign-in
+    would."""
+
+    def __init__(
+        self, context: CryptContext, session_factory: Callable[[], Session], user_id: uuid.UUID
+    ) -> None:
+        self._context = context
+        self._session_factory = session_factory
+        self._user_id = user_id
+        self.changed_to = str(context.hash("changed-meanwhile"))
+
+    def verify(self, password: str, hashed: str) -> bool:
+        return bool(self._context.verify(password, hashed))
+
+    def hash(self, password: str) -> str:
+        with self._session_factory() as session:
+            user = session.get(User, self._user_id)
+            assert user is not None
+            user.hashed_password = self.changed_to
+            session.add(user)
+            session.commit()
+        return str(self._context.hash(password))
+
+
 @pytest.mark.parametrize("settings_overrides", [{"BCRYPT_ROUNDS": 5}])
 class TestCostChange:
     """BCRYPT_ROUNDS raised from 4 to 5 over accounts hashed at 4."""
@@ -314,6 +340,20 @@ class TestCostChange:
         tokens = client.post(LOGIN, data={"username": user.email, "password": password}).json()
         me = client.get(ME, headers={"Authorization": f"Bearer {tokens['access_token']}"})
         assert me.status_code == 200
+
+    def test_a_password_changed_during_the_sign_in_is_not_overwritten_by_its_rehash(
+        self,
+        client: TestClient,
+        app: FastAPI,
+        session_factory: Callable[[], Session],
+        old_account: tuple[User, str],
+    ) -> None:
+        user, password = old_account
+        racing = ChangeWhileRehashing(app.state.password_hasher._context, session_factory, user.id)
+        app.state.password_hasher._context = racing
+        assert login(client, user.email, password)[0] == 200
+        # The change committed meanwhile stands: the old password does not come back.
+        assert self.stored_hash(session_factory, user) == racing.changed_to
 
     def test_a_wrong_password_for_an_old_hash_costs_what_an_unknown_address_costs(
         self, client: TestClient, app: FastAPI, old_account: tuple[User, str]

@@ -15,6 +15,7 @@ import httpx2
 import pytest
 import redis
 
+from core.config import Settings
 from tests.support import LiveServer, fresh_database, migrate, run_server
 
 LOGIN = "/api/v1/auth/login"
@@ -27,6 +28,12 @@ ACCOUNT_FAILURES = 20  # LOGIN_ACCOUNT_FAILURE_LIMIT: 20/hour
 REGISTRATIONS = 20  # REGISTER_RATE_LIMIT: 20/hour
 
 
+def shipped_default(name: str) -> str:
+    value = Settings.model_fields[name].default
+    assert isinstance(value, str)
+    return value
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with fresh_database(tmp_path_factory.mktemp("db")) as url:
@@ -34,9 +41,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         with run_server(
             url,
             tmp_path_factory.mktemp("logs"),
-            LOGIN_RATE_LIMIT="10/minute",
-            LOGIN_ACCOUNT_FAILURE_LIMIT="20/hour",
-            REGISTER_RATE_LIMIT="20/hour",
+            # What a deployment gets without setting them (the test harness's own are off).
+            LOGIN_RATE_LIMIT=shipped_default("LOGIN_RATE_LIMIT"),
+            LOGIN_ACCOUNT_FAILURE_LIMIT=shipped_default("LOGIN_ACCOUNT_FAILURE_LIMIT"),
+            REGISTER_RATE_LIMIT=shipped_default("REGISTER_RATE_LIMIT"),
             # A Redis database of this module's own keys: the run's Redis, as in production.
             REDIS_URL=REDIS_URL,
         ) as live:

@@ -99,6 +99,64 @@ def test_parallel_registrations_of_one_email_give_one_account(
     assert rows == 1
 
 
+EMAIL_RACE_ROUNDS = 3
+
+
+# SQLite lets one transaction write at a time: a request that read before another's commit
+# cannot write after it (busy snapshot) and answers 503, never reaching the unique check.
+@pytest.mark.skipif(not postgres_test_url(), reason="concurrent writers need PostgreSQL")
+def test_two_accounts_racing_for_one_new_address_get_one_200_and_one_409(
+    server: LiveServer, database_url: str
+) -> None:
+    """The change's reactions enqueue jobs (on PostgreSQL into the real queue, in the
+    request's transaction) and their queries flush the new address before the commit:
+    whichever write meets the other's, the loser is a 409, never a 500."""
+    base = server.base_url
+    for _ in range(EMAIL_RACE_ROUNDS):
+        wanted = f"wanted-{uuid.uuid4().hex[:8]}@example.com"
+        with httpx2.Client(timeout=CLIENT_TIMEOUT_SECONDS) as client:
+            racers = [_account_with_password(client, base) for _ in range(2)]
+        with parallel_client(2) as client:
+            moving = functools.partial(_move_to, client, base, wanted, racers)
+            statuses = sorted(all_at_once(2, moving))
+        assert statuses == [200, 409], (statuses, server.log())
+        engine = create_engine(database_url)
+        try:
+            with engine.connect() as connection:
+                holders = connection.execute(
+                    text("SELECT count(*) FROM users WHERE email = :email"), {"email": wanted}
+                ).scalar_one()
+        finally:
+            engine.dispose()
+        assert holders == 1
+
+
+def _move_to(
+    client: httpx2.Client, base: str, wanted: str, racers: list[tuple[str, str]], index: int
+) -> int:
+    authorization, password = racers[index]
+    return client.patch(
+        f"{base}{ME}",
+        headers={"Authorization": authorization},
+        json={"email": wanted, "current_password": password},
+    ).status_code
+
+
+def _account_with_password(client: httpx2.Client, base: str) -> tuple[str, str]:
+    """A new account: its Authorization header and its password."""
+    email = f"racer-{uuid.uuid4().hex[:8]}@example.com"
+    password = "racer-password"
+    created = client.post(
+        f"{base}{REGISTER}", json={"name": "Racer", "email": email, "password": password}
+    )
+    assert created.status_code == 201, created.text
+    tokens = client.post(
+        f"{base}/api/v1/auth/login", data={"username": email, "password": password}
+    )
+    assert tokens.status_code == 200, tokens.text
+    return f"Bearer {tokens.json()['access_token']}", password
+
+
 @pytest.mark.parametrize("concurrency", [64, 256])
 def test_many_concurrent_requests_on_a_small_pool_all_complete(
     server: LiveServer, concurrency: int

@@ -1,6 +1,7 @@
 """Declaring and enqueueing jobs, the retry policy, the settings that shape them."""
 
 import pytest
+from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlmodel import Session
 
@@ -89,6 +90,15 @@ def test_error_descriptions_mask_addresses() -> None:
 )
 def test_the_mode_follows_the_database_unless_set(url: str, mode: str, in_process: bool) -> None:
     assert make_settings(url, JOBS_MODE=mode).jobs_run_in_process is in_process
+
+
+def test_the_suite_runs_the_job_mode_production_runs_on_its_database(app: FastAPI) -> None:
+    """On PostgreSQL requests enqueue into the real queue, in their own transaction, as in
+    production (its enqueue flushes a request's pending writes: a 409 turned 500 hid there);
+    on SQLite jobs run in-process, which is what runs there."""
+    on_postgresql = app.state.settings.DATABASE_URL.startswith("postgresql")
+    assert app.state.settings.jobs_run_in_process is not on_postgresql
+    assert (app.state.jobs is None) is on_postgresql
 
 
 @pytest.mark.parametrize(

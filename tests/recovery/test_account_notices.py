@@ -128,6 +128,19 @@ class TestEmailChange:
         assert response.status_code == 409
         assert client.get(ME, headers=owner.headers).json()["email"] == "elsewhere@example.com"
 
+    def test_the_restored_address_counts_as_verified(
+        self, client: TestClient, inbox: Inbox, account: Account, session: Session
+    ) -> None:
+        # The link was mailed to that address: following it proves the owner reads it.
+        move(client, account, "elsewhere@example.com")
+        inbox.wait_for(2)
+        restored = client.post(RESTORE, json={"token": restore_token(inbox, account.email)})
+        assert restored.status_code == 204
+        user = session.get(User, account.user.id)
+        assert user is not None
+        session.refresh(user)
+        assert (user.email, user.is_verified) == (account.email, True)
+
     def test_a_forged_link_is_400(self, client: TestClient) -> None:
         response = client.post(RESTORE, json={"token": "not-a-link"})
         assert (response.status_code, response.json()) == (400, BAD_LINK)

@@ -202,6 +202,22 @@ class TestUserById:
         assert client.delete(url, headers=superuser.headers).status_code == 204
         assert client.get(url, headers=superuser.headers).status_code == 404
 
+    def test_a_taken_email_is_409_and_changes_nothing(
+        self, client: TestClient, superuser: Account, make_account: Callable[..., Account]
+    ) -> None:
+        first, second = make_account(), make_account()
+        # On PostgreSQL the change's reactions enqueue through the real queue, whose query
+        # flushes the UPDATE before the commit: a 409 all the same, never a 500.
+        response = client.patch(
+            f"{USERS}/{second.id}", headers=superuser.headers, json={"email": first.email.upper()}
+        )
+        assert (response.status_code, response.json()) == (
+            409,
+            {"detail": "A user with this email already exists"},
+        )
+        shown = client.get(f"{USERS}/{second.id}", headers=superuser.headers).json()
+        assert shown["email"] == second.email
+
     def test_unknown_id_is_404_everywhere(self, client: TestClient, superuser: Account) -> None:
         url = f"{USERS}/{uuid.uuid4()}"
         assert client.get(url, headers=superuser.headers).status_code == 404
