@@ -25,7 +25,7 @@ from tests.support import free_port, stop_process_group, wait_until_healthy
 PROVIDER_DIR = Path(__file__).resolve().parent / "provider"
 PROVIDER_NAME = "local"
 CLIENT_ID = "template-app"
-CLIENT_SECRET = "template-app-secret"  # noqa: S105 - the test provider's client only
+CLIENT_SECRET = "template-app-secret"
 # The frontend's callback page, the one OIDC_REDIRECT_URIS lists.
 FRONTEND = "https://app.example/auth/callback"
 # Where the test client's app is: the provider sends the browser back there.
@@ -101,8 +101,16 @@ def provider_settings(issuer: str, **changes: object) -> dict[str, object]:
 
 
 @pytest.fixture
-def settings_overrides(oidc_provider: OidcProvider) -> dict[str, object]:
-    return provider_settings(oidc_provider.issuer)
+def extra_settings() -> dict[str, object]:
+    """Parametrize to change more settings for one test."""
+    return {}
+
+
+@pytest.fixture
+def settings_overrides(
+    oidc_provider: OidcProvider, extra_settings: dict[str, object]
+) -> dict[str, object]:
+    return {**provider_settings(oidc_provider.issuer), **extra_settings}
 
 
 def query_of(url: str) -> dict[str, str]:
@@ -142,6 +150,8 @@ class Browser:
     ) -> str:
         """Sign in at the provider as `sub`; the callback URL it sends the browser back to."""
         origin = urlsplit(authorization_url)._replace(path="", query="", fragment="").geturl()
+        # Signed out at the provider, so it asks who is signing in every time.
+        self.provider.cookies.clear()
         response = self.provider.get(authorization_url)
         assert response.status_code in (302, 303), response.text
         interaction = urljoin(origin, response.headers["location"])
