@@ -17,6 +17,8 @@ KNOWN_WEAK_SECRET_KEYS = frozenset(
 MIN_SECRET_KEY_LENGTH = 32
 DEVELOPMENT_SECRET_KEY = "dev-secret-key"  # noqa: S105 - refused in production
 OIDC_DEFAULT_SCOPES = ("openid", "email", "profile")
+# URL schemes a browser would run or embed rather than navigate to: never a redirect target.
+SCRIPT_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob", "about"})
 
 
 def is_loopback_host(host: str) -> bool:
@@ -287,10 +289,18 @@ class Settings(BaseSettings):
     @field_validator("OIDC_REDIRECT_URIS")
     @classmethod
     def absolute_redirect_uris(cls, value: list[str]) -> list[str]:
+        """Web pages (http, https, with a host) or a mobile app's own scheme (RFC 8252,
+        `com.example.app:/callback`); never a scheme that runs or embeds content."""
         for uri in value:
             parts = urlsplit(uri)
-            if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
-                raise ValueError(f"OIDC_REDIRECT_URIS: {uri!r} is not an absolute http(s) URL")
+            scheme = parts.scheme.lower()
+            if (
+                not scheme
+                or scheme in SCRIPT_SCHEMES
+                or parts.fragment
+                or (scheme in ("http", "https") and not parts.hostname)
+            ):
+                raise ValueError(f"OIDC_REDIRECT_URIS: {uri!r} is not an absolute URL to return to")
         return value
 
     @field_validator("OIDC_CALLBACK_BASE_URL")
