@@ -8,7 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 
-from core.errors import ServiceUnavailableError, TooManyRequestsError, error_responses
+from core.errors import (
+    ServiceUnavailableError,
+    TooManyRequestsError,
+    UnauthorizedError,
+    error_responses,
+)
 from core.http.caching import NOT_MODIFIED
 from core.http.deps import ClientIP, DatabaseDep, OidcDep, RateLimiterDep, SettingsDep
 from core.http.oauth2 import TokenPair
@@ -190,7 +195,7 @@ async def exchange(
     "/users/me/identities",
     response_model=list[IdentityPublic],
     summary="List my linked provider accounts",
-    responses=NOT_MODIFIED,
+    responses={**error_responses(UnauthorizedError), **NOT_MODIFIED},
 )
 async def list_identities(user: CurrentUser, db: DatabaseDep) -> list[IdentityPublic]:
     return await service.list_identities(db, user_id=user.id)
@@ -201,7 +206,11 @@ async def list_identities(user: CurrentUser, db: DatabaseDep) -> list[IdentityPu
     response_model=AuthorizationUrl,
     summary="Begin linking a provider account to mine",
     responses=error_responses(
-        SessionRequired, UnknownProvider, RedirectUriNotAllowed, ServiceUnavailableError
+        UnauthorizedError,
+        SessionRequired,
+        UnknownProvider,
+        RedirectUriNotAllowed,
+        ServiceUnavailableError,
     ),
 )
 async def link_identity(
@@ -236,7 +245,9 @@ async def link_identity(
     "/users/me/identities/{identity_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Unlink a provider account",
-    responses=error_responses(SessionRequired, IdentityNotFound, LastSignInMethod),
+    responses=error_responses(
+        UnauthorizedError, SessionRequired, IdentityNotFound, LastSignInMethod
+    ),
 )
 async def unlink_identity(identity_id: uuid.UUID, user: SignedIn, db: DatabaseDep) -> None:
     """409 when it is the account's only way to sign in (no password, no other identity)."""
