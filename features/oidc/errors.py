@@ -13,6 +13,10 @@ class RedirectUriNotAllowed(BadRequestError):
     default_detail = "redirect_uri is not one of the registered OIDC_REDIRECT_URIS"
 
 
+class CallbackUrlTooLong(BadRequestError):
+    default_detail = "The callback URL built from this request is too long: check the Host header"
+
+
 class InvalidSignInState(BadRequestError):
     # A callback whose state is unknown, spent or expired: where it came from is not known,
     # so there is nowhere trusted to send the browser back to.

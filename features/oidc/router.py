@@ -20,6 +20,7 @@ from core.http.oauth2 import TokenPair
 from core.security import new_opaque_token
 from features.oidc import service
 from features.oidc.errors import (
+    CallbackUrlTooLong,
     IdentityNotFound,
     IdentityTaken,
     InvalidExchangeCode,
@@ -68,7 +69,9 @@ def _browser_binding(request: Request) -> str:
     return current if _COOKIE_VALUE.match(current) else new_opaque_token()
 
 
-def _bind(response: Response, request: Request, provider: str, value: str) -> None:
+def _bind(
+    response: Response, request: Request, settings: SettingsDep, provider: str, value: str
+) -> None:
     # Sent to this provider's authorize and callback steps only (/api/v1/auth/oidc/<name>).
     provider_path = request.url_for("callback", provider=provider).path.removesuffix("/callback")
     response.set_cookie(
@@ -78,7 +81,10 @@ def _bind(response: Response, request: Request, provider: str, value: str) -> No
         path=provider_path,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        # Over https only, when the browser reaches the API over https (directly, or
+        # through a proxy that says so); plain http in development would drop it.
+        secure=request.url.scheme == "https"
+        or settings.OIDC_CALLBACK_BASE_URL.startswith("https://"),
     )
 
 
@@ -106,7 +112,9 @@ async def list_providers(oidc: OidcDep) -> list[OidcProviderPublic]:
     summary="Begin signing in with a provider",
     responses={
         **REDIRECT,
-        **error_responses(UnknownProvider, RedirectUriNotAllowed, ServiceUnavailableError),
+        **error_responses(
+            UnknownProvider, RedirectUriNotAllowed, CallbackUrlTooLong, ServiceUnavailableError
+        ),
     },
 )
 async def authorize(
@@ -131,7 +139,7 @@ async def authorize(
         browser=browser,
     )
     response = _redirect(url)
-    _bind(response, request, provider, browser)
+    _bind(response, request, settings, provider, browser)
     return response
 
 
@@ -210,6 +218,7 @@ async def list_identities(user: CurrentUser, db: DatabaseDep) -> list[IdentityPu
         SessionRequired,
         UnknownProvider,
         RedirectUriNotAllowed,
+        CallbackUrlTooLong,
         ServiceUnavailableError,
     ),
 )
@@ -237,7 +246,7 @@ async def link_identity(
         browser=browser,
         linking_user_id=user.id,
     )
-    _bind(response, request, provider, browser)
+    _bind(response, request, settings, provider, browser)
     return AuthorizationUrl(authorization_url=url)
 
 

@@ -38,6 +38,7 @@ from core.http.ratelimit import RateLimiter, address_key, parse_limit
 from core.oidc import OidcProviders, ProviderRefused, ProviderUnavailable, VerifiedIdentity
 from core.security import digest_token, new_opaque_token
 from features.oidc.errors import (
+    CallbackUrlTooLong,
     IdentityNotFound,
     InvalidExchangeCode,
     InvalidSignInState,
@@ -46,6 +47,7 @@ from features.oidc.errors import (
     UnknownProvider,
 )
 from features.oidc.models import (
+    REDIRECT_URI_MAX_LENGTH,
     ExchangeCode,
     Identity,
     IdentityPublic,
@@ -109,6 +111,9 @@ async def begin(
         raise UnknownProvider
     if redirect_uri not in settings.OIDC_REDIRECT_URIS:
         raise RedirectUriNotAllowed
+    if len(callback_uri) > REDIRECT_URI_MAX_LENGTH:
+        # Built from the request's Host header: no provider has such a URL registered.
+        raise CallbackUrlTooLong
     state, nonce = new_opaque_token(), new_opaque_token()
     code_verifier = secrets.token_urlsafe(CODE_VERIFIER_BYTES)
     # First: a provider that cannot be reached is a 503 with nothing stored.

@@ -2,19 +2,23 @@
 forged or replayed state, ID tokens a misbehaving provider re-signed with one thing wrong,
 replayed or stale one-time codes, redirects to anywhere but a registered URI."""
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 
+import httpx2
 import pytest
 from sqlalchemy import update
 from sqlmodel import Session, col
 from starlette.testclient import TestClient
 
 from core.data.clock import utc_now
+from core.data.db import Database
 from features.oidc.models import ExchangeCode
 from main import create_app
 from tests.conftest import Account, make_settings
 from tests.oidc.conftest import (
+    CLIENT_ID,
     FRONTEND,
     PROVIDER_NAME,
     Browser,
@@ -148,6 +152,50 @@ def test_a_state_is_only_good_at_the_provider_it_was_begun_with(
     elsewhere = callback.replace(f"/oidc/{PROVIDER_NAME}/", "/oidc/unknown/")
     assert browser.callback(elsewhere).status_code == 404
     assert_nothing_made(rows, "p@example.com")
+
+
+def test_a_state_begun_with_one_provider_is_refused_at_another(
+    oidc_provider: OidcProvider,
+    database_url: str,
+    rows: Rows,
+    session_factory: Callable[[], Session],
+) -> None:
+    two = [
+        {"name": name, "issuer": oidc_provider.issuer, "client_id": CLIENT_ID, "client_secret": "x"}
+        for name in (PROVIDER_NAME, "other")
+    ]
+    settings = make_settings(
+        database_url, OIDC_PROVIDERS=json.dumps(two), OIDC_REDIRECT_URIS=FRONTEND
+    )
+    app = create_app(settings)
+    app.state.database.dispose()
+    app.state.database = Database(session_factory, max_threads=2, cache=app.state.cache)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        browser = Browser(app=client, provider=httpx2.Client(follow_redirects=False))
+        callback = browser.at_provider(browser.authorize(), sub="p", email="p@example.com")
+        elsewhere = callback.replace(f"/oidc/{PROVIDER_NAME}/", "/oidc/other/")
+        client.cookies.set(
+            "oidc_browser",
+            client.cookies.get("oidc_browser", path=f"{API}/auth/oidc/{PROVIDER_NAME}") or "",
+            path=f"{API}/auth/oidc/other",
+        )
+        assert client.get(elsewhere, follow_redirects=False).status_code == 400
+        browser.provider.close()
+    app.state.database.dispose()
+    assert_nothing_made(rows, "p@example.com")
+
+
+def test_an_absurd_host_is_refused_before_anything_is_stored(
+    client: TestClient, rows: Rows
+) -> None:
+    response = client.get(
+        f"{API}/auth/oidc/{PROVIDER_NAME}/authorize",
+        params={"redirect_uri": FRONTEND},
+        headers={"Host": "h" * 2100 + ".example"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 400
+    assert rows.attempts() == []
 
 
 def test_an_expired_attempt_is_refused(

@@ -1293,7 +1293,7 @@ export type OidcAuthorizeData = {
 
 export type OidcAuthorizeErrors = {
     /**
-     * redirect_uri is not one of the registered OIDC_REDIRECT_URIS
+     * redirect_uri is not one of the registered OIDC_REDIRECT_URIS | The callback URL built from this request is too long: check the Host header
      */
     400: ErrorMessage;
     /**
@@ -2309,7 +2309,7 @@ export type OidcLinkIdentityData = {
 
 export type OidcLinkIdentityErrors = {
     /**
-     * redirect_uri is not one of the registered OIDC_REDIRECT_URIS
+     * redirect_uri is not one of the registered OIDC_REDIRECT_URIS | The callback URL built from this request is too long: check the Host header
      */
     400: ErrorMessage;
     /**
