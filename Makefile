@@ -64,8 +64,26 @@ jobs: $(STAMP) ## List the newest jobs; failed ones: make jobs ARGS="list --stat
 	$(BIN)/python manage.py jobs $(or $(ARGS),list)
 
 .PHONY: test
-test: $(STAMP) ## Run the tests (PostgreSQL when TEST_DATABASE_URL is set, else SQLite)
+test: $(STAMP) oidc-provider ## Run the tests (PostgreSQL when TEST_DATABASE_URL is set, else SQLite)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The OpenID Connect provider the OIDC tests sign in against (tests/oidc/provider: panva's
+# oidc-provider, pinned by its lockfile), run by the machine's Node.js. Without npm the OIDC
+# tests are skipped, and fail under CI=true, as the clients' tests do.
+OIDC_PROVIDER := tests/oidc/provider
+OIDC_PROVIDER_STAMP := $(OIDC_PROVIDER)/node_modules/.installed
+
+$(OIDC_PROVIDER_STAMP): $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json
+	cd $(OIDC_PROVIDER) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: oidc-provider
+oidc-provider: ## Install the test OpenID provider's Node packages (make test runs it; needs npm)
+	@if command -v npm >/dev/null; then \
+		$(MAKE) --no-print-directory $(OIDC_PROVIDER_STAMP); \
+	else \
+		echo "npm not found: the OIDC tests will be skipped (install Node.js 20.19+ and npm)"; \
+	fi
 
 .PHONY: lint
 lint: $(STAMP) ## ruff check, ruff format --check, import contracts, squawk over the migrations' SQL

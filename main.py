@@ -21,6 +21,7 @@ from core.http.ratelimit import RateLimiter
 from core.http.security_headers import SecurityHeadersMiddleware
 from core.jobs import mail
 from core.observability.logging import PROBE_PATHS, RequestLogMiddleware, configure_logging
+from core.oidc import OidcProviders
 from core.security import PasswordHasher
 from features.registry import connect_features, import_jobs, import_permissions, import_routers
 
@@ -36,10 +37,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         mail.warn_when_unconfigured(settings)
         await app.state.cache.start()
+        # In the background: a provider that is slow or down delays no start-up (its
+        # sign-in answers 503 until it can be reached).
+        warming = asyncio.create_task(app.state.oidc.warm_up())
         if app.state.jobs is not None and settings.JOBS_SCHEDULES:
             # Every feature's jobs are imported by now (import_jobs), periodic ones included.
             app.state.jobs.start_schedules(jobs.declared_jobs().values())
         yield
+        warming.cancel()
         if app.state.jobs is not None:
             await asyncio.to_thread(app.state.jobs.stop, settings.JOBS_SHUTDOWN_TIMEOUT)
         app.state.password_hasher.shutdown()
@@ -68,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.password_hasher = PasswordHasher(
         rounds=settings.BCRYPT_ROUNDS, concurrency=settings.HASHING_CONCURRENCY
     )
+    # OpenID Connect providers (OIDC_PROVIDERS): discovery documents and keys, cached.
+    app.state.oidc = OidcProviders(settings)
     app.state.rate_limiter = RateLimiter(
         settings.REDIS_URL,
         timeout=settings.REDIS_TIMEOUT_SECONDS,

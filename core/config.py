@@ -1,10 +1,13 @@
 """Application settings, read from the environment and an optional `.env` file."""
 
+import ipaddress
 import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Keys that appear in tutorials and templates: a production deploy must not run with one.
@@ -13,6 +16,55 @@ KNOWN_WEAK_SECRET_KEYS = frozenset(
 )
 MIN_SECRET_KEY_LENGTH = 32
 DEVELOPMENT_SECRET_KEY = "dev-secret-key"  # noqa: S105 - refused in production
+OIDC_DEFAULT_SCOPES = ("openid", "email", "profile")
+# URL schemes a browser would run or embed rather than navigate to: never a redirect target.
+SCRIPT_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob", "about"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: an address that never leaves this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class OidcProviderSettings(BaseModel):
+    """One OpenID Connect provider people may sign in with (an entry of OIDC_PROVIDERS)."""
+
+    # In URLs (/auth/oidc/<name>/...) and in the identities table.
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
+    issuer: str = Field(min_length=1, max_length=512)
+    client_id: str = Field(min_length=1, max_length=512)
+    # Left out: read from OIDC_<NAME>_CLIENT_SECRET, in the environment or SECRETS_DIR.
+    client_secret: SecretStr = SecretStr("")
+    scopes: list[str] = Field(default=list(OIDC_DEFAULT_SCOPES), min_length=1)
+
+    @field_validator("issuer")
+    @classmethod
+    def https_or_loopback(cls, value: str) -> str:
+        """Discovery, keys and the code exchange travel to the issuer: over TLS, unless it
+        runs on this machine (a development or test provider)."""
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and parts.hostname and is_loopback_host(parts.hostname):
+            return value
+        raise ValueError("an issuer must be an https:// URL (http:// only on a loopback address)")
+
+    @field_validator("scopes")
+    @classmethod
+    def openid_scope(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("scopes must include openid")
+        return value
+
+    @property
+    def secret_setting(self) -> str:
+        """The setting that holds this provider's client secret when the entry has none."""
+        return f"OIDC_{self.name.upper().replace('-', '_')}_CLIENT_SECRET"
 
 
 class Settings(BaseSettings):
@@ -112,6 +164,27 @@ class Settings(BaseSettings):
     EMAIL_RESTORE_EXPIRE_DAYS: float = Field(default=7, gt=0)
     # Login refuses accounts whose address has not been confirmed.
     REQUIRE_VERIFIED_EMAIL: bool = False
+    # --- OpenID Connect sign-in (core/oidc.py, features/oidc; docs/oidc.md) ---
+    # JSON list: [{"name": "google", "issuer": "https://accounts.google.com", "client_id":
+    # "...", "client_secret": "...", "scopes": ["openid", "email", "profile"]}]. A client
+    # secret left out is read from OIDC_<NAME>_CLIENT_SECRET (environment or SECRETS_DIR).
+    OIDC_PROVIDERS: list[OidcProviderSettings] = []
+    # The frontend pages the sign-in flow may send a browser back to, exact match, comma
+    # separated: anything else is refused, so the flow is no open redirect.
+    OIDC_REDIRECT_URIS: Annotated[list[str], NoDecode] = []
+    # This API's public URL as browsers reach it (https://api.example.com): each provider
+    # must have <it>/api/v1/auth/oidc/<name>/callback registered. Empty: the request's own.
+    OIDC_CALLBACK_BASE_URL: str = ""
+    # One-time codes traded for tokens (POST /auth/oidc/exchange), per client address.
+    OIDC_EXCHANGE_RATE_LIMIT: str = "30/minute"
+    # A provider's discovery document and keys are fetched again after this long; an ID
+    # token signed by a key not among them fetches the keys again, at most once per
+    # OIDC_JWKS_REFETCH_SECONDS (a provider rotates keys rarely; a forger would otherwise make
+    # every request a fetch).
+    OIDC_METADATA_TTL_SECONDS: float = Field(default=3600, gt=0)
+    OIDC_JWKS_REFETCH_SECONDS: float = Field(default=60, ge=0)
+    # A provider slower than this, or unreachable, gives 503 (tried again after 5 seconds).
+    OIDC_HTTP_TIMEOUT_SECONDS: float = Field(default=5, gt=0)
     # --- background jobs (core/jobs) ---
     # "queue": durable, in PostgreSQL, run by `python manage.py worker`. "in-process": run in
     # the process that enqueued them, right after the commit; nothing is stored, so a job
@@ -163,7 +236,7 @@ class Settings(BaseSettings):
     OTEL_EXPORTER_OTLP_ENDPOINT: str = ""
     OTEL_SERVICE_NAME: str = "fastapi-accounts"
 
-    @field_validator("CORS_ORIGINS", "CORS_EXPOSE_HEADERS", mode="before")
+    @field_validator("CORS_ORIGINS", "CORS_EXPOSE_HEADERS", "OIDC_REDIRECT_URIS", mode="before")
     @classmethod
     def split_list(cls, value: object) -> object:
         """Accept `a,b` as well as a JSON list, the two forms operators write."""
@@ -182,6 +255,7 @@ class Settings(BaseSettings):
         "REGISTER_RATE_LIMIT",
         "RECOVERY_RATE_LIMIT",
         "API_KEY_RATE_LIMIT",
+        "OIDC_EXCHANGE_RATE_LIMIT",
     )
     @classmethod
     def check_rate_limit_notation(cls, value: str) -> str:
@@ -200,6 +274,65 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL")
         return value
+
+    @field_validator("OIDC_PROVIDERS", mode="before")
+    @classmethod
+    def providers_from_json(cls, value: object) -> object:
+        """The environment gives JSON text, decoded by the settings source; so does a
+        file in SECRETS_DIR. Text given any other way is decoded here."""
+        if isinstance(value, str):
+            import json
+
+            return json.loads(value) if value.strip() else []
+        return value
+
+    @field_validator("OIDC_REDIRECT_URIS")
+    @classmethod
+    def absolute_redirect_uris(cls, value: list[str]) -> list[str]:
+        """Web pages (http, https, with a host) or a mobile app's own scheme (RFC 8252,
+        `com.example.app:/callback`); never a scheme that runs or embeds content."""
+        for uri in value:
+            parts = urlsplit(uri)
+            scheme = parts.scheme.lower()
+            if (
+                not scheme
+                or scheme in SCRIPT_SCHEMES
+                or parts.fragment
+                or (scheme in ("http", "https") and not parts.hostname)
+            ):
+                raise ValueError(f"OIDC_REDIRECT_URIS: {uri!r} is not an absolute URL to return to")
+        return value
+
+    @field_validator("OIDC_CALLBACK_BASE_URL")
+    @classmethod
+    def callback_base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("OIDC_CALLBACK_BASE_URL must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def oidc_client_secrets(self) -> "Settings":
+        """Each provider's name once, and a client secret for each: its entry's, or
+        OIDC_<NAME>_CLIENT_SECRET's from the environment or a file in SECRETS_DIR."""
+        names = [provider.name for provider in self.OIDC_PROVIDERS]
+        if len(names) != len(set(names)):
+            raise ValueError("OIDC_PROVIDERS: each name at most once")
+        secrets_dir = os.environ.get("SECRETS_DIR")
+        for provider in self.OIDC_PROVIDERS:
+            if provider.client_secret.get_secret_value():
+                continue
+            secret = os.environ.get(provider.secret_setting, "")
+            secret_file = Path(secrets_dir, provider.secret_setting) if secrets_dir else None
+            if not secret and secret_file is not None and secret_file.is_file():
+                secret = secret_file.read_text().strip()
+            if not secret:
+                raise ValueError(
+                    f"no client secret for OIDC provider {provider.name!r}: "
+                    f"set it in OIDC_PROVIDERS or {provider.secret_setting}"
+                )
+            provider.client_secret = SecretStr(secret)
+        return self
 
     @field_validator("FRONTEND_URL")
     @classmethod

@@ -20,6 +20,7 @@ INSTALLED_FEATURES: tuple[str, ...] = (
     "roles",
     "api_keys",
     "audit",
+    "oidc",
 )
 
 

@@ -13,6 +13,7 @@ from core.config import Settings
 from core.data.audit import normalized_ip
 from core.data.db import Database
 from core.http.ratelimit import RateLimiter
+from core.oidc import OidcProviders
 from core.security import PasswordHasher
 
 
@@ -41,11 +42,17 @@ async def get_rate_limiter(request: Request) -> RateLimiter:
     return limiter
 
 
+async def get_oidc_providers(request: Request) -> OidcProviders:
+    providers: OidcProviders = request.app.state.oidc
+    return providers
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
+OidcDep = Annotated[OidcProviders, Depends(get_oidc_providers)]
 
 
 async def get_client_ip(request: Request) -> str:

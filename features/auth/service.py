@@ -153,7 +153,9 @@ async def login(
         # Every failure writes one row, known account or not: no difference in time either.
         await _record_failed_sign_in(db, user=user, email=email, reason=failure, settings=settings)
         raise InvalidCredentials
-    assert user is not None  # a missing account is a failure
+    # A missing account and one without a password are failures.
+    assert user is not None
+    assert user.hashed_password is not None
     # A hash made at another cost than BCRYPT_ROUNDS follows the setting now, while the
     # password is at hand, in the same unit of work as the sign-in.
     rehashed = (
@@ -168,6 +170,10 @@ def _failure_reason(user: User | None, matches: bool, settings: Settings) -> str
     """Why a sign-in fails, for the audit log (the client gets one answer for all), or None."""
     if user is None:
         return "unknown_account"
+    if user.hashed_password is None:
+        # Signs in through a provider only (the verify above ran against the dummy hash, so
+        # this costs what a wrong password costs).
+        return "no_password"
     if not matches:
         return "wrong_password"
     if not user.is_active:

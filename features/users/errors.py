@@ -42,6 +42,13 @@ class WrongPassword(BadRequestError):
     default_detail = "Current password is incorrect"
 
 
+class NoPasswordSet(BadRequestError):
+    default_detail = (
+        "This account has no password yet: set one through password recovery "
+        "(POST /api/v1/auth/password-recovery)"
+    )
+
+
 class InvalidRefreshToken(UnauthorizedError):
     default_detail = "Invalid or expired refresh token"
 

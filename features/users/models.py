@@ -54,7 +54,9 @@ class User(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str = Field(max_length=NAME_MAX_LENGTH)
     email: str = Field(max_length=EMAIL_MAX_LENGTH, unique=True)
-    hashed_password: str = Field(max_length=255)
+    # None: the account was made by signing in through an OpenID Connect provider and has
+    # no password until its owner sets one through password recovery.
+    hashed_password: str | None = Field(default=None, max_length=255)
     is_active: bool = True
     # Written, never read: whether the account holds `admin`, kept in step for code from
     # before roles (old pods during the rolling update that brings roles). The next release

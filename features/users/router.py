@@ -14,6 +14,7 @@ from features.users.dependencies import CurrentUser, SignedIn, require
 from features.users.errors import (
     EmailTaken,
     LastRoleManager,
+    NoPasswordSet,
     Outranked,
     SessionNotFound,
     SessionRequired,
@@ -52,7 +53,7 @@ async def read_me(user: CurrentUser) -> UserPublic:
     "/me",
     response_model=UserPublic,
     summary="Update my name or email",
-    responses=error_responses(SessionRequired, WrongPassword, EmailTaken),
+    responses=error_responses(SessionRequired, WrongPassword, NoPasswordSet, EmailTaken),
 )
 async def update_me(
     user: SignedIn, changes: UserUpdateMe, db: DatabaseDep, passwords: PasswordHasherDep
@@ -67,7 +68,7 @@ async def update_me(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Change my password",
-    responses=error_responses(SessionRequired, WrongPassword),
+    responses=error_responses(SessionRequired, WrongPassword, NoPasswordSet),
 )
 async def change_password(
     user: SignedIn, change: PasswordChange, db: DatabaseDep, passwords: PasswordHasherDep

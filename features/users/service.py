@@ -26,6 +26,7 @@ from core.security import PasswordHasher
 from features.users import authority, sessions
 from features.users.errors import (
     InvalidAccessToken,
+    NoPasswordSet,
     UserNotFound,
     WrongPassword,
 )
@@ -116,9 +117,23 @@ def add(
         is_superuser=data.is_superuser,
         is_verified=is_verified,
     )
+    return _added(session, user)
+
+
+def add_without_password(session: Session, *, name: str, email: str) -> User:
+    """Add a `member` account whose address someone else vouched for (an OpenID Connect
+    provider), with no password: password sign-in refuses it until its owner sets one
+    through password recovery. The caller commits."""
+    return _added(
+        session,
+        User(name=name, email=normalize_email(email), hashed_password=None, is_verified=True),
+    )
+
+
+def _added(session: Session, user: User) -> User:
     # A taken address is EmailTaken, raised by the unit of work whenever the insert is flushed.
     session.add(user)
-    granted = [MEMBER_ROLE, ADMIN_ROLE] if data.is_superuser else [MEMBER_ROLE]
+    granted = [MEMBER_ROLE, ADMIN_ROLE] if user.is_superuser else [MEMBER_ROLE]
     session.add_all(
         UserRole(user_id=user.id, role_id=role.id)
         for role in authority.roles_named(session, granted)
@@ -488,6 +503,10 @@ async def _check_current_password(
 ) -> None:
     # Read here, not kept with the account a token sees: a hash never goes to the cache.
     current = await _password_hash(db, user_id=user.id)
+    if current is None:
+        # Nothing to compare with: the account signs in through a provider only. Recovery
+        # proves the address instead and sets the first password.
+        raise NoPasswordSet
     if not await passwords.verify_async(password, current):
         raise WrongPassword
 

@@ -4,22 +4,34 @@ in the table or in what the API answers."""
 
 from collections.abc import Callable
 
+import httpx2
+import pytest
 from sqlmodel import Session, select
 from starlette.testclient import TestClient
 
 from core.data import audit
 from core.data.audit import AuditEvent
 from features.api_keys.models import ApiKey
+from features.oidc.models import ExchangeCode
 from features.recovery.models import AccountToken
 from features.users.models import RefreshToken, User
 from tests.conftest import TEST_SECRET_KEY, Account
+from tests.oidc import conftest as oidc_harness
+from tests.oidc.conftest import CLIENT_SECRET, FRONTEND, PROVIDER_NAME, Browser, query_of
 from tests.recovery import test_recovery as mail_harness
 from tests.recovery.test_recovery import Inbox, link_token, request_reset_token
 
 smtp_server = mail_harness.smtp_server
 inbox = mail_harness.inbox
-extra_settings = mail_harness.extra_settings
 settings_overrides = mail_harness.settings_overrides
+oidc_provider = oidc_harness.oidc_provider
+
+
+@pytest.fixture
+def extra_settings(oidc_provider: oidc_harness.OidcProvider) -> dict[str, object]:
+    """Sign-in through the test OpenID provider, beside the mail settings."""
+    return oidc_harness.provider_settings(oidc_provider.issuer)
+
 
 API = "/api/v1"
 ME = f"{API}/users/me"
@@ -44,13 +56,15 @@ def bearer(tokens: dict[str, str]) -> dict[str, str]:
 
 
 def stored_secrets(session_factory: Callable[[], Session]) -> list[str]:
-    """Every password hash and token digest the database holds now."""
+    """Every password hash and token digest the database holds now (an account made through
+    a provider has no password hash)."""
     with session_factory() as session:
         return [
-            *session.exec(select(User.hashed_password)).all(),
+            *(found for found in session.exec(select(User.hashed_password)) if found is not None),
             *session.exec(select(RefreshToken.token_hash)).all(),
             *session.exec(select(AccountToken.token_hash)).all(),
             *session.exec(select(ApiKey.secret_hash)).all(),
+            *session.exec(select(ExchangeCode.code_hash)).all(),
         ]
 
 
@@ -120,6 +134,29 @@ def test_no_event_holds_a_secret(
     )
     by_admin = client.delete(f"{API}/users/{me_id}/sessions/{newest}", headers=superuser.headers)
     assert by_admin.status_code == 204
+
+    # Through the OpenID provider: an account made, a refusal, a link and an unlink.
+    browser = Browser(app=client, provider=httpx2.Client(follow_redirects=False, timeout=10))
+    authorization = browser.authorize()
+    callback = browser.at_provider(authorization, sub="scan-sub", email="oidc-scan@example.com")
+    one_time = browser.back_at_frontend(callback)["code"]
+    provider_tokens = browser.exchange(one_time).json()
+    secrets += [one_time, *token_values(provider_tokens), CLIENT_SECRET]
+    secrets += [query_of(authorization)[name] for name in ("state", "nonce", "code_challenge")]
+    secrets.append(query_of(callback)["code"])
+    refused = browser.sign_in(
+        sub="scan-unproven", email="unproven@example.com", email_verified=False
+    )
+    assert refused == {"error": "email_not_verified"}
+    linking = client.post(
+        f"{ME}/identities/{PROVIDER_NAME}", json={"redirect_uri": FRONTEND}, headers=bearer(fourth)
+    ).json()
+    linked = browser.at_provider(linking["authorization_url"], sub="scan-link", email=None)
+    assert browser.back_at_frontend(linked) == {"linked": PROVIDER_NAME}
+    (identity,) = client.get(f"{ME}/identities", headers=bearer(fourth)).json()
+    unlink = client.delete(f"{ME}/identities/{identity['id']}", headers=bearer(fourth))
+    assert unlink.status_code == 204
+    browser.provider.close()
 
     key = client.post(
         f"{API}/api-keys", json={"name": "scan key", "permissions": []}, headers=bearer(fourth)

@@ -323,6 +323,7 @@ class TestCostChange:
             stored = session.get(User, user.id)
             assert stored is not None
             session.refresh(stored)
+            assert stored.hashed_password is not None
             return stored.hashed_password
 
     def test_a_sign_in_rehashes_at_the_configured_cost(

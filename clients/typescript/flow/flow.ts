@@ -1,8 +1,9 @@
 /**
  * Drives a running server through the generated client, the way a web or Node app would:
  * register, log in, read and update the account, refresh the tokens, log out, list users as
- * an admin, give the new user a role that lets it list users and take it away again, and
- * meet the documented errors (401, 403, 409, 422) as typed values.
+ * an admin, give the new user a role that lets it list users and take it away again, meet the
+ * documented errors (401, 403, 409, 422) as typed values, and trade a sign-in's one-time code
+ * the way a frontend's callback page does after a provider (OpenID Connect) sign-in.
  *
  *   API_URL=http://127.0.0.1:8000 ADMIN_EMAIL=... ADMIN_PASSWORD=... npm run flow
  *
@@ -23,6 +24,8 @@ import {
   rolesDeleteRole,
   rolesListPermissions,
   type HttpValidationError,
+  oidcExchange,
+  oidcListProviders,
   type TokenPair,
   usersListUsers,
   usersReadMe,
@@ -146,6 +149,18 @@ async function main(): Promise<void> {
   assert.equal(deleted.response.status, 204, 'delete role');
   tokens = reader;
   failed('list after the role is gone', 403, await usersListUsers());
+
+  // Sign-in through an OpenID Connect provider (docs/oidc.md): the buttons come from the
+  // provider list; each navigates the browser to /auth/oidc/<name>/authorize?redirect_uri=...;
+  // the page at redirect_uri reads `code` from its URL and trades it, once, for the token pair.
+  const providers = ok('oidc providers', await oidcListProviders());
+  assert.ok(Array.isArray(providers));
+  const code = new URL('https://app.example/auth/callback?code=not-a-real-code').searchParams;
+  const traded = await oidcExchange({ body: { code: code.get('code') ?? '' } });
+  if (traded.data) tokens = traded.data; // a real code signs in: a session like any other
+  const refused = failed('exchange a made-up code', 400, traded);
+  assert.ok(isMessage(refused));
+  assert.equal(refused.detail, 'Invalid, expired or already used code');
 
   console.log(`typescript client flow: ${page.items.length} users listed, all steps passed`);
 }

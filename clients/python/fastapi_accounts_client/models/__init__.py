@@ -7,16 +7,21 @@ from .api_key_public import ApiKeyPublic
 from .audit_event_public import AuditEventPublic
 from .audit_event_public_details import AuditEventPublicDetails
 from .audit_events_public import AuditEventsPublic
+from .authorization_url import AuthorizationUrl
+from .code_exchange import CodeExchange
 from .email_request import EmailRequest
 from .email_restore import EmailRestore
 from .email_verification import EmailVerification
 from .error_message import ErrorMessage
 from .health_status import HealthStatus
 from .http_validation_error import HTTPValidationError
+from .identity_public import IdentityPublic
+from .link_request import LinkRequest
 from .login_form import LoginForm
 from .login_form_grant_type_type_0 import LoginFormGrantTypeType0
 from .o_auth_2_error_message import OAuth2ErrorMessage
 from .o_auth_2_validation_error import OAuth2ValidationError
+from .oidc_provider_public import OidcProviderPublic
 from .password_change import PasswordChange
 from .password_reset import PasswordReset
 from .permission_public import PermissionPublic
@@ -46,16 +51,21 @@ __all__ = (
     "AuditEventPublic",
     "AuditEventPublicDetails",
     "AuditEventsPublic",
+    "AuthorizationUrl",
+    "CodeExchange",
     "EmailRequest",
     "EmailRestore",
     "EmailVerification",
     "ErrorMessage",
     "HealthStatus",
     "HTTPValidationError",
+    "IdentityPublic",
+    "LinkRequest",
     "LoginForm",
     "LoginFormGrantTypeType0",
     "OAuth2ErrorMessage",
     "OAuth2ValidationError",
+    "OidcProviderPublic",
     "PasswordChange",
     "PasswordReset",
     "PermissionPublic",

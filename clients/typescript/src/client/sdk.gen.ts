@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import { type Client, type Options as Options2, type TDataShape, urlSearchParamsBodySerializer } from './client/index.js';
-import type { ApiKeysCreateKeyData, ApiKeysCreateKeyErrors, ApiKeysCreateKeyResponses, ApiKeysListKeysData, ApiKeysListKeysErrors, ApiKeysListKeysResponses, ApiKeysRevokeKeyData, ApiKeysRevokeKeyErrors, ApiKeysRevokeKeyResponses, AuditListEventsData, AuditListEventsErrors, AuditListEventsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRequestPasswordRecoveryData, AuthRequestPasswordRecoveryErrors, AuthRequestPasswordRecoveryResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRestoreEmailData, AuthRestoreEmailErrors, AuthRestoreEmailResponses, AuthVerifyEmailData, AuthVerifyEmailErrors, AuthVerifyEmailResponses, HealthHealthData, HealthHealthResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, RolesAssignRolesData, RolesAssignRolesErrors, RolesAssignRolesResponses, RolesCreateRoleData, RolesCreateRoleErrors, RolesCreateRoleResponses, RolesDeleteRoleData, RolesDeleteRoleErrors, RolesDeleteRoleResponses, RolesListPermissionsData, RolesListPermissionsErrors, RolesListPermissionsResponses, RolesListRolesData, RolesListRolesErrors, RolesListRolesResponses, RolesReadRoleData, RolesReadRoleErrors, RolesReadRoleResponses, RolesUpdateRoleData, RolesUpdateRoleErrors, RolesUpdateRoleResponses, UsersChangePasswordData, UsersChangePasswordErrors, UsersChangePasswordResponses, UsersCreateUserData, UsersCreateUserErrors, UsersCreateUserResponses, UsersDeleteMeData, UsersDeleteMeErrors, UsersDeleteMeResponses, UsersDeleteUserData, UsersDeleteUserErrors, UsersDeleteUserResponses, UsersEndMyOtherSessionsData, UsersEndMyOtherSessionsErrors, UsersEndMyOtherSessionsResponses, UsersEndMySessionData, UsersEndMySessionErrors, UsersEndMySessionResponses, UsersEndUserSessionData, UsersEndUserSessionErrors, UsersEndUserSessionResponses, UsersListMySessionsData, UsersListMySessionsErrors, UsersListMySessionsResponses, UsersListUsersData, UsersListUsersErrors, UsersListUserSessionsData, UsersListUserSessionsErrors, UsersListUserSessionsResponses, UsersListUsersResponses, UsersReadMeData, UsersReadMeErrors, UsersReadMeResponses, UsersReadUserData, UsersReadUserErrors, UsersReadUserResponses, UsersUpdateMeData, UsersUpdateMeErrors, UsersUpdateMeResponses, UsersUpdateUserData, UsersUpdateUserErrors, UsersUpdateUserResponses } from './types.gen.js';
+import type { ApiKeysCreateKeyData, ApiKeysCreateKeyErrors, ApiKeysCreateKeyResponses, ApiKeysListKeysData, ApiKeysListKeysErrors, ApiKeysListKeysResponses, ApiKeysRevokeKeyData, ApiKeysRevokeKeyErrors, ApiKeysRevokeKeyResponses, AuditListEventsData, AuditListEventsErrors, AuditListEventsResponses, AuthLoginData, AuthLoginErrors, AuthLoginResponses, AuthLogoutData, AuthLogoutErrors, AuthLogoutResponses, AuthRefreshData, AuthRefreshErrors, AuthRefreshResponses, AuthRegisterData, AuthRegisterErrors, AuthRegisterResponses, AuthRequestPasswordRecoveryData, AuthRequestPasswordRecoveryErrors, AuthRequestPasswordRecoveryResponses, AuthRequestVerificationData, AuthRequestVerificationErrors, AuthRequestVerificationResponses, AuthResetPasswordData, AuthResetPasswordErrors, AuthResetPasswordResponses, AuthRestoreEmailData, AuthRestoreEmailErrors, AuthRestoreEmailResponses, AuthVerifyEmailData, AuthVerifyEmailErrors, AuthVerifyEmailResponses, HealthHealthData, HealthHealthResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, OidcAuthorizeData, OidcAuthorizeErrors, OidcCallbackData, OidcCallbackErrors, OidcExchangeData, OidcExchangeErrors, OidcExchangeResponses, OidcLinkIdentityData, OidcLinkIdentityErrors, OidcLinkIdentityResponses, OidcListIdentitiesData, OidcListIdentitiesErrors, OidcListIdentitiesResponses, OidcListProvidersData, OidcListProvidersErrors, OidcListProvidersResponses, OidcUnlinkIdentityData, OidcUnlinkIdentityErrors, OidcUnlinkIdentityResponses, RolesAssignRolesData, RolesAssignRolesErrors, RolesAssignRolesResponses, RolesCreateRoleData, RolesCreateRoleErrors, RolesCreateRoleResponses, RolesDeleteRoleData, RolesDeleteRoleErrors, RolesDeleteRoleResponses, RolesListPermissionsData, RolesListPermissionsErrors, RolesListPermissionsResponses, RolesListRolesData, RolesListRolesErrors, RolesListRolesResponses, RolesReadRoleData, RolesReadRoleErrors, RolesReadRoleResponses, RolesUpdateRoleData, RolesUpdateRoleErrors, RolesUpdateRoleResponses, UsersChangePasswordData, UsersChangePasswordErrors, UsersChangePasswordResponses, UsersCreateUserData, UsersCreateUserErrors, UsersCreateUserResponses, UsersDeleteMeData, UsersDeleteMeErrors, UsersDeleteMeResponses, UsersDeleteUserData, UsersDeleteUserErrors, UsersDeleteUserResponses, UsersEndMyOtherSessionsData, UsersEndMyOtherSessionsErrors, UsersEndMyOtherSessionsResponses, UsersEndMySessionData, UsersEndMySessionErrors, UsersEndMySessionResponses, UsersEndUserSessionData, UsersEndUserSessionErrors, UsersEndUserSessionResponses, UsersListMySessionsData, UsersListMySessionsErrors, UsersListMySessionsResponses, UsersListUsersData, UsersListUsersErrors, UsersListUserSessionsData, UsersListUserSessionsErrors, UsersListUserSessionsResponses, UsersListUsersResponses, UsersReadMeData, UsersReadMeErrors, UsersReadMeResponses, UsersReadUserData, UsersReadUserErrors, UsersReadUserResponses, UsersUpdateMeData, UsersUpdateMeErrors, UsersUpdateMeResponses, UsersUpdateUserData, UsersUpdateUserErrors, UsersUpdateUserResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -105,6 +105,46 @@ export const authLogout = <ThrowOnError extends boolean = false>(options: Option
         ...options.headers
     }
 });
+
+/**
+ * Trade a sign-in's one-time code for tokens
+ *
+ * The `code` the callback put on your redirect URI, once, within a minute: the usual
+ * token pair, a session like any other.
+ */
+export const oidcExchange = <ThrowOnError extends boolean = false>(options: Options<OidcExchangeData, ThrowOnError>) => (options.client ?? client).post<OidcExchangeResponses, OidcExchangeErrors, ThrowOnError>({
+    url: '/api/v1/auth/oidc/exchange',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * List the OpenID Connect providers
+ *
+ * The providers people may sign in with, for sign-in buttons.
+ */
+export const oidcListProviders = <ThrowOnError extends boolean = false>(options?: Options<OidcListProvidersData, ThrowOnError>) => (options?.client ?? client).get<OidcListProvidersResponses, OidcListProvidersErrors, ThrowOnError>({ url: '/api/v1/auth/oidc/providers', ...options });
+
+/**
+ * Begin signing in with a provider
+ *
+ * Navigate the browser here (not a fetch): it goes on to the provider, and comes back
+ * to `redirect_uri` (one of OIDC_REDIRECT_URIS, exactly) with `code` to trade at
+ * `POST /auth/oidc/exchange`, or `error`. 503 while the provider cannot be reached.
+ */
+export const oidcAuthorize = <ThrowOnError extends boolean = false>(options: Options<OidcAuthorizeData, ThrowOnError>) => (options.client ?? client).get<unknown, OidcAuthorizeErrors, ThrowOnError>({ url: '/api/v1/auth/oidc/{provider}/authorize', ...options });
+
+/**
+ * Where the provider sends the browser back
+ *
+ * Register this URL at the provider. It redirects to the frontend's `redirect_uri`
+ * with `code` (a sign-in), `linked=<provider>` (a link) or `error=<code>`; an unknown or
+ * spent `state` is a 400, having nowhere trusted to redirect to.
+ */
+export const oidcCallback = <ThrowOnError extends boolean = false>(options: Options<OidcCallbackData, ThrowOnError>) => (options.client ?? client).get<unknown, OidcCallbackErrors, ThrowOnError>({ url: '/api/v1/auth/oidc/{provider}/callback', ...options });
 
 /**
  * Mail a password reset link
@@ -339,6 +379,43 @@ export const usersReadMe = <ThrowOnError extends boolean = false>(options?: Opti
 export const usersUpdateMe = <ThrowOnError extends boolean = false>(options: Options<UsersUpdateMeData, ThrowOnError>) => (options.client ?? client).patch<UsersUpdateMeResponses, UsersUpdateMeErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
     url: '/api/v1/users/me',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * List my linked provider accounts
+ */
+export const oidcListIdentities = <ThrowOnError extends boolean = false>(options?: Options<OidcListIdentitiesData, ThrowOnError>) => (options?.client ?? client).get<OidcListIdentitiesResponses, OidcListIdentitiesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/users/me/identities',
+    ...options
+});
+
+/**
+ * Unlink a provider account
+ *
+ * 409 when it is the account's only way to sign in (no password, no other identity).
+ */
+export const oidcUnlinkIdentity = <ThrowOnError extends boolean = false>(options: Options<OidcUnlinkIdentityData, ThrowOnError>) => (options.client ?? client).delete<OidcUnlinkIdentityResponses, OidcUnlinkIdentityErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/users/me/identities/{identity_id}',
+    ...options
+});
+
+/**
+ * Begin linking a provider account to mine
+ *
+ * Send the browser to `authorization_url` (a navigation). Call this with the browser's
+ * cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
+ * browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`.
+ */
+export const oidcLinkIdentity = <ThrowOnError extends boolean = false>(options: Options<OidcLinkIdentityData, ThrowOnError>) => (options.client ?? client).post<OidcLinkIdentityResponses, OidcLinkIdentityErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],
+    url: '/api/v1/users/me/identities/{provider}',
     ...options,
     headers: {
         'Content-Type': 'application/json',

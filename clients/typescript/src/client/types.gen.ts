@@ -197,6 +197,28 @@ export type AuditEventsPublic = {
 };
 
 /**
+ * AuthorizationUrl
+ */
+export type AuthorizationUrl = {
+    /**
+     * Authorization Url
+     *
+     * Send the browser there (a navigation)
+     */
+    authorization_url: string;
+};
+
+/**
+ * CodeExchange
+ */
+export type CodeExchange = {
+    /**
+     * Code
+     */
+    code: string;
+};
+
+/**
  * EmailRequest
  */
 export type EmailRequest = {
@@ -254,6 +276,48 @@ export type HealthStatus = {
      * Status
      */
     status: string;
+};
+
+/**
+ * IdentityPublic
+ */
+export type IdentityPublic = {
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Email
+     *
+     * The address the provider asserted at the link
+     */
+    email: string | null;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Provider
+     */
+    provider: string;
+    /**
+     * Subject
+     *
+     * The account's id at the provider
+     */
+    subject: string;
+};
+
+/**
+ * LinkRequest
+ */
+export type LinkRequest = {
+    /**
+     * Redirect Uri
+     *
+     * Where the browser comes back to: one of OIDC_REDIRECT_URIS
+     */
+    redirect_uri: string;
 };
 
 /**
@@ -341,6 +405,18 @@ export type OAuth2ValidationError = {
      * Error Description
      */
     error_description: string;
+};
+
+/**
+ * OidcProviderPublic
+ */
+export type OidcProviderPublic = {
+    /**
+     * Name
+     *
+     * Pass it to the authorize route; show it on a button
+     */
+    name: string;
 };
 
 /**
@@ -1121,6 +1197,178 @@ export type AuthLogoutResponses = {
 };
 
 export type AuthLogoutResponse = AuthLogoutResponses[keyof AuthLogoutResponses];
+
+export type OidcExchangeData = {
+    body: CodeExchange;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/oidc/exchange';
+};
+
+export type OidcExchangeErrors = {
+    /**
+     * Invalid, expired or already used code
+     */
+    400: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Too many requests, try again later
+     */
+    429: ErrorMessage;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type OidcExchangeError = OidcExchangeErrors[keyof OidcExchangeErrors];
+
+export type OidcExchangeResponses = {
+    /**
+     * Successful Response
+     */
+    200: TokenPair;
+};
+
+export type OidcExchangeResponse = OidcExchangeResponses[keyof OidcExchangeResponses];
+
+export type OidcListProvidersData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/auth/oidc/providers';
+};
+
+export type OidcListProvidersErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type OidcListProvidersError = OidcListProvidersErrors[keyof OidcListProvidersErrors];
+
+export type OidcListProvidersResponses = {
+    /**
+     * Response Oidc-List Providers
+     *
+     * Successful Response
+     */
+    200: Array<OidcProviderPublic>;
+};
+
+export type OidcListProvidersResponse = OidcListProvidersResponses[keyof OidcListProvidersResponses];
+
+export type OidcAuthorizeData = {
+    body?: never;
+    path: {
+        /**
+         * Provider
+         */
+        provider: string;
+    };
+    query: {
+        /**
+         * Redirect Uri
+         */
+        redirect_uri: string;
+    };
+    url: '/api/v1/auth/oidc/{provider}/authorize';
+};
+
+export type OidcAuthorizeErrors = {
+    /**
+     * redirect_uri is not one of the registered OIDC_REDIRECT_URIS | The callback URL built from this request is too long: check the Host header
+     */
+    400: ErrorMessage;
+    /**
+     * No OpenID Connect provider has that name
+     */
+    404: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type OidcAuthorizeError = OidcAuthorizeErrors[keyof OidcAuthorizeErrors];
+
+export type OidcCallbackData = {
+    body?: never;
+    path: {
+        /**
+         * Provider
+         */
+        provider: string;
+    };
+    query?: {
+        /**
+         * State
+         */
+        state?: string | null;
+        /**
+         * Code
+         */
+        code?: string | null;
+        /**
+         * Error
+         */
+        error?: string | null;
+    };
+    url: '/api/v1/auth/oidc/{provider}/callback';
+};
+
+export type OidcCallbackErrors = {
+    /**
+     * Unknown or expired sign-in attempt: start again
+     */
+    400: ErrorMessage;
+    /**
+     * No OpenID Connect provider has that name
+     */
+    404: ErrorMessage;
+    /**
+     * This provider account is already linked to an account
+     */
+    409: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type OidcCallbackError = OidcCallbackErrors[keyof OidcCallbackErrors];
 
 export type AuthRequestPasswordRecoveryData = {
     body: EmailRequest;
@@ -1910,7 +2158,7 @@ export type UsersUpdateMeData = {
 
 export type UsersUpdateMeErrors = {
     /**
-     * Current password is incorrect
+     * Current password is incorrect | This account has no password yet: set one through password recovery (POST /api/v1/auth/password-recovery)
      */
     400: ErrorMessage;
     /**
@@ -1950,6 +2198,157 @@ export type UsersUpdateMeResponses = {
 
 export type UsersUpdateMeResponse = UsersUpdateMeResponses[keyof UsersUpdateMeResponses];
 
+export type OidcListIdentitiesData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/v1/users/me/identities';
+};
+
+export type OidcListIdentitiesErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type OidcListIdentitiesError = OidcListIdentitiesErrors[keyof OidcListIdentitiesErrors];
+
+export type OidcListIdentitiesResponses = {
+    /**
+     * Response Oidc-List Identities
+     *
+     * Successful Response
+     */
+    200: Array<IdentityPublic>;
+};
+
+export type OidcListIdentitiesResponse = OidcListIdentitiesResponses[keyof OidcListIdentitiesResponses];
+
+export type OidcUnlinkIdentityData = {
+    body?: never;
+    path: {
+        /**
+         * Identity Id
+         */
+        identity_id: string;
+    };
+    query?: never;
+    url: '/api/v1/users/me/identities/{identity_id}';
+};
+
+export type OidcUnlinkIdentityErrors = {
+    /**
+     * Malformed request: body or Content-Length cannot be read
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * An API key cannot do this: sign in
+     */
+    403: ErrorMessage;
+    /**
+     * Identity not found
+     */
+    404: ErrorMessage;
+    /**
+     * This is the account's only way to sign in: set a password (password recovery) or link another provider first
+     */
+    409: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type OidcUnlinkIdentityError = OidcUnlinkIdentityErrors[keyof OidcUnlinkIdentityErrors];
+
+export type OidcUnlinkIdentityResponses = {
+    /**
+     * Successful Response
+     */
+    204: void;
+};
+
+export type OidcUnlinkIdentityResponse = OidcUnlinkIdentityResponses[keyof OidcUnlinkIdentityResponses];
+
+export type OidcLinkIdentityData = {
+    body: LinkRequest;
+    path: {
+        /**
+         * Provider
+         */
+        provider: string;
+    };
+    query?: never;
+    url: '/api/v1/users/me/identities/{provider}';
+};
+
+export type OidcLinkIdentityErrors = {
+    /**
+     * redirect_uri is not one of the registered OIDC_REDIRECT_URIS | The callback URL built from this request is too long: check the Host header
+     */
+    400: ErrorMessage;
+    /**
+     * Not authenticated
+     */
+    401: ErrorMessage;
+    /**
+     * An API key cannot do this: sign in
+     */
+    403: ErrorMessage;
+    /**
+     * No OpenID Connect provider has that name
+     */
+    404: ErrorMessage;
+    /**
+     * Request body too large
+     */
+    413: ErrorMessage;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+    /**
+     * Service temporarily unavailable
+     */
+    503: ErrorMessage;
+};
+
+export type OidcLinkIdentityError = OidcLinkIdentityErrors[keyof OidcLinkIdentityErrors];
+
+export type OidcLinkIdentityResponses = {
+    /**
+     * Successful Response
+     */
+    200: AuthorizationUrl;
+};
+
+export type OidcLinkIdentityResponse = OidcLinkIdentityResponses[keyof OidcLinkIdentityResponses];
+
 export type UsersChangePasswordData = {
     body: PasswordChange;
     path?: never;
@@ -1959,7 +2358,7 @@ export type UsersChangePasswordData = {
 
 export type UsersChangePasswordErrors = {
     /**
-     * Current password is incorrect
+     * Current password is incorrect | This account has no password yet: set one through password recovery (POST /api/v1/auth/password-recovery)
      */
     400: ErrorMessage;
     /**

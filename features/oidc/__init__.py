@@ -1,0 +1,1 @@
+"""OpenID Connect sign-in: accounts signed in and linked through external providers."""

@@ -1,0 +1,45 @@
+"""The OIDC feature's failures. The browser-facing steps report most of theirs to the
+frontend as `error=<code>` on its redirect URI instead (docs/oidc.md lists the codes)."""
+
+from core.errors import BadRequestError, ConflictError, NotFoundError
+
+
+class UnknownProvider(NotFoundError):
+    default_detail = "No OpenID Connect provider has that name"
+
+
+class RedirectUriNotAllowed(BadRequestError):
+    # Anything but an exact member of OIDC_REDIRECT_URIS: the flow is no open redirect.
+    default_detail = "redirect_uri is not one of the registered OIDC_REDIRECT_URIS"
+
+
+class CallbackUrlTooLong(BadRequestError):
+    default_detail = "The callback URL built from this request is too long: check the Host header"
+
+
+class InvalidSignInState(BadRequestError):
+    # A callback whose state is unknown, spent or expired: where it came from is not known,
+    # so there is nowhere trusted to send the browser back to.
+    default_detail = "Unknown or expired sign-in attempt: start again"
+
+
+class InvalidExchangeCode(BadRequestError):
+    default_detail = "Invalid, expired or already used code"
+
+
+class IdentityNotFound(NotFoundError):
+    # Another account's identity looks exactly like a missing one.
+    default_detail = "Identity not found"
+
+
+class LastSignInMethod(ConflictError):
+    default_detail = (
+        "This is the account's only way to sign in: set a password (password recovery) or "
+        "link another provider first"
+    )
+
+
+class IdentityTaken(ConflictError):
+    default_detail = "This provider account is already linked to an account"
+    # The unique constraint decides when two callbacks race to link one provider account.
+    constraint = "uq_identities_provider"

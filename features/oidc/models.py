@@ -1,0 +1,109 @@
+"""Identities (an account as a provider knows it), the sign-in attempts between the
+authorize and callback steps, the one-time codes a callback hands to the frontend, and the
+schemas of their routes.
+
+Nothing here holds a provider's token. An attempt holds its `state` and browser binding only
+as SHA-256 digests, and its nonce and PKCE verifier in clear for the ten minutes it lives
+(the callback needs them, and neither is worth anything without the state and the browser's
+cookie). A one-time code is stored as its digest.
+"""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import DateTime, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from core.data.clock import utc_now
+from core.data.types import UTCDateTime
+from features.users.models import EMAIL_MAX_LENGTH
+
+PROVIDER_MAX_LENGTH = 32
+# OpenID Connect Core 1.0, 2: a subject is at most 255 ASCII characters.
+SUBJECT_MAX_LENGTH = 255
+REDIRECT_URI_MAX_LENGTH = 2048
+CODE_MAX_LENGTH = 128
+
+
+class Identity(SQLModel, table=True):
+    """An account at a provider (its subject), linked to one of ours."""
+
+    __tablename__ = "identities"
+    # One provider account signs in to one of ours, whatever races.
+    __table_args__ = (UniqueConstraint("provider", "subject"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    provider: str = Field(max_length=PROVIDER_MAX_LENGTH)
+    subject: str = Field(max_length=SUBJECT_MAX_LENGTH)
+    # The address the provider asserted when the identity was linked (for the owner's list).
+    email: str | None = Field(default=None, max_length=EMAIL_MAX_LENGTH)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
+
+
+class LoginAttempt(SQLModel, table=True):
+    """A sign-in (or link) begun at the authorize step, waiting for the provider's callback:
+    used once, within ATTEMPT_LIFETIME, by the browser that began it."""
+
+    __tablename__ = "oidc_login_attempts"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    state_hash: str = Field(max_length=64, unique=True)
+    # The digest of the random value in the browser's binding cookie.
+    browser_hash: str = Field(max_length=64)
+    provider: str = Field(max_length=PROVIDER_MAX_LENGTH)
+    # Where the frontend wants the browser back: one of OIDC_REDIRECT_URIS.
+    redirect_uri: str = Field(max_length=REDIRECT_URI_MAX_LENGTH)
+    # The callback URL the provider was given: the code exchange must name it again.
+    callback_uri: str = Field(max_length=REDIRECT_URI_MAX_LENGTH)
+    nonce: str = Field(max_length=CODE_MAX_LENGTH)
+    code_verifier: str = Field(max_length=CODE_MAX_LENGTH)
+    # Set when a signed-in account asked to link the provider, not to sign in.
+    linking_user_id: uuid.UUID | None = Field(
+        default=None, foreign_key="users.id", ondelete="CASCADE", index=True
+    )
+    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
+
+
+class ExchangeCode(SQLModel, table=True):
+    """The one-time code a callback puts in the frontend's URL: traded once, within
+    EXCHANGE_CODE_LIFETIME, for a token pair."""
+
+    __tablename__ = "oidc_exchange_codes"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    provider: str = Field(max_length=PROVIDER_MAX_LENGTH)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
+    used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class OidcProviderPublic(SQLModel):
+    name: str = Field(description="Pass it to the authorize route; show it on a button")
+
+
+class CodeExchange(SQLModel):
+    code: str = Field(min_length=1, max_length=CODE_MAX_LENGTH)
+
+
+class LinkRequest(SQLModel):
+    redirect_uri: str = Field(
+        min_length=1,
+        max_length=REDIRECT_URI_MAX_LENGTH,
+        description="Where the browser comes back to: one of OIDC_REDIRECT_URIS",
+    )
+
+
+class AuthorizationUrl(SQLModel):
+    authorization_url: str = Field(description="Send the browser there (a navigation)")
+
+
+class IdentityPublic(SQLModel):
+    id: uuid.UUID
+    provider: str
+    subject: str = Field(description="The account's id at the provider")
+    email: str | None = Field(description="The address the provider asserted at the link")
+    created_at: UTCDateTime

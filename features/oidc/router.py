@@ -1,0 +1,263 @@
+"""HTTP routes for OpenID Connect: the providers, the browser's authorize and callback steps,
+the one-time code's exchange, and the account's linked identities."""
+
+import re
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import RedirectResponse
+
+from core.errors import (
+    ServiceUnavailableError,
+    TooManyRequestsError,
+    UnauthorizedError,
+    error_responses,
+)
+from core.http.caching import NOT_MODIFIED
+from core.http.deps import ClientIP, DatabaseDep, OidcDep, RateLimiterDep, SettingsDep
+from core.http.oauth2 import TokenPair
+from core.security import new_opaque_token
+from features.oidc import service
+from features.oidc.errors import (
+    CallbackUrlTooLong,
+    IdentityNotFound,
+    IdentityTaken,
+    InvalidExchangeCode,
+    InvalidSignInState,
+    LastSignInMethod,
+    RedirectUriNotAllowed,
+    UnknownProvider,
+)
+from features.oidc.models import (
+    REDIRECT_URI_MAX_LENGTH,
+    AuthorizationUrl,
+    CodeExchange,
+    IdentityPublic,
+    LinkRequest,
+    OidcProviderPublic,
+)
+from features.users.dependencies import CurrentUser, SignedIn
+from features.users.errors import SessionRequired
+
+router = APIRouter(tags=["oidc"])
+
+# The cookie that binds a sign-in attempt to the browser that began it: a random value, read
+# only by the callback (its path), never by scripts, sent on the provider's redirect back (a
+# top-level navigation: SameSite=Lax allows it) and on nothing cross-site.
+BROWSER_COOKIE = "oidc_browser"
+_COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+# What the browser-facing steps answer besides their errors.
+REDIRECT: dict[int | str, dict[str, Any]] = {
+    302: {"description": "A redirect: to the provider, or back to the frontend's redirect_uri"}
+}
+QUERY_VALUE_MAX_LENGTH = 2048
+
+
+def _callback_uri(request: Request, settings: SettingsDep, provider: str) -> str:
+    """The URL the provider sends the browser back to, as registered there."""
+    url = request.url_for("callback", provider=provider)
+    if settings.OIDC_CALLBACK_BASE_URL:
+        return settings.OIDC_CALLBACK_BASE_URL + url.path
+    return str(url)
+
+
+def _browser_binding(request: Request) -> str:
+    """The browser's binding value: the one it has (two tabs signing in at once keep
+    theirs), or a new one."""
+    current = request.cookies.get(BROWSER_COOKIE, "")
+    return current if _COOKIE_VALUE.match(current) else new_opaque_token()
+
+
+def _bind(
+    response: Response, request: Request, settings: SettingsDep, provider: str, value: str
+) -> None:
+    # Sent to this provider's authorize and callback steps only (/api/v1/auth/oidc/<name>).
+    provider_path = request.url_for("callback", provider=provider).path.removesuffix("/callback")
+    response.set_cookie(
+        BROWSER_COOKIE,
+        value,
+        max_age=int(service.ATTEMPT_LIFETIME.total_seconds()),
+        path=provider_path,
+        httponly=True,
+        samesite="lax",
+        # Over https only, when the browser reaches the API over https (directly, or
+        # through a proxy that says so); plain http in development would drop it.
+        secure=request.url.scheme == "https"
+        or settings.OIDC_CALLBACK_BASE_URL.startswith("https://"),
+    )
+
+
+def _redirect(url: str) -> RedirectResponse:
+    response = RedirectResponse(url, status_code=status.HTTP_302_FOUND)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get(
+    "/auth/oidc/providers",
+    response_model=list[OidcProviderPublic],
+    summary="List the OpenID Connect providers",
+    responses=NOT_MODIFIED,
+)
+async def list_providers(oidc: OidcDep) -> list[OidcProviderPublic]:
+    """The providers people may sign in with, for sign-in buttons."""
+    return service.providers(oidc)
+
+
+@router.get(
+    "/auth/oidc/{provider}/authorize",
+    response_class=RedirectResponse,
+    status_code=status.HTTP_302_FOUND,
+    summary="Begin signing in with a provider",
+    responses={
+        **REDIRECT,
+        **error_responses(
+            UnknownProvider, RedirectUriNotAllowed, CallbackUrlTooLong, ServiceUnavailableError
+        ),
+    },
+)
+async def authorize(
+    provider: str,
+    redirect_uri: Annotated[str, Query(max_length=REDIRECT_URI_MAX_LENGTH)],
+    request: Request,
+    db: DatabaseDep,
+    oidc: OidcDep,
+    settings: SettingsDep,
+) -> RedirectResponse:
+    """Navigate the browser here (not a fetch): it goes on to the provider, and comes back
+    to `redirect_uri` (one of OIDC_REDIRECT_URIS, exactly) with `code` to trade at
+    `POST /auth/oidc/exchange`, or `error`. 503 while the provider cannot be reached."""
+    browser = _browser_binding(request)
+    url = await service.begin(
+        db,
+        oidc,
+        settings,
+        provider=provider,
+        redirect_uri=redirect_uri,
+        callback_uri=_callback_uri(request, settings, provider),
+        browser=browser,
+    )
+    response = _redirect(url)
+    _bind(response, request, settings, provider, browser)
+    return response
+
+
+@router.get(
+    "/auth/oidc/{provider}/callback",
+    response_class=RedirectResponse,
+    status_code=status.HTTP_302_FOUND,
+    summary="Where the provider sends the browser back",
+    responses={
+        **REDIRECT,
+        **error_responses(UnknownProvider, InvalidSignInState, IdentityTaken),
+    },
+)
+async def callback(
+    provider: str,
+    request: Request,
+    db: DatabaseDep,
+    oidc: OidcDep,
+    settings: SettingsDep,
+    state: Annotated[str | None, Query(max_length=QUERY_VALUE_MAX_LENGTH)] = None,
+    code: Annotated[str | None, Query(max_length=QUERY_VALUE_MAX_LENGTH)] = None,
+    error: Annotated[str | None, Query(max_length=QUERY_VALUE_MAX_LENGTH)] = None,
+) -> RedirectResponse:
+    """Register this URL at the provider. It redirects to the frontend's `redirect_uri`
+    with `code` (a sign-in), `linked=<provider>` (a link) or `error=<code>`; an unknown or
+    spent `state` is a 400, having nowhere trusted to redirect to."""
+    if state is None:
+        raise InvalidSignInState
+    url = await service.finish(
+        db,
+        oidc,
+        settings,
+        provider=provider,
+        state=state,
+        browser=request.cookies.get(BROWSER_COOKIE),
+        code=code,
+        error=error,
+    )
+    return _redirect(url)
+
+
+@router.post(
+    "/auth/oidc/exchange",
+    response_model=TokenPair,
+    summary="Trade a sign-in's one-time code for tokens",
+    responses=error_responses(InvalidExchangeCode, TooManyRequestsError),
+)
+async def exchange(
+    body: CodeExchange,
+    db: DatabaseDep,
+    limiter: RateLimiterDep,
+    settings: SettingsDep,
+    client_ip: ClientIP,
+) -> TokenPair:
+    """The `code` the callback put on your redirect URI, once, within a minute: the usual
+    token pair, a session like any other."""
+    return await service.exchange(db, limiter, settings, code=body.code, client_ip=client_ip)
+
+
+@router.get(
+    "/users/me/identities",
+    response_model=list[IdentityPublic],
+    summary="List my linked provider accounts",
+    responses={**error_responses(UnauthorizedError), **NOT_MODIFIED},
+)
+async def list_identities(user: CurrentUser, db: DatabaseDep) -> list[IdentityPublic]:
+    return await service.list_identities(db, user_id=user.id)
+
+
+@router.post(
+    "/users/me/identities/{provider}",
+    response_model=AuthorizationUrl,
+    summary="Begin linking a provider account to mine",
+    responses=error_responses(
+        UnauthorizedError,
+        SessionRequired,
+        UnknownProvider,
+        RedirectUriNotAllowed,
+        CallbackUrlTooLong,
+        ServiceUnavailableError,
+    ),
+)
+async def link_identity(
+    provider: str,
+    body: LinkRequest,
+    user: SignedIn,
+    request: Request,
+    response: Response,
+    db: DatabaseDep,
+    oidc: OidcDep,
+    settings: SettingsDep,
+) -> AuthorizationUrl:
+    """Send the browser to `authorization_url` (a navigation). Call this with the browser's
+    cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
+    browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`."""
+    browser = _browser_binding(request)
+    url = await service.begin(
+        db,
+        oidc,
+        settings,
+        provider=provider,
+        redirect_uri=body.redirect_uri,
+        callback_uri=_callback_uri(request, settings, provider),
+        browser=browser,
+        linking_user_id=user.id,
+    )
+    _bind(response, request, settings, provider, browser)
+    return AuthorizationUrl(authorization_url=url)
+
+
+@router.delete(
+    "/users/me/identities/{identity_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Unlink a provider account",
+    responses=error_responses(
+        UnauthorizedError, SessionRequired, IdentityNotFound, LastSignInMethod
+    ),
+)
+async def unlink_identity(identity_id: uuid.UUID, user: SignedIn, db: DatabaseDep) -> None:
+    """409 when it is the account's only way to sign in (no password, no other identity)."""
+    await service.unlink(db, user_id=user.id, identity_id=identity_id)
