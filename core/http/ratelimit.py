@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
@@ -77,6 +77,8 @@ def lease_share(limit: RateLimitItem) -> int:
 class _Lease:
     remaining: int
     window_ends: float  # time.time() when the shared count it came from expires
+    # The shared count had nothing left to give: refuse until the window ends, without asking.
+    window_spent: bool = False
 
 
 def _digest(key: str) -> str:
@@ -147,15 +149,20 @@ class RateLimiter:
 
         Counted in fixed windows of the limit's period. Every process together never admits
         more than `limit` in a window; they may admit less, by at most the unspent part of one
-        share per process, lost when the window ends. While the store is unreachable, shares
-        come from this process's memory, so the limit holds per process."""
+        share per process, lost when the window ends. Once the shared count has nothing left,
+        this process refuses until the window ends without asking the store (a flood of 429s
+        costs no round trip each). While the store is unreachable, shares come from this
+        process's memory, so the limit holds per process."""
         metrics.expect_rate_limit(namespace)
         identifier = (*self._identifier(namespace, key), "leased")
         now = time.time()
         lease = self._leases.get(identifier)
-        if lease is not None and lease.remaining > 0 and now < lease.window_ends:
-            lease.remaining -= 1
-            return
+        if lease is not None and now < lease.window_ends:
+            if lease.remaining > 0:
+                lease.remaining -= 1
+                return
+            if lease.window_spent:
+                self._refuse(limit, namespace, lease)
         share = lease_share(limit)
         storage_key = limit.key_for(*identifier)
 
@@ -169,15 +176,20 @@ class RateLimiter:
         current = self._leases.get(identifier)
         if current is not None and time.time() < current.window_ends:
             taken.remaining += current.remaining
-        if taken.remaining == 0:
-            metrics.record_rate_limit_rejection(namespace)
-            # The store's TTL is in whole seconds: never more than the window itself.
-            wait = min(limit.get_expiry(), math.ceil(taken.window_ends - time.time()))
-            raise TooManyRequestsError(retry_after_seconds=wait)
-        taken.remaining -= 1
         if len(self._leases) >= LEASES_REMEMBERED:
             self._leases = {k: v for k, v in self._leases.items() if v.window_ends > now}
         self._leases[identifier] = taken
+        if taken.remaining == 0:
+            taken.window_spent = True
+            self._refuse(limit, namespace, taken)
+        taken.remaining -= 1
+
+    @staticmethod
+    def _refuse(limit: RateLimitItem, namespace: str, lease: _Lease) -> NoReturn:
+        metrics.record_rate_limit_rejection(namespace)
+        # The store's TTL is in whole seconds: never more than the window itself.
+        wait = min(limit.get_expiry(), math.ceil(lease.window_ends - time.time()))
+        raise TooManyRequestsError(retry_after_seconds=wait)
 
     async def record(self, limit: RateLimitItem, namespace: str, key: str) -> None:
         """Count one hit against `key` without refusing anything (failures, say)."""

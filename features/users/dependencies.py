@@ -107,6 +107,19 @@ def require(*permissions: str) -> Any:
     return Security(get_current_user, scopes=list(permissions))
 
 
+def require_signed_in(*permissions: str) -> Any:
+    """As `require`, and through a session the caller signed in to: an API key holding every
+    one of `permissions` still gets 403 (ending sessions, say, is never a script's to do)."""
+    _check_declared(permissions)
+
+    async def signed_in_holder(
+        user: Annotated[AuthenticatedUser, Security(get_current_user, scopes=list(permissions))],
+    ) -> AuthenticatedUser:
+        return await get_signed_in_user(user)
+
+    return Depends(signed_in_holder)
+
+
 class OwnedRows:
     """Who reaches a feature's rows that each belong to one account (an `owner_id`).
 

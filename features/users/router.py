@@ -10,7 +10,7 @@ from core.errors import ForbiddenError, UnauthorizedError, error_responses
 from core.http.caching import NOT_MODIFIED, cached
 from core.http.deps import DatabaseDep, PasswordHasherDep
 from features.users import authority, permissions, service, sessions
-from features.users.dependencies import CurrentUser, SignedIn, require
+from features.users.dependencies import CurrentUser, SignedIn, require, require_signed_in
 from features.users.errors import (
     EmailTaken,
     LastRoleManager,
@@ -41,6 +41,8 @@ router = APIRouter(
 admin_only = error_responses(ForbiddenError)
 Reader = Annotated[AuthenticatedUser, require(permissions.READ)]
 Manager = Annotated[AuthenticatedUser, require(permissions.MANAGE)]
+# Manager, through a session of the caller's own: what no API key does, whatever it holds.
+SignedInManager = Annotated[AuthenticatedUser, require_signed_in(permissions.MANAGE)]
 
 
 @router.get("/me", response_model=UserPublic, summary="Read my account", responses=NOT_MODIFIED)
@@ -216,11 +218,9 @@ async def list_user_sessions(
     },
 )
 async def end_user_session(
-    admin: Manager, user_id: uuid.UUID, session_id: uuid.UUID, db: DatabaseDep
+    admin: SignedInManager, user_id: uuid.UUID, session_id: uuid.UUID, db: DatabaseDep
 ) -> None:
     """Ends one session of an account whose permissions the caller holds too, from a session
     of the caller's own (an API key never ends sessions); to end them all, deactivate the
     account or set a new password."""
-    if admin.credential != "session":
-        raise SessionRequired
     await sessions.end_session(db, user_id=user_id, session_id=session_id, actor=admin)

@@ -161,3 +161,21 @@ def test_a_limit_counted_in_shares_answers_retry_after_and_holds_while_redis_is_
     assert redis.command("DBSIZE") != ":0"  # counted in Redis
     redis.stop()
     assert asyncio.run(leased_hits_allowed([limiter], "3/minute", "someone-else", 5)) == 3
+
+
+def test_once_a_window_is_spent_refusals_cost_the_store_nothing(redis: RedisServer) -> None:
+    limiter = RateLimiter(redis.url, key_prefix=f"t-{uuid.uuid4().hex}", timeout=0.5)
+    with Redis.from_url(redis.url) as store:
+
+        def commands_processed() -> int:
+            return int(store.info("stats")["total_commands_processed"])
+
+        async def scenario() -> tuple[int, int, int]:
+            allowed = await leased_hits_allowed([limiter], "3/minute", "someone", 4)
+            before = commands_processed()
+            refused_later = 20 - await leased_hits_allowed([limiter], "3/minute", "someone", 20)
+            return allowed, refused_later, commands_processed() - before
+
+        allowed, refused_later, spent = asyncio.run(scenario())
+    assert (allowed, refused_later) == (3, 20)
+    assert spent <= 1  # the INFO that measured it
