@@ -156,6 +156,10 @@ superuser: $(STAMP) ## Create FIRST_SUPERUSER_EMAIL unless it exists
 bench: $(STAMP) ## Benchmark against a bare FastAPI app (needs PostgreSQL and wrk)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+.PHONY: bench-cpu
+bench-cpu: $(STAMP) ## CPU per /users/me request in-process (token, API key); AGAINST=<checkout> compares
+	$(BIN)/python bench/cpu.py $(if $(AGAINST),--against $(AGAINST))
+
 # --- API clients: `make client` -----------------------------------------------------------
 # Regenerates clients/ from the app's OpenAPI document (no server, no database): the document
 # itself, the TypeScript client (@hey-api/openapi-ts, from clients/typescript's lockfile, run
