@@ -20,8 +20,9 @@ from typing import Any, Literal
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.data.types import OPAQUE_TOKEN_PATTERN
 from core.errors import (
     DATABASE_UNAVAILABLE,
     AppError,
@@ -41,6 +42,18 @@ CLIENT_FIELD_MAX_LENGTH = 255
 
 
 class LoginForm(BaseModel):
+    # What `fields_of_the_grant` checks, published: each grant's fields are required.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {
+                "properties": {"grant_type": {"const": "refresh_token"}},
+                "required": ["grant_type"],
+            },
+            "then": {"required": ["refresh_token"]},
+            "else": {"required": ["username", "password"]},
+        }
+    )
+
     grant_type: Literal["password", "refresh_token"] | None = Field(
         default=None,
         description="`password` (the default) signs in; `refresh_token` trades a refresh token",
@@ -63,6 +76,7 @@ class LoginForm(BaseModel):
         min_length=1,
         max_length=REFRESH_TOKEN_MAX_LENGTH,
         description="Refresh grant: the refresh token to trade",
+        json_schema_extra={"pattern": OPAQUE_TOKEN_PATTERN},
     )
     scope: str = Field(
         default="",
