@@ -212,6 +212,8 @@ export type EmailRequest = {
 export type EmailRestore = {
     /**
      * Token
+     *
+     * The token of the mailed link
      */
     token: string;
 };
@@ -222,6 +224,8 @@ export type EmailRestore = {
 export type EmailVerification = {
     /**
      * Token
+     *
+     * The token of the mailed link
      */
     token: string;
 };
@@ -353,6 +357,8 @@ export type PasswordChange = {
     current_password: string;
     /**
      * New Password
+     *
+     * 8 characters or more, at most 72 bytes in UTF-8
      */
     new_password: string;
 };
@@ -363,10 +369,14 @@ export type PasswordChange = {
 export type PasswordReset = {
     /**
      * New Password
+     *
+     * 8 characters or more, at most 72 bytes in UTF-8
      */
     new_password: string;
     /**
      * Token
+     *
+     * The token of the mailed link
      */
     token: string;
 };
@@ -599,6 +609,8 @@ export type UserCreate = {
     name: string;
     /**
      * Password
+     *
+     * 8 characters or more, at most 72 bytes in UTF-8
      */
     password: string;
 };
@@ -671,6 +683,8 @@ export type UserRegister = {
     name: string;
     /**
      * Password
+     *
+     * 8 characters or more, at most 72 bytes in UTF-8
      */
     password: string;
 };
