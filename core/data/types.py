@@ -15,11 +15,15 @@ from core.security import PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARACTERS, password_
 # tests/core/test_types.py holds the validators and the patterns to each other.
 # The control characters refused in text a person typed: all below U+0020 but tab, LF, CR.
 _CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f"
-# What str.strip() removes (Python's whitespace, str.isspace).
-_WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-CLEAN_TEXT_PATTERN = f"^[^{_CONTROL}]*$"
+# What pydantic's strip_whitespace removes: Unicode's White_Space characters.
+_WHITESPACE = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# The validators strip surrounding whitespace first (some control characters are whitespace
+# too), then refuse any control character left; so do the patterns: whitespace around, and
+# inside it nothing but text that has no control character and ends in no whitespace.
+_TRIMMED = f"[^{_CONTROL}]*[^{_CONTROL}{_WHITESPACE}]"
+CLEAN_TEXT_PATTERN = f"^[{_WHITESPACE}]*(?:{_TRIMMED})?[{_WHITESPACE}]*$"
 # The same, and not blank: something is left once surrounding whitespace is stripped.
-NON_BLANK_TEXT_PATTERN = f"^[^{_CONTROL}]*[^{_CONTROL}{_WHITESPACE}][^{_CONTROL}]*$"
+NON_BLANK_TEXT_PATTERN = f"^[{_WHITESPACE}]*{_TRIMMED}[{_WHITESPACE}]*$"
 # A password: no NUL (the database and bcrypt cannot take one).
 PASSWORD_PATTERN = "^[^\\x00]*$"  # noqa: S105 - a pattern, not a secret
 

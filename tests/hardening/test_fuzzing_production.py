@@ -160,9 +160,8 @@ def _schemathesis(server: ProductionServer, caller: str, reports: Path) -> subpr
         str(MAX_EXAMPLES),
         "--checks",
         CHECKS,
+        # Deterministic (the same cases every run, no example database).
         "--generation-deterministic",
-        "--generation-database",
-        "none",
         "--workers",
         "1",
         "--no-color",
