@@ -31,7 +31,6 @@ T = TypeVar("T")
 
 ALGORITHM = "HS256"
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
-# bcrypt reads only the first 72 bytes; longer passwords are refused, never truncated.
 # NIST SP 800-63B counts a password's length in characters (code points); bcrypt reads at
 # most 72 bytes of it, so a longer one is refused rather than silently cut.
 PASSWORD_MIN_CHARACTERS = 8

@@ -21,6 +21,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from core.data.types import OPAQUE_TOKEN_PATTERN
 from core.errors import (
@@ -41,10 +42,11 @@ SCOPE_MAX_LENGTH = 1024
 CLIENT_FIELD_MAX_LENGTH = 255
 
 
-class LoginForm(BaseModel):
-    # What `fields_of_the_grant` checks, published: each grant's fields are required.
-    model_config = ConfigDict(
-        json_schema_extra={
+def _published_form(schema: dict[str, Any]) -> None:
+    """The form as the document shows it: what `fields_of_the_grant` checks (each grant's
+    fields are required), and no null defaults (a form has no null: left out is absent)."""
+    schema.update(
+        {
             "if": {
                 "properties": {"grant_type": {"const": "refresh_token"}},
                 "required": ["grant_type"],
@@ -53,25 +55,34 @@ class LoginForm(BaseModel):
             "else": {"required": ["username", "password"]},
         }
     )
+    for field in schema["properties"].values():
+        if "default" in field and field["default"] is None:
+            del field["default"]
 
-    grant_type: Literal["password", "refresh_token"] | None = Field(
+
+class LoginForm(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_published_form)
+
+    # An optional field is one left out: none is published as nullable (a client sending ""
+    # for null would be refused).
+    grant_type: Literal["password", "refresh_token"] | SkipJsonSchema[None] = Field(
         default=None,
         description="`password` (the default) signs in; `refresh_token` trades a refresh token",
     )
-    username: str | None = Field(
+    username: str | SkipJsonSchema[None] = Field(
         default=None,
         min_length=1,
         max_length=USERNAME_MAX_LENGTH,
         description="The account's email address (password grant)",
     )
-    password: str | None = Field(
+    password: str | SkipJsonSchema[None] = Field(
         default=None,
         min_length=1,
         max_length=PASSWORD_MAX_LENGTH,
         json_schema_extra={"format": "password"},
         description="Password grant",
     )
-    refresh_token: str | None = Field(
+    refresh_token: str | SkipJsonSchema[None] = Field(
         default=None,
         min_length=1,
         max_length=REFRESH_TOKEN_MAX_LENGTH,
@@ -83,8 +94,8 @@ class LoginForm(BaseModel):
         max_length=SCOPE_MAX_LENGTH,
         description="Space-separated scopes; none are used",
     )
-    client_id: str | None = Field(default=None, max_length=CLIENT_FIELD_MAX_LENGTH)
-    client_secret: str | None = Field(
+    client_id: str | SkipJsonSchema[None] = Field(default=None, max_length=CLIENT_FIELD_MAX_LENGTH)
+    client_secret: str | SkipJsonSchema[None] = Field(
         default=None, max_length=CLIENT_FIELD_MAX_LENGTH, json_schema_extra={"format": "password"}
     )
 

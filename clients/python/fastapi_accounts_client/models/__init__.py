@@ -14,7 +14,7 @@ from .error_message import ErrorMessage
 from .health_status import HealthStatus
 from .http_validation_error import HTTPValidationError
 from .login_form import LoginForm
-from .login_form_grant_type_type_0 import LoginFormGrantTypeType0
+from .login_form_grant_type import LoginFormGrantType
 from .o_auth_2_error_message import OAuth2ErrorMessage
 from .o_auth_2_validation_error import OAuth2ValidationError
 from .password_change import PasswordChange
@@ -53,7 +53,7 @@ __all__ = (
     "HealthStatus",
     "HTTPValidationError",
     "LoginForm",
-    "LoginFormGrantTypeType0",
+    "LoginFormGrantType",
     "OAuth2ErrorMessage",
     "OAuth2ValidationError",
     "PasswordChange",

@@ -267,29 +267,29 @@ export type LoginForm = {
     /**
      * Client Id
      */
-    client_id?: string | null;
+    client_id?: string;
     /**
      * Client Secret
      */
-    client_secret?: string | null;
+    client_secret?: string;
     /**
      * Grant Type
      *
      * `password` (the default) signs in; `refresh_token` trades a refresh token
      */
-    grant_type?: 'password' | 'refresh_token' | null;
+    grant_type?: 'password' | 'refresh_token';
     /**
      * Password
      *
      * Password grant
      */
-    password?: string | null;
+    password?: string;
     /**
      * Refresh Token
      *
      * Refresh grant: the refresh token to trade
      */
-    refresh_token?: string | null;
+    refresh_token?: string;
     /**
      * Scope
      *
@@ -301,7 +301,7 @@ export type LoginForm = {
      *
      * The account's email address (password grant)
      */
-    username?: string | null;
+    username?: string;
 };
 
 /**
