@@ -67,11 +67,16 @@ NonBlankStr = Annotated[
 Password = Annotated[
     str,
     Field(
-        min_length=PASSWORD_MIN_CHARACTERS,
         max_length=PASSWORD_MAX_BYTES,
         description=f"{PASSWORD_MIN_CHARACTERS} characters or more, at most "
         f"{PASSWORD_MAX_BYTES} bytes in UTF-8",
-        json_schema_extra={"format": "password", "pattern": PASSWORD_PATTERN},
+        # The minimum is checked with the byte limit below (one error for both), and
+        # published here.
+        json_schema_extra={
+            "format": "password",
+            "minLength": PASSWORD_MIN_CHARACTERS,
+            "pattern": PASSWORD_PATTERN,
+        },
     ),
     AfterValidator(_check_password),
 ]

@@ -21,7 +21,6 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.json_schema import SkipJsonSchema
 
 from core.data.types import OPAQUE_TOKEN_PATTERN
 from core.errors import (
@@ -44,7 +43,8 @@ CLIENT_FIELD_MAX_LENGTH = 255
 
 def _published_form(schema: dict[str, Any]) -> None:
     """The form as the document shows it: what `fields_of_the_grant` checks (each grant's
-    fields are required), and no null defaults (a form has no null: left out is absent)."""
+    fields are required), and no nulls. A form has no null: an optional field is one left
+    out, and a client sending "" for a published null would be refused."""
     schema.update(
         {
             "if": {
@@ -58,31 +58,33 @@ def _published_form(schema: dict[str, Any]) -> None:
     for field in schema["properties"].values():
         if "default" in field and field["default"] is None:
             del field["default"]
+        choices = field.pop("anyOf", None)
+        if choices is not None:
+            (value,) = [choice for choice in choices if choice != {"type": "null"}]
+            field.update(value)
 
 
 class LoginForm(BaseModel):
     model_config = ConfigDict(json_schema_extra=_published_form)
 
-    # An optional field is one left out: none is published as nullable (a client sending ""
-    # for null would be refused).
-    grant_type: Literal["password", "refresh_token"] | SkipJsonSchema[None] = Field(
+    grant_type: Literal["password", "refresh_token"] | None = Field(
         default=None,
         description="`password` (the default) signs in; `refresh_token` trades a refresh token",
     )
-    username: str | SkipJsonSchema[None] = Field(
+    username: str | None = Field(
         default=None,
         min_length=1,
         max_length=USERNAME_MAX_LENGTH,
         description="The account's email address (password grant)",
     )
-    password: str | SkipJsonSchema[None] = Field(
+    password: str | None = Field(
         default=None,
         min_length=1,
         max_length=PASSWORD_MAX_LENGTH,
         json_schema_extra={"format": "password"},
         description="Password grant",
     )
-    refresh_token: str | SkipJsonSchema[None] = Field(
+    refresh_token: str | None = Field(
         default=None,
         min_length=1,
         max_length=REFRESH_TOKEN_MAX_LENGTH,
@@ -94,8 +96,8 @@ class LoginForm(BaseModel):
         max_length=SCOPE_MAX_LENGTH,
         description="Space-separated scopes; none are used",
     )
-    client_id: str | SkipJsonSchema[None] = Field(default=None, max_length=CLIENT_FIELD_MAX_LENGTH)
-    client_secret: str | SkipJsonSchema[None] = Field(
+    client_id: str | None = Field(default=None, max_length=CLIENT_FIELD_MAX_LENGTH)
+    client_secret: str | None = Field(
         default=None, max_length=CLIENT_FIELD_MAX_LENGTH, json_schema_extra={"format": "password"}
     )
 
