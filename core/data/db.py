@@ -121,10 +121,15 @@ def serialized(session: Session, name: str) -> None:
 RowLock = Literal["change", "reference"]
 
 
-def locking(statement: SelectT, lock: RowLock) -> SelectT:
+def locking(session: Session, statement: SelectT, lock: RowLock) -> SelectT:
     """`statement` taking `lock` on the rows it reads, read afresh (not from what the session
-    already holds, which may be older). PostgreSQL only: SQLite has no row locks, and lets
-    one transaction write at a time anyway."""
+    already holds, which may be older).
+
+    SQLite has no row locks: there, when this is the transaction's first statement, the
+    transaction takes the database's write lock from its start (as `serialized` does), so
+    the write that follows cannot fail on a snapshot that another commit made stale."""
+    if session.get_bind().dialect.name == "sqlite" and not session.in_transaction():
+        session.connection(execution_options={_SQLITE_WRITE_LOCK: True})
     if lock == "change":
         statement = statement.with_for_update()
     else:

@@ -94,7 +94,7 @@ password_replaced: Hook[uuid.UUID] = Hook()
 
 def _read(session: Session, condition: Any, lock: RowLock | None) -> User | None:
     statement = select(User).where(condition)
-    return session.exec(statement if lock is None else locking(statement, lock)).first()
+    return session.exec(statement if lock is None else locking(session, statement, lock)).first()
 
 
 def get_by_email(session: Session, email: str, *, lock: RowLock | None = None) -> User | None:

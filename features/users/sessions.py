@@ -160,7 +160,7 @@ def rotate(session: Session, *, refresh_token: str, settings: Settings) -> Token
     signed_in = session.get(AccountSession, stored.family_id)
     # Held until the commit: the account cannot be deleted before the new token is stored.
     user = session.exec(
-        locking(select(User).where(col(User.id) == stored.user_id), "reference")
+        locking(session, select(User).where(col(User.id) == stored.user_id), "reference")
     ).first()
     if (
         (signed_in is not None and signed_in.ended_at is not None)
