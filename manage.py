@@ -33,7 +33,7 @@ def migrate() -> int:
 
 
 def create_first_superuser() -> int:
-    from core.security import PasswordHasher, password_byte_length_error
+    from core.security import PasswordHasher, password_length_error
     from features.users import service as users_service
 
     settings = get_settings()
@@ -41,7 +41,7 @@ def create_first_superuser() -> int:
     if not email or not password:
         print("FIRST_SUPERUSER_EMAIL or FIRST_SUPERUSER_PASSWORD not set: no superuser created")
         return 0
-    problem = password_byte_length_error(password)
+    problem = password_length_error(password)
     if problem:
         print(f"FIRST_SUPERUSER_PASSWORD {problem}", file=sys.stderr)
         return 1

@@ -31,8 +31,9 @@ T = TypeVar("T")
 
 ALGORITHM = "HS256"
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
-# bcrypt reads only the first 72 bytes; longer passwords are refused, never truncated.
-PASSWORD_MIN_BYTES = 8
+# NIST SP 800-63B counts a password's length in characters (code points); bcrypt reads at
+# most 72 bytes of it, so a longer one is refused rather than silently cut.
+PASSWORD_MIN_CHARACTERS = 8
 PASSWORD_MAX_BYTES = 72
 
 
@@ -98,7 +99,7 @@ class PasswordHasher:
         if "\x00" in password:
             # bcrypt raises on NUL, and no stored password has one (they are refused at the
             # door): a plain "no", after the same work as any other attempt.
-            self._context.verify("\x01" * PASSWORD_MIN_BYTES, self._dummy_hash)
+            self._context.verify("\x01" * PASSWORD_MIN_CHARACTERS, self._dummy_hash)
             return False
         if hashed is None:
             self._context.verify(password, self._dummy_hash)
@@ -143,12 +144,12 @@ def bcrypt_cost(hashed: str) -> int:
     return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else 0
 
 
-def password_byte_length_error(password: str) -> str | None:
-    """Why a password's UTF-8 length is unacceptable, or None when it is fine."""
-    size = len(password.encode("utf-8"))
-    if size < PASSWORD_MIN_BYTES:
-        return f"must be at least {PASSWORD_MIN_BYTES} bytes"
-    if size > PASSWORD_MAX_BYTES:
+def password_length_error(password: str) -> str | None:
+    """Why a password's length is unacceptable (at least 8 characters, at most 72 bytes in
+    UTF-8), or None when it is fine."""
+    if len(password) < PASSWORD_MIN_CHARACTERS:
+        return f"must be at least {PASSWORD_MIN_CHARACTERS} characters"
+    if len(password.encode("utf-8")) > PASSWORD_MAX_BYTES:
         return f"must be at most {PASSWORD_MAX_BYTES} bytes in UTF-8"
     return None
 

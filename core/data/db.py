@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import (
@@ -57,6 +57,7 @@ logger = logging.getLogger("app.db")
 P = ParamSpec("P")
 T = TypeVar("T")
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
+SelectT = TypeVar("SelectT", bound=Select[Any])
 
 # Stable constraint names, so migrations can drop or alter them by name on every backend.
 NAMING_CONVENTION = {
@@ -110,6 +111,30 @@ def serialized(session: Session, name: str) -> None:
         session.connection(execution_options={_SQLITE_WRITE_LOCK: True})
     elif not session.connection().get_execution_options().get(_SQLITE_WRITE_LOCK):
         raise RuntimeError(f"serialized({name!r}) must come first in its transaction on SQLite")
+
+
+# How a read holds the rows it finds until its transaction ends, so that a request deleting
+# one meanwhile waits for it instead of making its write fail:
+# - "change": the row is about to be updated (SELECT ... FOR UPDATE);
+# - "reference": a row pointing at it is about to be inserted (FOR KEY SHARE, which only a
+#   delete, or a change of its key, waits for; concurrent updates go on).
+RowLock = Literal["change", "reference"]
+
+
+def locking(session: Session, statement: SelectT, lock: RowLock) -> SelectT:
+    """`statement` taking `lock` on the rows it reads, read afresh (not from what the session
+    already holds, which may be older).
+
+    SQLite has no row locks: there, when this is the transaction's first statement, the
+    transaction takes the database's write lock from its start (as `serialized` does), so
+    the write that follows cannot fail on a snapshot that another commit made stale."""
+    if session.get_bind().dialect.name == "sqlite" and not session.in_transaction():
+        session.connection(execution_options={_SQLITE_WRITE_LOCK: True})
+    if lock == "change":
+        statement = statement.with_for_update()
+    else:
+        statement = statement.with_for_update(read=True, key_share=True)
+    return statement.execution_options(populate_existing=True)
 
 
 def build_engine(url: str, settings: Settings) -> Engine:

@@ -27,6 +27,7 @@ from sqlmodel import Session, SQLModel
 
 from core.data.clock import as_utc
 from core.data.row_counts import TOTAL_LABEL, row_count, row_count_column
+from core.data.types import OPAQUE_TOKEN_PATTERN
 
 MAX_PAGE_SIZE = 100
 CURSOR_MAX_LENGTH = 200
@@ -72,6 +73,7 @@ class PageRequest(BaseModel):
             default=None,
             max_length=CURSOR_MAX_LENGTH,
             description="`next_cursor` of the previous page; omit it for the first page",
+            json_schema_extra={"pattern": OPAQUE_TOKEN_PATTERN},
         ),
         AfterValidator(_check_cursor),
     ] = None

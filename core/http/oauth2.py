@@ -20,8 +20,9 @@ from typing import Any, Literal
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.data.types import OPAQUE_TOKEN_PATTERN
 from core.errors import (
     DATABASE_UNAVAILABLE,
     AppError,
@@ -40,7 +41,32 @@ SCOPE_MAX_LENGTH = 1024
 CLIENT_FIELD_MAX_LENGTH = 255
 
 
+def _published_form(schema: dict[str, Any]) -> None:
+    """The form as the document shows it: what `fields_of_the_grant` checks (each grant's
+    fields are required), and no nulls. A form has no null: an optional field is one left
+    out, and a client sending "" for a published null would be refused."""
+    schema.update(
+        {
+            "if": {
+                "properties": {"grant_type": {"const": "refresh_token"}},
+                "required": ["grant_type"],
+            },
+            "then": {"required": ["refresh_token"]},
+            "else": {"required": ["username", "password"]},
+        }
+    )
+    for field in schema["properties"].values():
+        if "default" in field and field["default"] is None:
+            del field["default"]
+        choices = field.pop("anyOf", None)
+        if choices is not None:
+            (value,) = [choice for choice in choices if choice != {"type": "null"}]
+            field.update(value)
+
+
 class LoginForm(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_published_form)
+
     grant_type: Literal["password", "refresh_token"] | None = Field(
         default=None,
         description="`password` (the default) signs in; `refresh_token` trades a refresh token",
@@ -63,6 +89,7 @@ class LoginForm(BaseModel):
         min_length=1,
         max_length=REFRESH_TOKEN_MAX_LENGTH,
         description="Refresh grant: the refresh token to trade",
+        json_schema_extra={"pattern": OPAQUE_TOKEN_PATTERN},
     )
     scope: str = Field(
         default="",

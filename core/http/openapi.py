@@ -103,3 +103,20 @@ def publish_permissions(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def links_to(
+    status_code: int, targets: dict[str, dict[str, str]]
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI links from one response of a route to the operations its answer feeds, for the
+    route's `responses`: `links_to(201, {"api-keys-revoke_key": {"key_id": "$response.body#/id"}})`.
+    Each target is an operation id and where its parameters come from (runtime expressions),
+    so tools that follow links (schemathesis's stateful phase, some clients) chain the calls."""
+    return {
+        status_code: {
+            "links": {
+                target: {"operationId": target, "parameters": parameters}
+                for target, parameters in targets.items()
+            }
+        }
+    }

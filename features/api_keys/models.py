@@ -15,7 +15,7 @@ from sqlalchemy import JSON, Column, DateTime
 from sqlmodel import Field, SQLModel
 
 from core.data.clock import utc_now
-from core.data.types import CleanStr, UTCDateTime
+from core.data.types import NonBlankStr, UTCDateTime
 from core.permissions import NAME_MAX_LENGTH as PERMISSION_MAX_LENGTH
 from core.permissions import is_declared
 
@@ -59,7 +59,7 @@ PermissionName = Annotated[
 
 
 class ApiKeyCreate(SQLModel):
-    name: CleanStr = Field(min_length=1, max_length=NAME_MAX_LENGTH)
+    name: NonBlankStr = Field(min_length=1, max_length=NAME_MAX_LENGTH)
     permissions: list[PermissionName] = Field(
         default=[],
         max_length=MAX_PERMISSIONS,

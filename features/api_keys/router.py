@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, status
 from core.errors import ForbiddenError, UnauthorizedError, error_responses
 from core.http.caching import NOT_MODIFIED
 from core.http.deps import DatabaseDep, SettingsDep
+from core.http.openapi import links_to
 from features.api_keys import service
 from features.api_keys.errors import ApiKeyNotFound
 from features.api_keys.models import ApiKeyCreate, ApiKeyCreated, ApiKeyOwner, ApiKeyPublic
@@ -25,7 +26,10 @@ router = APIRouter(
     response_model=ApiKeyCreated,
     status_code=status.HTTP_201_CREATED,
     summary="Create an API key",
-    responses=error_responses(SessionRequired, Outranked),
+    responses={
+        **error_responses(SessionRequired, Outranked),
+        **links_to(201, {"api-keys-revoke_key": {"key_id": "$response.body#/id"}}),
+    },
 )
 async def create_key(
     owner: SignedIn, data: ApiKeyCreate, db: DatabaseDep, settings: SettingsDep

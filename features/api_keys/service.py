@@ -34,6 +34,7 @@ from features.api_keys.models import (
 )
 from features.api_keys.permissions import MANAGE
 from features.users import authority as users_authority
+from features.users import service as users_service
 from features.users.errors import InvalidAccessToken
 from features.users.models import AuthenticatedUser
 
@@ -138,6 +139,10 @@ def create_key(
 ) -> ApiKeyCreated:
     """A key for `owner`, with permissions it holds (403 for one it does not)."""
     users_authority.ensure_covers(owner, data.permissions)
+    # Held until the commit, so the owner cannot be deleted before the key is stored; deleted
+    # a moment ago, the token this request came with died with the account.
+    if users_service.find(session, owner.id, lock="reference") is None:
+        raise InvalidAccessToken
     key, public_id, secret = new_key()
     stored = ApiKey(
         user_id=owner.id,

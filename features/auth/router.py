@@ -38,8 +38,8 @@ async def register(
     settings: SettingsDep,
     client_ip: ClientIP,
 ) -> UserPublic:
-    """Name, email and a password of 8 to 72 bytes. The email is stored lower-cased.
-    A mail with a link to confirm the address follows."""
+    """Name, email and a password of 8 characters or more, at most 72 bytes in UTF-8. The
+    email is stored lower-cased. A mail with a link to confirm the address follows."""
     return await service.register(db, passwords, limiter, settings, data=data, client_ip=client_ip)
 
 

@@ -50,6 +50,13 @@ def _start_session(
     settings: Settings,
     rehashed: str | None = None,
 ) -> TokenPair:
+    # The password was checked against `user` as read a moment ago, outside this unit of work.
+    # Held from here to the commit, the account cannot be deleted before its session is
+    # stored; if it was deleted, deactivated or given a new password meanwhile, the sign-in
+    # fails as the same attempt a moment later would have.
+    current = users_service.find(session, user.id, lock="reference")
+    if current is None or not current.is_active or current.hashed_password != user.hashed_password:
+        raise InvalidCredentials
     if rehashed is not None:
         # Only over the hash that was checked: a password changed meanwhile stays changed.
         session.execute(

@@ -80,7 +80,9 @@ def _issue(
     email: str | None = None,
 ) -> None:
     """Store a link for `email` (the account's current address by default) and enqueue its
-    mail; the caller commits both together."""
+    mail; the caller commits both together. `user` was read with lock="reference", so the
+    account cannot be deleted before the link is stored: a job for an account deleted a
+    moment ago finds no account and skips, instead of failing on the link's foreign key."""
     lifetime = _LINK_KINDS[purpose].lifetime(settings)
     token_id = uuid.uuid4()
     session.add(
@@ -101,7 +103,7 @@ def _issue(
 def issue_password_reset(context: jobs.JobContext, *, email: str) -> None:
     """A reset link for an active account at `email`; nothing for any other address."""
     with context.database.session() as session:
-        user = users_service.get_by_email(session, email)
+        user = users_service.get_by_email(session, email, lock="reference")
         if user is None or not user.is_active:
             return
         _issue(session, context.settings, user, AccountTokenPurpose.RESET)
@@ -114,9 +116,9 @@ def issue_verification(context: jobs.JobContext, *, email: str, user_id: str | N
     is active and has not confirmed that address."""
     with context.database.session() as session:
         user = (
-            session.get(User, uuid.UUID(user_id))
+            users_service.find(session, uuid.UUID(user_id), lock="reference")
             if user_id
-            else users_service.get_by_email(session, email)
+            else users_service.get_by_email(session, email, lock="reference")
         )
         if user is None or user.email != email or not user.is_active or user.is_verified:
             return
@@ -129,7 +131,7 @@ def issue_address_restore(context: jobs.JobContext, *, user_id: str, previous_em
     """A link to the address an account just left, that puts it back; nothing if the account
     is gone."""
     with context.database.session() as session:
-        user = session.get(User, uuid.UUID(user_id))
+        user = users_service.find(session, uuid.UUID(user_id), lock="reference")
         if user is None:
             return
         _issue(session, context.settings, user, AccountTokenPurpose.RESTORE, previous_email)

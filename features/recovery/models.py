@@ -5,12 +5,11 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import EmailStr
 from sqlalchemy import DateTime
 from sqlmodel import Field, SQLModel
 
 from core.data.clock import as_utc, utc_now
-from core.data.types import Password
+from core.data.types import Email, Password, opaque_token_field
 from features.users.models import EMAIL_MAX_LENGTH
 
 ACCOUNT_TOKEN_MAX_LENGTH = 512
@@ -48,20 +47,20 @@ class AccountToken(SQLModel, table=True):
 
 
 class EmailRequest(SQLModel):
-    email: EmailStr = Field(max_length=EMAIL_MAX_LENGTH)
+    email: Email = Field(max_length=EMAIL_MAX_LENGTH)
 
 
 class PasswordReset(SQLModel):
-    token: str = Field(min_length=1, max_length=ACCOUNT_TOKEN_MAX_LENGTH)
+    token: str = opaque_token_field(ACCOUNT_TOKEN_MAX_LENGTH, "The token of the mailed link")
     new_password: Password
 
 
 class EmailVerification(SQLModel):
-    token: str = Field(min_length=1, max_length=ACCOUNT_TOKEN_MAX_LENGTH)
+    token: str = opaque_token_field(ACCOUNT_TOKEN_MAX_LENGTH, "The token of the mailed link")
 
 
 class EmailRestore(SQLModel):
-    token: str = Field(min_length=1, max_length=ACCOUNT_TOKEN_MAX_LENGTH)
+    token: str = opaque_token_field(ACCOUNT_TOKEN_MAX_LENGTH, "The token of the mailed link")
 
 
 class Accepted(SQLModel):

@@ -9,14 +9,14 @@ feature is the administrators' API over them.
 import uuid
 from datetime import datetime
 
-from pydantic import EmailStr, field_validator, model_validator
+from pydantic import field_validator, model_validator
 from sqlalchemy import DateTime, Index, false
 from sqlmodel import Field, SQLModel
 
 from core.data import audit
 from core.data.clock import utc_now
 from core.data.pagination import PageRequest
-from core.data.types import CleanStr, Password, UTCDateTime
+from core.data.types import Email, NonBlankStr, Password, UTCDateTime
 
 NAME_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
@@ -37,8 +37,8 @@ def normalize_email(email: str) -> str:
 
 
 class UserBase(SQLModel):
-    name: CleanStr = Field(min_length=1, max_length=NAME_MAX_LENGTH)
-    email: EmailStr = Field(max_length=EMAIL_MAX_LENGTH)
+    name: NonBlankStr = Field(min_length=1, max_length=NAME_MAX_LENGTH)
+    email: Email = Field(max_length=EMAIL_MAX_LENGTH)
 
     @field_validator("email", mode="after")
     @classmethod
@@ -179,8 +179,8 @@ class UserCreate(UserBase):
 class UserChanges(SQLModel):
     """The fields an account's owner and an admin may both change."""
 
-    name: CleanStr | None = Field(default=None, min_length=1, max_length=NAME_MAX_LENGTH)
-    email: EmailStr | None = Field(default=None, max_length=EMAIL_MAX_LENGTH)
+    name: NonBlankStr | None = Field(default=None, min_length=1, max_length=NAME_MAX_LENGTH)
+    email: Email | None = Field(default=None, max_length=EMAIL_MAX_LENGTH)
 
     @field_validator("email", mode="after")
     @classmethod

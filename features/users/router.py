@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, status
 from core.errors import ForbiddenError, UnauthorizedError, error_responses
 from core.http.caching import NOT_MODIFIED, cached
 from core.http.deps import DatabaseDep, PasswordHasherDep
+from core.http.openapi import links_to
 from features.users import authority, permissions, service, sessions
 from features.users.dependencies import CurrentUser, SignedIn, require, require_signed_in
 from features.users.errors import (
@@ -165,7 +166,11 @@ async def delete_user(admin: Manager, user_id: uuid.UUID, db: DatabaseDep) -> No
     "/me/sessions",
     response_model=list[SessionPublic],
     summary="List where I am signed in",
-    responses={**error_responses(SessionRequired), **NOT_MODIFIED},
+    responses={
+        **error_responses(SessionRequired),
+        **NOT_MODIFIED,
+        **links_to(200, {"users-end_my_session": {"session_id": "$response.body#/0/id"}}),
+    },
 )
 async def list_my_sessions(user: SignedIn, db: DatabaseDep) -> list[SessionPublic]:
     """Every live session of the account, latest used first; `current` marks the caller's."""
@@ -199,7 +204,20 @@ async def end_my_session(user: SignedIn, session_id: uuid.UUID, db: DatabaseDep)
     "/{user_id}/sessions",
     response_model=list[SessionPublic],
     summary="List a user's sessions",
-    responses={**admin_only, **error_responses(Outranked, UserNotFound), **NOT_MODIFIED},
+    responses={
+        **admin_only,
+        **error_responses(Outranked, UserNotFound),
+        **NOT_MODIFIED,
+        **links_to(
+            200,
+            {
+                "users-end_user_session": {
+                    "user_id": "$request.path.user_id",
+                    "session_id": "$response.body#/0/id",
+                }
+            },
+        ),
+    },
 )
 async def list_user_sessions(
     admin: Manager, user_id: uuid.UUID, db: DatabaseDep

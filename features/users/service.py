@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from core.cache import Cache
 from core.data import audit
 from core.data.clock import utc_now
-from core.data.db import Database, changed_rows, read_only, transaction
+from core.data.db import Database, RowLock, changed_rows, locking, read_only, transaction
 from core.data.hooks import Hook
 from core.data.invalidation import invalidate_on_commit
 from core.data.pagination import fetch_page
@@ -93,12 +93,24 @@ password_replaced: Hook[uuid.UUID] = Hook()
 # --- building blocks ---------------------------------------------------------------------
 
 
-def get_by_email(session: Session, email: str) -> User | None:
-    return session.exec(select(User).where(User.email == normalize_email(email))).first()
+def _read(session: Session, condition: Any, lock: RowLock | None) -> User | None:
+    statement = select(User).where(condition)
+    return session.exec(statement if lock is None else locking(session, statement, lock)).first()
 
 
-def get(session: Session, user_id: uuid.UUID) -> User:
-    user = session.get(User, user_id)
+def get_by_email(session: Session, email: str, *, lock: RowLock | None = None) -> User | None:
+    return _read(session, col(User.email) == normalize_email(email), lock)
+
+
+def find(session: Session, user_id: uuid.UUID, *, lock: RowLock | None = None) -> User | None:
+    """The account, or None when it does not exist (or no longer does)."""
+    if lock is None:
+        return session.get(User, user_id)
+    return _read(session, col(User.id) == user_id, lock)
+
+
+def get(session: Session, user_id: uuid.UUID, *, lock: RowLock | None = None) -> User:
+    user = find(session, user_id, lock=lock)
     if user is None:
         raise UserNotFound
     return user
@@ -179,7 +191,7 @@ def restore_address(session: Session, user_id: uuid.UUID, email: str) -> bool:
     """Put back an address the account had, proven by a link mailed to it, and end every
     session (the change may have come from a stolen one); False when the account is gone.
     A taken address is EmailTaken. Does not commit."""
-    user = session.get(User, user_id)
+    user = find(session, user_id, lock="change")
     if user is None:
         return False
     user.email = email
@@ -271,7 +283,7 @@ def _change(
     """The account changed, and what changed, as the audit log shows it: the name and the
     password by name only (None), the email masked, the flags with their old and new
     values."""
-    user = get(session, user_id)
+    user = get(session, user_id, lock="change")
     changed: dict[str, Any] = {}
     if actor is not None:
         authority.ensure_covers(
@@ -394,8 +406,10 @@ def read_user(session: Session, *, user_id: uuid.UUID) -> UserPublic:
 def _update_me(
     session: Session, *, user_id: uuid.UUID, changes: UserUpdateMe, token_version: int
 ) -> UserPublic:
-    if get(session, user_id).token_version != token_version:
-        # The password changed since this request's token was checked: it is dead now.
+    user = find(session, user_id, lock="change")
+    if user is None or user.token_version != token_version:
+        # Deleted, or the password changed, since this request's token was checked: the
+        # token is dead now.
         raise InvalidAccessToken
     return _apply_changes(session, user_id, changes, hashed_password=None)
 
@@ -408,7 +422,11 @@ def delete_user(
     an admin deleting someone else's account, who must hold whatever it holds; None: the
     owner. Its audit trail stays, with the address masked to tell whose it was."""
     with authority.changing_authority(session):
-        user = get(session, user_id)
+        user = find(session, user_id, lock="change")
+        if user is None:
+            # Deleted a moment ago: by someone else (404), or by the owner's own request
+            # racing this one, whose token has just died with the account (401).
+            raise UserNotFound if actor is not None else InvalidAccessToken
         if actor is not None:
             authority.ensure_covers(
                 actor, authority.authority_of(session, [user.id])[user.id].permissions

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from core.config import Settings
 from core.data import audit
 from core.data.clock import as_utc, utc_now
-from core.data.db import changed_rows, read_only, transaction
+from core.data.db import changed_rows, locking, read_only, transaction
 from core.data.invalidation import revoke_on_commit
 from core.http.oauth2 import TokenPair
 from core.security import create_access_token, digest_token, new_opaque_token
@@ -158,7 +158,10 @@ def rotate(session: Session, *, refresh_token: str, settings: Settings) -> Token
         _replayed(session, stored)
         raise InvalidRefreshToken
     signed_in = session.get(AccountSession, stored.family_id)
-    user = session.get(User, stored.user_id)
+    # Held until the commit: the account cannot be deleted before the new token is stored.
+    user = session.exec(
+        locking(session, select(User).where(col(User.id) == stored.user_id), "reference")
+    ).first()
     if (
         (signed_in is not None and signed_in.ended_at is not None)
         or as_utc(stored.expires_at) <= utc_now()

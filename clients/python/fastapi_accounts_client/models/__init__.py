@@ -18,7 +18,7 @@ from .http_validation_error import HTTPValidationError
 from .identity_public import IdentityPublic
 from .link_request import LinkRequest
 from .login_form import LoginForm
-from .login_form_grant_type_type_0 import LoginFormGrantTypeType0
+from .login_form_grant_type import LoginFormGrantType
 from .o_auth_2_error_message import OAuth2ErrorMessage
 from .o_auth_2_validation_error import OAuth2ValidationError
 from .oidc_provider_public import OidcProviderPublic
@@ -62,7 +62,7 @@ __all__ = (
     "IdentityPublic",
     "LinkRequest",
     "LoginForm",
-    "LoginFormGrantTypeType0",
+    "LoginFormGrantType",
     "OAuth2ErrorMessage",
     "OAuth2ValidationError",
     "OidcProviderPublic",

@@ -13,7 +13,7 @@ T = TypeVar("T", bound="EmailRestore")
 class EmailRestore:
     """
     Attributes:
-        token (str):
+        token (str): The token of the mailed link
     """
 
     token: str

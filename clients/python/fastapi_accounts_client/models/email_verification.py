@@ -13,7 +13,7 @@ T = TypeVar("T", bound="EmailVerification")
 class EmailVerification:
     """
     Attributes:
-        token (str):
+        token (str): The token of the mailed link
     """
 
     token: str

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
-from ..models.login_form_grant_type_type_0 import LoginFormGrantTypeType0
+from ..models.login_form_grant_type import LoginFormGrantType
 from ..types import UNSET, Unset
 
 T = TypeVar("T", bound="LoginForm")
@@ -16,65 +16,41 @@ T = TypeVar("T", bound="LoginForm")
 class LoginForm:
     """
     Attributes:
-        client_id (None | str | Unset):
-        client_secret (None | str | Unset):
-        grant_type (LoginFormGrantTypeType0 | None | Unset): `password` (the default) signs in; `refresh_token` trades a
-            refresh token
-        password (None | str | Unset): Password grant
-        refresh_token (None | str | Unset): Refresh grant: the refresh token to trade
+        client_id (str | Unset):
+        client_secret (str | Unset):
+        grant_type (LoginFormGrantType | Unset): `password` (the default) signs in; `refresh_token` trades a refresh
+            token
+        password (str | Unset): Password grant
+        refresh_token (str | Unset): Refresh grant: the refresh token to trade
         scope (str | Unset): Space-separated scopes; none are used Default: ''.
-        username (None | str | Unset): The account's email address (password grant)
+        username (str | Unset): The account's email address (password grant)
     """
 
-    client_id: None | str | Unset = UNSET
-    client_secret: None | str | Unset = UNSET
-    grant_type: LoginFormGrantTypeType0 | None | Unset = UNSET
-    password: None | str | Unset = UNSET
-    refresh_token: None | str | Unset = UNSET
+    client_id: str | Unset = UNSET
+    client_secret: str | Unset = UNSET
+    grant_type: LoginFormGrantType | Unset = UNSET
+    password: str | Unset = UNSET
+    refresh_token: str | Unset = UNSET
     scope: str | Unset = ""
-    username: None | str | Unset = UNSET
+    username: str | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        client_id: None | str | Unset
-        if isinstance(self.client_id, Unset):
-            client_id = UNSET
-        else:
-            client_id = self.client_id
+        client_id = self.client_id
 
-        client_secret: None | str | Unset
-        if isinstance(self.client_secret, Unset):
-            client_secret = UNSET
-        else:
-            client_secret = self.client_secret
+        client_secret = self.client_secret
 
-        grant_type: None | str | Unset
-        if isinstance(self.grant_type, Unset):
-            grant_type = UNSET
-        elif isinstance(self.grant_type, LoginFormGrantTypeType0):
+        grant_type: str | Unset = UNSET
+        if not isinstance(self.grant_type, Unset):
             grant_type = self.grant_type.value
-        else:
-            grant_type = self.grant_type
 
-        password: None | str | Unset
-        if isinstance(self.password, Unset):
-            password = UNSET
-        else:
-            password = self.password
+        password = self.password
 
-        refresh_token: None | str | Unset
-        if isinstance(self.refresh_token, Unset):
-            refresh_token = UNSET
-        else:
-            refresh_token = self.refresh_token
+        refresh_token = self.refresh_token
 
         scope = self.scope
 
-        username: None | str | Unset
-        if isinstance(self.username, Unset):
-            username = UNSET
-        else:
-            username = self.username
+        username = self.username
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
@@ -99,70 +75,24 @@ class LoginForm:
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         d = dict(src_dict)
+        client_id = d.pop("client_id", UNSET)
 
-        def _parse_client_id(data: object) -> None | str | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(None | str | Unset, data)
+        client_secret = d.pop("client_secret", UNSET)
 
-        client_id = _parse_client_id(d.pop("client_id", UNSET))
+        _grant_type = d.pop("grant_type", UNSET)
+        grant_type: LoginFormGrantType | Unset
+        if isinstance(_grant_type, Unset):
+            grant_type = UNSET
+        else:
+            grant_type = LoginFormGrantType(_grant_type)
 
-        def _parse_client_secret(data: object) -> None | str | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(None | str | Unset, data)
+        password = d.pop("password", UNSET)
 
-        client_secret = _parse_client_secret(d.pop("client_secret", UNSET))
-
-        def _parse_grant_type(data: object) -> LoginFormGrantTypeType0 | None | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            try:
-                if not isinstance(data, str):
-                    raise TypeError()
-                grant_type_type_0 = LoginFormGrantTypeType0(data)
-
-                return grant_type_type_0
-            except (TypeError, ValueError, AttributeError, KeyError):
-                pass
-            return cast(LoginFormGrantTypeType0 | None | Unset, data)
-
-        grant_type = _parse_grant_type(d.pop("grant_type", UNSET))
-
-        def _parse_password(data: object) -> None | str | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(None | str | Unset, data)
-
-        password = _parse_password(d.pop("password", UNSET))
-
-        def _parse_refresh_token(data: object) -> None | str | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(None | str | Unset, data)
-
-        refresh_token = _parse_refresh_token(d.pop("refresh_token", UNSET))
+        refresh_token = d.pop("refresh_token", UNSET)
 
         scope = d.pop("scope", UNSET)
 
-        def _parse_username(data: object) -> None | str | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(None | str | Unset, data)
-
-        username = _parse_username(d.pop("username", UNSET))
+        username = d.pop("username", UNSET)
 
         login_form = cls(
             client_id=client_id,

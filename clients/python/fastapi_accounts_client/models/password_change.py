@@ -14,7 +14,7 @@ class PasswordChange:
     """
     Attributes:
         current_password (str):
-        new_password (str):
+        new_password (str): 8 characters or more, at most 72 bytes in UTF-8
     """
 
     current_password: str

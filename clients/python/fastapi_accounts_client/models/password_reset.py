@@ -13,8 +13,8 @@ T = TypeVar("T", bound="PasswordReset")
 class PasswordReset:
     """
     Attributes:
-        new_password (str):
-        token (str):
+        new_password (str): 8 characters or more, at most 72 bytes in UTF-8
+        token (str): The token of the mailed link
     """
 
     new_password: str

@@ -18,7 +18,7 @@ class UserCreate:
     Attributes:
         email (str):
         name (str):
-        password (str):
+        password (str): 8 characters or more, at most 72 bytes in UTF-8
         is_active (bool | Unset):  Default: True.
         is_superuser (bool | Unset): Deprecated alias, kept one release: true grants the `admin` role (needs
             roles:manage) Default: False.

@@ -16,7 +16,7 @@ class UserRegister:
     Attributes:
         email (str):
         name (str):
-        password (str):
+        password (str): 8 characters or more, at most 72 bytes in UTF-8
     """
 
     email: str

@@ -177,8 +177,8 @@ export const authRefresh = <ThrowOnError extends boolean = false>(options: Optio
 /**
  * Register an account
  *
- * Name, email and a password of 8 to 72 bytes. The email is stored lower-cased.
- * A mail with a link to confirm the address follows.
+ * Name, email and a password of 8 characters or more, at most 72 bytes in UTF-8. The
+ * email is stored lower-cased. A mail with a link to confirm the address follows.
  */
 export const authRegister = <ThrowOnError extends boolean = false>(options: Options<AuthRegisterData, ThrowOnError>) => (options.client ?? client).post<AuthRegisterResponses, AuthRegisterErrors, ThrowOnError>({
     url: '/api/v1/auth/register',

@@ -234,6 +234,8 @@ export type EmailRequest = {
 export type EmailRestore = {
     /**
      * Token
+     *
+     * The token of the mailed link
      */
     token: string;
 };
@@ -244,6 +246,8 @@ export type EmailRestore = {
 export type EmailVerification = {
     /**
      * Token
+     *
+     * The token of the mailed link
      */
     token: string;
 };
@@ -327,29 +331,29 @@ export type LoginForm = {
     /**
      * Client Id
      */
-    client_id?: string | null;
+    client_id?: string;
     /**
      * Client Secret
      */
-    client_secret?: string | null;
+    client_secret?: string;
     /**
      * Grant Type
      *
      * `password` (the default) signs in; `refresh_token` trades a refresh token
      */
-    grant_type?: 'password' | 'refresh_token' | null;
+    grant_type?: 'password' | 'refresh_token';
     /**
      * Password
      *
      * Password grant
      */
-    password?: string | null;
+    password?: string;
     /**
      * Refresh Token
      *
      * Refresh grant: the refresh token to trade
      */
-    refresh_token?: string | null;
+    refresh_token?: string;
     /**
      * Scope
      *
@@ -361,7 +365,7 @@ export type LoginForm = {
      *
      * The account's email address (password grant)
      */
-    username?: string | null;
+    username?: string;
 };
 
 /**
@@ -429,6 +433,8 @@ export type PasswordChange = {
     current_password: string;
     /**
      * New Password
+     *
+     * 8 characters or more, at most 72 bytes in UTF-8
      */
     new_password: string;
 };
@@ -439,10 +445,14 @@ export type PasswordChange = {
 export type PasswordReset = {
     /**
      * New Password
+     *
+     * 8 characters or more, at most 72 bytes in UTF-8
      */
     new_password: string;
     /**
      * Token
+     *
+     * The token of the mailed link
      */
     token: string;
 };
@@ -675,6 +685,8 @@ export type UserCreate = {
     name: string;
     /**
      * Password
+     *
+     * 8 characters or more, at most 72 bytes in UTF-8
      */
     password: string;
 };
@@ -747,6 +759,8 @@ export type UserRegister = {
     name: string;
     /**
      * Password
+     *
+     * 8 characters or more, at most 72 bytes in UTF-8
      */
     password: string;
 };

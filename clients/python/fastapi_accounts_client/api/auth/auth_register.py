@@ -93,8 +93,8 @@ def sync_detailed(
 ) -> Response[ErrorMessage | HTTPValidationError | UserPublic]:
     """Register an account
 
-     Name, email and a password of 8 to 72 bytes. The email is stored lower-cased.
-    A mail with a link to confirm the address follows.
+     Name, email and a password of 8 characters or more, at most 72 bytes in UTF-8. The
+    email is stored lower-cased. A mail with a link to confirm the address follows.
 
     Args:
         body (UserRegister): What anyone may send to register; anything else in the body is
@@ -126,8 +126,8 @@ def sync(
 ) -> ErrorMessage | HTTPValidationError | UserPublic | None:
     """Register an account
 
-     Name, email and a password of 8 to 72 bytes. The email is stored lower-cased.
-    A mail with a link to confirm the address follows.
+     Name, email and a password of 8 characters or more, at most 72 bytes in UTF-8. The
+    email is stored lower-cased. A mail with a link to confirm the address follows.
 
     Args:
         body (UserRegister): What anyone may send to register; anything else in the body is
@@ -154,8 +154,8 @@ async def asyncio_detailed(
 ) -> Response[ErrorMessage | HTTPValidationError | UserPublic]:
     """Register an account
 
-     Name, email and a password of 8 to 72 bytes. The email is stored lower-cased.
-    A mail with a link to confirm the address follows.
+     Name, email and a password of 8 characters or more, at most 72 bytes in UTF-8. The
+    email is stored lower-cased. A mail with a link to confirm the address follows.
 
     Args:
         body (UserRegister): What anyone may send to register; anything else in the body is
@@ -185,8 +185,8 @@ async def asyncio(
 ) -> ErrorMessage | HTTPValidationError | UserPublic | None:
     """Register an account
 
-     Name, email and a password of 8 to 72 bytes. The email is stored lower-cased.
-    A mail with a link to confirm the address follows.
+     Name, email and a password of 8 characters or more, at most 72 bytes in UTF-8. The
+    email is stored lower-cased. A mail with a link to confirm the address follows.
 
     Args:
         body (UserRegister): What anyone may send to register; anything else in the body is

@@ -1,7 +1,7 @@
 from enum import StrEnum
 
 
-class LoginFormGrantTypeType0(StrEnum):
+class LoginFormGrantType(StrEnum):
     PASSWORD = "password"
     REFRESH_TOKEN = "refresh_token"
 
