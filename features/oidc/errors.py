@@ -27,6 +27,15 @@ class InvalidExchangeCode(BadRequestError):
     default_detail = "Invalid, expired or already used code"
 
 
+class CodeVerifierMismatch(BadRequestError):
+    # OAuth's invalid_grant: the code was begun by another client (a login-CSRF attempt, an
+    # app that caught another's redirect). It is spent all the same.
+    default_detail = (
+        "code_verifier is missing or does not match the code_challenge given at the "
+        "authorize step; the code is spent: sign in again"
+    )
+
+
 class IdentityNotFound(NotFoundError):
     # Another account's identity looks exactly like a missing one.
     default_detail = "Identity not found"

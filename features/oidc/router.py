@@ -3,7 +3,7 @@ the one-time code's exchange, and the account's linked identities."""
 
 import re
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
@@ -21,6 +21,7 @@ from core.security import new_opaque_token
 from features.oidc import service
 from features.oidc.errors import (
     CallbackUrlTooLong,
+    CodeVerifierMismatch,
     IdentityNotFound,
     IdentityTaken,
     InvalidExchangeCode,
@@ -30,6 +31,7 @@ from features.oidc.errors import (
     UnknownProvider,
 )
 from features.oidc.models import (
+    CODE_CHALLENGE_PATTERN,
     REDIRECT_URI_MAX_LENGTH,
     AuthorizationUrl,
     CodeExchange,
@@ -120,6 +122,15 @@ async def list_providers(oidc: OidcDep) -> list[OidcProviderPublic]:
 async def authorize(
     provider: str,
     redirect_uri: Annotated[str, Query(max_length=REDIRECT_URI_MAX_LENGTH)],
+    code_challenge: Annotated[
+        str,
+        Query(
+            pattern=CODE_CHALLENGE_PATTERN,
+            description="PKCE (RFC 7636): base64url(SHA-256(code_verifier)), unpadded; keep "
+            "the verifier (43 to 128 random characters) for the exchange",
+        ),
+    ],
+    code_challenge_method: Annotated[Literal["S256"], Query(description="Only S256")],
     request: Request,
     db: DatabaseDep,
     oidc: OidcDep,
@@ -127,7 +138,8 @@ async def authorize(
 ) -> RedirectResponse:
     """Navigate the browser here (not a fetch): it goes on to the provider, and comes back
     to `redirect_uri` (one of OIDC_REDIRECT_URIS, exactly) with `code` to trade at
-    `POST /auth/oidc/exchange`, or `error`. 503 while the provider cannot be reached."""
+    `POST /auth/oidc/exchange` with the verifier of `code_challenge`, or `error`. 503 while
+    the provider cannot be reached."""
     browser = _browser_binding(request)
     url = await service.begin(
         db,
@@ -137,6 +149,7 @@ async def authorize(
         redirect_uri=redirect_uri,
         callback_uri=_callback_uri(request, settings, provider),
         browser=browser,
+        code_challenge=code_challenge,
     )
     response = _redirect(url)
     _bind(response, request, settings, provider, browser)
@@ -185,7 +198,7 @@ async def callback(
     "/auth/oidc/exchange",
     response_model=TokenPair,
     summary="Trade a sign-in's one-time code for tokens",
-    responses=error_responses(InvalidExchangeCode, TooManyRequestsError),
+    responses=error_responses(InvalidExchangeCode, CodeVerifierMismatch, TooManyRequestsError),
 )
 async def exchange(
     body: CodeExchange,
@@ -194,9 +207,17 @@ async def exchange(
     settings: SettingsDep,
     client_ip: ClientIP,
 ) -> TokenPair:
-    """The `code` the callback put on your redirect URI, once, within a minute: the usual
-    token pair, a session like any other."""
-    return await service.exchange(db, limiter, settings, code=body.code, client_ip=client_ip)
+    """The `code` the callback put on your redirect URI and the PKCE `code_verifier` of the
+    authorize step, once, within a minute: the usual token pair, a session like any other.
+    A missing or wrong verifier is a 400 and spends the code."""
+    return await service.exchange(
+        db,
+        limiter,
+        settings,
+        code=body.code,
+        code_verifier=body.code_verifier,
+        client_ip=client_ip,
+    )
 
 
 @router.get(
@@ -244,6 +265,7 @@ async def link_identity(
         redirect_uri=body.redirect_uri,
         callback_uri=_callback_uri(request, settings, provider),
         browser=browser,
+        code_challenge=None,
         linking_user_id=user.id,
     )
     _bind(response, request, settings, provider, browser)

@@ -10,14 +10,17 @@ The flow, for a frontend with no secret (a single-page or mobile app):
    verified (core/oidc.py); then the identity signs its account in, or is linked, or makes a
    new account, by the rules of `_resolve`. The browser goes back to the frontend with a
    one-time code (`code`), `linked=<provider>`, or `error=<code>`: never a token in a URL.
-3. `exchange`: the frontend trades the one-time code, once, within a minute, for the usual
-   token pair: a session like any other.
+3. `exchange`: the frontend trades the one-time code, once, within a minute, with the PKCE
+   verifier of the challenge it gave at step 1, for the usual token pair: a session like any
+   other. The verifier binds the code to the frontend that began the sign-in.
 
 Linking and account creation follow the email only when both sides vouch for it: the
 provider asserts `email_verified` and the existing account's address is verified. An
 unverified address never links and never creates an account.
 """
 
+import base64
+import hashlib
 import hmac
 import secrets
 import uuid
@@ -39,6 +42,7 @@ from core.oidc import OidcProviders, ProviderRefused, ProviderUnavailable, Verif
 from core.security import digest_token, new_opaque_token
 from features.oidc.errors import (
     CallbackUrlTooLong,
+    CodeVerifierMismatch,
     IdentityNotFound,
     InvalidExchangeCode,
     InvalidSignInState,
@@ -103,10 +107,12 @@ async def begin(
     redirect_uri: str,
     callback_uri: str,
     browser: str,
+    code_challenge: str | None,
     linking_user_id: uuid.UUID | None = None,
 ) -> str:
-    """Store a sign-in attempt bound to `browser` (the cookie's value) and answer the URL to
-    send the browser to. `linking_user_id`: a signed-in account linking the provider."""
+    """Store a sign-in attempt bound to `browser` (the cookie's value) and to the frontend's
+    PKCE `code_challenge`, and answer the URL to send the browser to. `linking_user_id`: a
+    signed-in account linking the provider (no code, so no challenge)."""
     if provider not in oidc:
         raise UnknownProvider
     if redirect_uri not in settings.OIDC_REDIRECT_URIS:
@@ -128,6 +134,7 @@ async def begin(
         callback_uri=callback_uri,
         nonce=nonce,
         code_verifier=code_verifier,
+        code_challenge=code_challenge,
         linking_user_id=linking_user_id,
         expires_at=utc_now() + ATTEMPT_LIFETIME,
     )
@@ -147,6 +154,7 @@ class _Attempt:
     callback_uri: str
     nonce: str
     code_verifier: str
+    code_challenge: str | None
     linking_user_id: uuid.UUID | None
 
 
@@ -177,6 +185,7 @@ def _take_attempt(
         callback_uri=attempt.callback_uri,
         nonce=attempt.nonce,
         code_verifier=attempt.code_verifier,
+        code_challenge=attempt.code_challenge,
         linking_user_id=attempt.linking_user_id,
     )
     # Spent atomically: of two callbacks racing with one state, one goes on.
@@ -264,14 +273,16 @@ def _link(
     )
 
 
-def _one_time_code(session: Session, user: User, provider: str) -> dict[str, str]:
-    """A code for the frontend to trade for tokens. Commits."""
+def _one_time_code(session: Session, user: User, attempt: _Attempt) -> dict[str, str]:
+    """A code for the frontend to trade for tokens with the verifier of the attempt's
+    challenge (an attempt the release before began has none: its code is refused). Commits."""
     code = new_opaque_token()
     session.add(
         ExchangeCode(
             code_hash=digest_token(code),
             user_id=user.id,
-            provider=provider,
+            provider=attempt.provider,
+            code_challenge=attempt.code_challenge,
             expires_at=utc_now() + EXCHANGE_CODE_LIFETIME,
         )
     )
@@ -308,7 +319,7 @@ def _resolve(session: Session, *, attempt: _Attempt, identity: VerifiedIdentity)
         user = session.get(User, known.user_id)
         if user is None or not user.is_active:
             return _refused(session, attempt, "account_inactive", known.user_id)
-        return _one_time_code(session, user, attempt.provider)
+        return _one_time_code(session, user, attempt)
     email = _usable_email(identity)
     if email is None:
         return _refused(session, attempt, "email_missing", None)
@@ -325,13 +336,13 @@ def _resolve(session: Session, *, attempt: _Attempt, identity: VerifiedIdentity)
         if not existing.is_active:
             return _refused(session, attempt, "account_inactive", existing.id)
         _link(session, existing, attempt, identity, how="verified_email")
-        return _one_time_code(session, existing, attempt.provider)
+        return _one_time_code(session, existing, attempt)
     user = users_service.add_without_password(
         session, name=_new_account_name(identity, email), email=email
     )
     users_service.record_created(session, user, actor_id=user.id)  # a sign-up: by itself
     _link(session, user, attempt, identity, how="new_account")
-    return _one_time_code(session, user, attempt.provider)
+    return _one_time_code(session, user, attempt)
 
 
 def _resolve_link(
@@ -354,8 +365,16 @@ def _resolve_link(
 # --- 3. exchange: the one-time code for tokens -------------------------------------------------
 
 
+def s256_challenge(code_verifier: str) -> str:
+    """PKCE's S256 transform (RFC 7636, 4.2): base64url(SHA-256(verifier)), unpadded."""
+    digest = hashlib.sha256(code_verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
 @transaction
-def _sign_in(session: Session, *, code: str, settings: Settings) -> TokenPair:
+def _sign_in(
+    session: Session, *, code: str, code_verifier: str | None, settings: Settings
+) -> TokenPair:
     now = utc_now()
     code_hash = digest_token(code)
     # Spent atomically, and only within its minute: of two requests racing with one code,
@@ -372,6 +391,22 @@ def _sign_in(session: Session, *, code: str, settings: Settings) -> TokenPair:
     if changed_rows(session, spend) != 1:
         raise InvalidExchangeCode
     spent = session.exec(select(ExchangeCode).where(ExchangeCode.code_hash == code_hash)).one()
+    if (
+        spent.code_challenge is None
+        or code_verifier is None
+        or not hmac.compare_digest(spent.code_challenge, s256_challenge(code_verifier))
+    ):
+        # Another client's code (the attacker's, traded in the victim's app: login CSRF; or
+        # one an app caught from another's redirect). Spent all the same: no second guess.
+        audit.record(
+            session,
+            SIGN_IN_REFUSED,
+            actor_id=None,
+            subject_id=spent.user_id,
+            details={"provider": spent.provider, "reason": "code_verifier_mismatch"},
+        )
+        session.commit()
+        raise CodeVerifierMismatch
     user = session.get(User, spent.user_id)
     if user is None or not user.is_active:
         raise InvalidExchangeCode
@@ -388,13 +423,20 @@ def _sign_in(session: Session, *, code: str, settings: Settings) -> TokenPair:
 
 
 async def exchange(
-    db: Database, limiter: RateLimiter, settings: Settings, *, code: str, client_ip: str
+    db: Database,
+    limiter: RateLimiter,
+    settings: Settings,
+    *,
+    code: str,
+    code_verifier: str | None,
+    client_ip: str,
 ) -> TokenPair:
-    """A token pair for a one-time code; 429 past OIDC_EXCHANGE_RATE_LIMIT per address."""
+    """A token pair for a one-time code and the verifier of its attempt's PKCE challenge;
+    429 past OIDC_EXCHANGE_RATE_LIMIT per address."""
     limit = parse_limit(settings.OIDC_EXCHANGE_RATE_LIMIT)
     if limit is not None:
         await limiter.hit(limit, "oidc-exchange", address_key(client_ip))
-    return await _sign_in(db, code=code, settings=settings)
+    return await _sign_in(db, code=code, code_verifier=code_verifier, settings=settings)
 
 
 # --- the account's identities ------------------------------------------------------------------

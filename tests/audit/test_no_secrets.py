@@ -141,7 +141,7 @@ def test_no_event_holds_a_secret(
     callback = browser.at_provider(authorization, sub="scan-sub", email="oidc-scan@example.com")
     one_time = browser.back_at_frontend(callback)["code"]
     provider_tokens = browser.exchange(one_time).json()
-    secrets += [one_time, *token_values(provider_tokens), CLIENT_SECRET]
+    secrets += [one_time, *token_values(provider_tokens), CLIENT_SECRET, browser.code_verifier]
     secrets += [query_of(authorization)[name] for name in ("state", "nonce", "code_challenge")]
     secrets.append(query_of(callback)["code"])
     refused = browser.sign_in(

@@ -6,10 +6,11 @@ hand so each step can be checked or tampered with."""
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -19,6 +20,7 @@ from sqlmodel import Session, select
 from starlette.testclient import TestClient
 
 from features.oidc.models import ExchangeCode, Identity, LoginAttempt
+from features.oidc.service import s256_challenge
 from features.users.models import User
 from tests.support import free_port, stop_process_group, wait_until_healthy
 
@@ -113,6 +115,20 @@ def settings_overrides(
     return {**provider_settings(oidc_provider.issuer), **extra_settings}
 
 
+def pkce_pair() -> tuple[str, str]:
+    """A frontend's PKCE verifier and its S256 challenge."""
+    verifier = secrets.token_urlsafe(48)
+    return verifier, s256_challenge(verifier)
+
+
+def pkce_params(challenge: str) -> dict[str, str]:
+    return {"code_challenge": challenge, "code_challenge_method": "S256"}
+
+
+# A challenge for the authorize calls whose code is never traded.
+PKCE = pkce_params(pkce_pair()[1])
+
+
 def query_of(url: str) -> dict[str, str]:
     return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
 
@@ -127,12 +143,17 @@ class Browser:
 
     app: TestClient
     provider: httpx2.Client
+    # The frontend's PKCE verifier of its latest authorize step, and of each code it got.
+    code_verifier: str = ""
+    verifiers: dict[str, str] = field(default_factory=dict)
 
     def authorize(self, redirect_uri: str = FRONTEND) -> str:
-        """The app's authorize step; the provider URL it sends the browser to."""
+        """The app's authorize step, with a new PKCE challenge; the provider URL it sends the
+        browser to."""
+        self.code_verifier, challenge = pkce_pair()
         response = self.app.get(
             f"/api/v1/auth/oidc/{PROVIDER_NAME}/authorize",
-            params={"redirect_uri": redirect_uri},
+            params={"redirect_uri": redirect_uri, **pkce_params(challenge)},
             follow_redirects=False,
         )
         assert response.status_code == 302, response.text
@@ -186,7 +207,10 @@ class Browser:
         assert response.status_code == 302, response.text
         location = response.headers["location"]
         assert without_query(location) == FRONTEND
-        return query_of(location)
+        back = query_of(location)
+        if "code" in back:
+            self.verifiers[back["code"]] = self.code_verifier
+        return back
 
     def sign_in(
         self,
@@ -202,8 +226,12 @@ class Browser:
         )
         return self.back_at_frontend(callback)
 
-    def exchange(self, code: str) -> httpx2.Response:
-        return self.app.post("/api/v1/auth/oidc/exchange", json={"code": code})
+    def exchange(self, code: str, *, verifier: str | None = None) -> httpx2.Response:
+        """Trade `code` with the verifier of the attempt it came from, or `verifier`."""
+        return self.app.post(
+            "/api/v1/auth/oidc/exchange",
+            json={"code": code, "code_verifier": verifier or self.verifiers.get(code, "")},
+        )
 
 
 @pytest.fixture

@@ -8,22 +8,26 @@ from datetime import timedelta
 
 import httpx2
 import pytest
-from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
 from starlette.testclient import TestClient
 
+from core.data.audit import AuditEvent
 from core.data.clock import utc_now
 from core.data.db import Database
 from features.oidc.models import ExchangeCode
+from features.users.models import AccountSession
 from main import create_app
 from tests.conftest import Account, make_settings
 from tests.oidc.conftest import (
     CLIENT_ID,
     FRONTEND,
+    PKCE,
     PROVIDER_NAME,
     Browser,
     OidcProvider,
     Rows,
+    pkce_pair,
     provider_settings,
     query_of,
 )
@@ -190,7 +194,7 @@ def test_an_absurd_host_is_refused_before_anything_is_stored(
 ) -> None:
     response = client.get(
         f"{API}/auth/oidc/{PROVIDER_NAME}/authorize",
-        params={"redirect_uri": FRONTEND},
+        params={"redirect_uri": FRONTEND, **PKCE},
         headers={"Host": "h" * 2100 + ".example"},
         follow_redirects=False,
     )
@@ -223,6 +227,81 @@ def test_a_one_time_code_works_once(browser: Browser) -> None:
     replayed = browser.exchange(code)
     assert replayed.status_code == 400
     assert replayed.json() == {"detail": "Invalid, expired or already used code"}
+
+
+def signed_in_sessions(session_factory: Callable[[], Session]) -> int:
+    with session_factory() as session:
+        return session.exec(select(func.count()).select_from(AccountSession)).one()
+
+
+def test_a_code_without_its_verifier_is_refused_and_spent(
+    browser: Browser, session_factory: Callable[[], Session]
+) -> None:
+    code = browser.sign_in(sub="no-verifier", email="no.verifier@example.com")["code"]
+    missing = browser.app.post(f"{API}/auth/oidc/exchange", json={"code": code})
+    assert missing.status_code == 400
+    assert "code_verifier" in missing.json()["detail"]
+    # Spent: even the right verifier is too late now.
+    assert browser.exchange(code).status_code == 400
+    assert signed_in_sessions(session_factory) == 0
+
+
+def test_a_code_with_another_verifier_is_refused_and_spent(
+    browser: Browser, session_factory: Callable[[], Session]
+) -> None:
+    code = browser.sign_in(sub="other-verifier", email="other.verifier@example.com")["code"]
+    refused = browser.exchange(code, verifier=pkce_pair()[0])
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "detail": "code_verifier is missing or does not match the code_challenge given at the "
+        "authorize step; the code is spent: sign in again"
+    }
+    assert browser.exchange(code).status_code == 400
+    assert signed_in_sessions(session_factory) == 0
+
+
+def test_an_attackers_code_traded_in_the_victims_app_signs_nobody_in(
+    make_browser: Callable[[], Browser], session_factory: Callable[[], Session]
+) -> None:
+    # Login CSRF, or an app that registered the same custom scheme: the attacker's code
+    # reaches the victim's frontend, which trades it with the verifier of its own attempt.
+    attacker, victim = make_browser(), make_browser()
+    attackers_code = attacker.sign_in(sub="attacker", email="attacker@example.com")["code"]
+    victim.authorize()
+
+    traded = victim.exchange(attackers_code, verifier=victim.code_verifier)
+
+    assert traded.status_code == 400
+    assert signed_in_sessions(session_factory) == 0
+    with session_factory() as session:
+        reasons = session.exec(
+            select(AuditEvent.details).where(AuditEvent.type == "oidc.sign_in_refused")
+        ).all()
+    assert reasons == [{"provider": PROVIDER_NAME, "reason": "code_verifier_mismatch"}]
+
+
+@pytest.mark.parametrize(
+    "pkce",
+    [
+        {},
+        {"code_challenge_method": "S256"},
+        {"code_challenge": pkce_pair()[1]},
+        {"code_challenge": pkce_pair()[1], "code_challenge_method": "plain"},
+        {"code_challenge": "too-short", "code_challenge_method": "S256"},
+        {"code_challenge": "x" * 43 + "=", "code_challenge_method": "S256"},
+    ],
+)
+def test_authorize_requires_an_s256_challenge(
+    client: TestClient, rows: Rows, pkce: dict[str, str]
+) -> None:
+    response = client.get(
+        f"{API}/auth/oidc/{PROVIDER_NAME}/authorize",
+        params={"redirect_uri": FRONTEND, **pkce},
+        follow_redirects=False,
+    )
+    assert response.status_code == 422
+    assert "location" not in response.headers
+    assert rows.attempts() == []
 
 
 def test_a_one_time_code_is_refused_after_its_minute(
@@ -279,7 +358,7 @@ def test_a_redirect_uri_not_registered_is_refused(
 ) -> None:
     response = client.get(
         f"{API}/auth/oidc/{PROVIDER_NAME}/authorize",
-        params={"redirect_uri": redirect_uri},
+        params={"redirect_uri": redirect_uri, **PKCE},
         follow_redirects=False,
     )
     assert response.status_code == 400
@@ -296,7 +375,7 @@ def test_a_redirect_uri_not_registered_is_refused(
 def test_an_unknown_provider_is_a_404(client: TestClient, rows: Rows) -> None:
     response = client.get(
         f"{API}/auth/oidc/nope/authorize",
-        params={"redirect_uri": FRONTEND},
+        params={"redirect_uri": FRONTEND, **PKCE},
         follow_redirects=False,
     )
     assert response.status_code == 404
@@ -325,7 +404,7 @@ def test_a_provider_that_cannot_be_reached_gives_503_and_the_app_still_serves(
         assert client.get(f"{API}/auth/oidc/providers").json() == [{"name": PROVIDER_NAME}]
         response = client.get(
             f"{API}/auth/oidc/{PROVIDER_NAME}/authorize",
-            params={"redirect_uri": FRONTEND},
+            params={"redirect_uri": FRONTEND, **PKCE},
             follow_redirects=False,
         )
         assert response.status_code == 503

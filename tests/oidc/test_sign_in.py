@@ -16,6 +16,7 @@ from tests.oidc.conftest import (
     CLIENT_ID,
     CLIENT_SECRET,
     FRONTEND,
+    PKCE,
     PROVIDER_NAME,
     Browser,
     OidcProvider,
@@ -54,7 +55,7 @@ def test_authorize_sends_the_browser_to_the_provider_with_pkce_state_and_nonce(
 ) -> None:
     response = client.get(
         f"{API}/auth/oidc/{PROVIDER_NAME}/authorize",
-        params={"redirect_uri": FRONTEND},
+        params={"redirect_uri": FRONTEND, **PKCE},
         follow_redirects=False,
     )
     assert response.status_code == 302
@@ -87,7 +88,7 @@ def test_authorize_sends_the_browser_to_the_provider_with_pkce_state_and_nonce(
 def test_the_browser_cookie_is_secure_over_https(client: TestClient) -> None:
     response = client.get(
         f"https://testserver{API}/auth/oidc/{PROVIDER_NAME}/authorize",
-        params={"redirect_uri": FRONTEND},
+        params={"redirect_uri": FRONTEND, **PKCE},
         follow_redirects=False,
     )
     assert response.status_code == 302

@@ -216,6 +216,12 @@ export type CodeExchange = {
      * Code
      */
     code: string;
+    /**
+     * Code Verifier
+     *
+     * The PKCE verifier whose S256 challenge the authorize step was given (required: without it, or with another, the code is refused and spent)
+     */
+    code_verifier?: string | null;
 };
 
 /**
@@ -1207,7 +1213,7 @@ export type OidcExchangeData = {
 
 export type OidcExchangeErrors = {
     /**
-     * Invalid, expired or already used code
+     * Invalid, expired or already used code | code_verifier is missing or does not match the code_challenge given at the authorize step; the code is spent: sign in again
      */
     400: ErrorMessage;
     /**
@@ -1287,6 +1293,18 @@ export type OidcAuthorizeData = {
          * Redirect Uri
          */
         redirect_uri: string;
+        /**
+         * Code Challenge
+         *
+         * PKCE (RFC 7636): base64url(SHA-256(code_verifier)), unpadded; keep the verifier (43 to 128 random characters) for the exchange
+         */
+        code_challenge: string;
+        /**
+         * Code Challenge Method
+         *
+         * Only S256
+         */
+        code_challenge_method: 'S256';
     };
     url: '/api/v1/auth/oidc/{provider}/authorize';
 };
