@@ -16,7 +16,7 @@ from sqlmodel import Field, SQLModel
 
 from core.data.clock import utc_now
 from core.data.types import UTCDateTime
-from features.users.models import EMAIL_MAX_LENGTH
+from features.users.models import CURRENT_PASSWORD_MAX_LENGTH, EMAIL_MAX_LENGTH
 
 PROVIDER_MAX_LENGTH = 32
 # OpenID Connect Core 1.0, 2: a subject is at most 255 ASCII characters.
@@ -71,6 +71,11 @@ class LoginAttempt(SQLModel, table=True):
     linking_user_id: uuid.UUID | None = Field(
         default=None, foreign_key="users.id", ondelete="CASCADE", index=True
     )
+    # The session that asked, and the account's token_version then: the link goes through
+    # only while that session lives and no password change (or sign-out everywhere) came
+    # between (a stolen token that began a link is cut off with the rest of the account's).
+    linking_session_id: uuid.UUID | None = None
+    linking_token_version: int | None = None
     created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))
     expires_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
 
@@ -114,6 +119,16 @@ class LinkRequest(SQLModel):
         min_length=1,
         max_length=REDIRECT_URI_MAX_LENGTH,
         description="Where the browser comes back to: one of OIDC_REDIRECT_URIS",
+    )
+    # A stolen access token alone must not attach the thief's provider account (a way back
+    # in that outlives a password change).
+    current_password: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=CURRENT_PASSWORD_MAX_LENGTH,
+        schema_extra={"json_schema_extra": {"format": "password"}},
+        description="Required when the account has a password; an account without one must "
+        "have signed in within the last 10 minutes instead",
     )
 
 

@@ -15,18 +15,27 @@ from core.errors import (
     error_responses,
 )
 from core.http.caching import NOT_MODIFIED
-from core.http.deps import ClientIP, DatabaseDep, OidcDep, RateLimiterDep, SettingsDep
+from core.http.deps import (
+    ClientIP,
+    DatabaseDep,
+    OidcDep,
+    PasswordHasherDep,
+    RateLimiterDep,
+    SettingsDep,
+)
 from core.http.oauth2 import TokenPair
 from core.security import new_opaque_token
 from features.oidc import service
 from features.oidc.errors import (
     CallbackUrlTooLong,
     CodeVerifierMismatch,
+    CurrentPasswordRequired,
     IdentityNotFound,
     IdentityTaken,
     InvalidExchangeCode,
     InvalidSignInState,
     LastSignInMethod,
+    RecentSignInRequired,
     RedirectUriNotAllowed,
     UnknownProvider,
 )
@@ -40,7 +49,7 @@ from features.oidc.models import (
     OidcProviderPublic,
 )
 from features.users.dependencies import CurrentUser, SignedIn
-from features.users.errors import SessionRequired
+from features.users.errors import SessionRequired, WrongPassword
 
 router = APIRouter(tags=["oidc"])
 
@@ -237,9 +246,12 @@ async def list_identities(user: CurrentUser, db: DatabaseDep) -> list[IdentityPu
     responses=error_responses(
         UnauthorizedError,
         SessionRequired,
+        RecentSignInRequired,
         UnknownProvider,
         RedirectUriNotAllowed,
         CallbackUrlTooLong,
+        CurrentPasswordRequired,
+        WrongPassword,
         ServiceUnavailableError,
     ),
 )
@@ -252,21 +264,26 @@ async def link_identity(
     db: DatabaseDep,
     oidc: OidcDep,
     settings: SettingsDep,
+    passwords: PasswordHasherDep,
 ) -> AuthorizationUrl:
     """Send the browser to `authorization_url` (a navigation). Call this with the browser's
-    cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
-    browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`."""
+    cookies (`credentials: "include"`): the answer binds the attempt to the browser. Needs
+    `current_password` when the account has one; without one, a sign-in in the last 10
+    minutes (403 otherwise). The browser comes back to `redirect_uri` with
+    `linked=<provider>` or `error=<code>`; the link is refused if this session ends or the
+    password changes meanwhile."""
     browser = _browser_binding(request)
-    url = await service.begin(
+    url = await service.begin_link(
         db,
         oidc,
         settings,
+        passwords,
+        user=user,
+        current_password=body.current_password,
         provider=provider,
         redirect_uri=body.redirect_uri,
         callback_uri=_callback_uri(request, settings, provider),
         browser=browser,
-        code_challenge=None,
-        linking_user_id=user.id,
     )
     _bind(response, request, settings, provider, browser)
     return AuthorizationUrl(authorization_url=url)

@@ -25,7 +25,7 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from pydantic import EmailStr, TypeAdapter, ValidationError
@@ -39,14 +39,16 @@ from core.data.db import Database, changed_rows, read_only, serialized, transact
 from core.http.oauth2 import TokenPair
 from core.http.ratelimit import RateLimiter, address_key, parse_limit
 from core.oidc import OidcProviders, ProviderRefused, ProviderUnavailable, VerifiedIdentity
-from core.security import digest_token, new_opaque_token
+from core.security import PasswordHasher, digest_token, new_opaque_token
 from features.oidc.errors import (
     CallbackUrlTooLong,
     CodeVerifierMismatch,
+    CurrentPasswordRequired,
     IdentityNotFound,
     InvalidExchangeCode,
     InvalidSignInState,
     LastSignInMethod,
+    RecentSignInRequired,
     RedirectUriNotAllowed,
     UnknownProvider,
 )
@@ -60,9 +62,18 @@ from features.oidc.models import (
 )
 from features.users import service as users_service
 from features.users import sessions as users_sessions
-from features.users.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, User, normalize_email
+from features.users.models import (
+    EMAIL_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    AccountSession,
+    AuthenticatedUser,
+    User,
+    normalize_email,
+)
 
 ATTEMPT_LIFETIME = timedelta(minutes=10)
+# How fresh the sign-in of an account without a password must be to begin a link.
+RECENT_SIGN_IN = timedelta(minutes=10)
 EXCHANGE_CODE_LIFETIME = timedelta(seconds=60)
 # PKCE's verifier: 43 to 128 characters (RFC 7636, 4.1); 64 random base64url ones.
 CODE_VERIFIER_BYTES = 48
@@ -108,18 +119,12 @@ async def begin(
     callback_uri: str,
     browser: str,
     code_challenge: str | None,
-    linking_user_id: uuid.UUID | None = None,
+    linking: AuthenticatedUser | None = None,
 ) -> str:
     """Store a sign-in attempt bound to `browser` (the cookie's value) and to the frontend's
-    PKCE `code_challenge`, and answer the URL to send the browser to. `linking_user_id`: a
-    signed-in account linking the provider (no code, so no challenge)."""
-    if provider not in oidc:
-        raise UnknownProvider
-    if redirect_uri not in settings.OIDC_REDIRECT_URIS:
-        raise RedirectUriNotAllowed
-    if len(callback_uri) > REDIRECT_URI_MAX_LENGTH:
-        # Built from the request's Host header: no provider has such a URL registered.
-        raise CallbackUrlTooLong
+    PKCE `code_challenge`, and answer the URL to send the browser to. `linking`: the
+    signed-in account linking the provider, through its session (no code, so no challenge)."""
+    _check_destination(oidc, settings, provider, redirect_uri, callback_uri)
     state, nonce = new_opaque_token(), new_opaque_token()
     code_verifier = secrets.token_urlsafe(CODE_VERIFIER_BYTES)
     # First: a provider that cannot be reached is a 503 with nothing stored.
@@ -135,11 +140,79 @@ async def begin(
         nonce=nonce,
         code_verifier=code_verifier,
         code_challenge=code_challenge,
-        linking_user_id=linking_user_id,
+        linking_user_id=None if linking is None else linking.id,
+        linking_session_id=None if linking is None else linking.session_id,
+        linking_token_version=None if linking is None else linking.token_version,
         expires_at=utc_now() + ATTEMPT_LIFETIME,
     )
     await _store_attempt(db, attempt=attempt)
     return url
+
+
+def _check_destination(
+    oidc: OidcProviders, settings: Settings, provider: str, redirect_uri: str, callback_uri: str
+) -> None:
+    if provider not in oidc:
+        raise UnknownProvider
+    if redirect_uri not in settings.OIDC_REDIRECT_URIS:
+        raise RedirectUriNotAllowed
+    if len(callback_uri) > REDIRECT_URI_MAX_LENGTH:
+        # Built from the request's Host header: no provider has such a URL registered.
+        raise CallbackUrlTooLong
+
+
+@transaction
+def _link_standing(
+    session: Session, *, user_id: uuid.UUID, session_id: uuid.UUID
+) -> tuple[bool, datetime | None]:
+    """Whether the account has a password, and when the session signed in (None: ended)."""
+    user = session.get(User, user_id)
+    signed_in = session.get(AccountSession, session_id)
+    live = signed_in is not None and signed_in.user_id == user_id and signed_in.ended_at is None
+    return (
+        user is not None and user.hashed_password is not None,
+        as_utc(signed_in.created_at) if live and signed_in is not None else None,
+    )
+
+
+async def begin_link(
+    db: Database,
+    oidc: OidcProviders,
+    settings: Settings,
+    passwords: PasswordHasher,
+    *,
+    user: AuthenticatedUser,
+    current_password: str | None,
+    provider: str,
+    redirect_uri: str,
+    callback_uri: str,
+    browser: str,
+) -> str:
+    """`begin`, for a signed-in account linking a provider, once its owner proved it is
+    them: the current password, or (an account without one) a sign-in in the last
+    RECENT_SIGN_IN. A stolen access token alone links nothing."""
+    _check_destination(oidc, settings, provider, redirect_uri, callback_uri)
+    assert user.session_id is not None  # SignedIn: a session's access token
+    has_password, signed_in_at = await _link_standing(
+        db, user_id=user.id, session_id=user.session_id
+    )
+    if has_password:
+        if current_password is None:
+            raise CurrentPasswordRequired
+        await users_service.check_current_password(db, passwords, user, current_password)
+    elif signed_in_at is None or utc_now() - signed_in_at > RECENT_SIGN_IN:
+        raise RecentSignInRequired
+    return await begin(
+        db,
+        oidc,
+        settings,
+        provider=provider,
+        redirect_uri=redirect_uri,
+        callback_uri=callback_uri,
+        browser=browser,
+        code_challenge=None,
+        linking=user,
+    )
 
 
 # --- 2. finish: the callback -----------------------------------------------------------------
@@ -156,6 +229,8 @@ class _Attempt:
     code_verifier: str
     code_challenge: str | None
     linking_user_id: uuid.UUID | None
+    linking_session_id: uuid.UUID | None
+    linking_token_version: int | None
 
 
 @transaction
@@ -187,6 +262,8 @@ def _take_attempt(
         code_verifier=attempt.code_verifier,
         code_challenge=attempt.code_challenge,
         linking_user_id=attempt.linking_user_id,
+        linking_session_id=attempt.linking_session_id,
+        linking_token_version=attempt.linking_token_version,
     )
     # Spent atomically: of two callbacks racing with one state, one goes on.
     if changed_rows(session, delete(LoginAttempt).where(col(LoginAttempt.id) == attempt.id)) != 1:
@@ -353,6 +430,14 @@ def _resolve_link(
     user = session.get(User, attempt.linking_user_id)
     if user is None or not user.is_active:
         return _refused(session, attempt, "account_inactive", attempt.linking_user_id)
+    if (
+        attempt.linking_session_id is None
+        or attempt.linking_token_version != user.token_version
+        or not users_sessions.is_live(session, user.id, attempt.linking_session_id)
+    ):
+        # The session that asked has ended, or the password changed since (every token
+        # issued before is dead): whoever began the link may not be the owner any more.
+        return _refused(session, attempt, "session_ended", user.id)
     if known is not None:
         if known.user_id != user.id:
             return _refused(session, attempt, "identity_in_use", user.id)

@@ -149,7 +149,9 @@ def test_no_event_holds_a_secret(
     )
     assert refused == {"error": "email_not_verified"}
     linking = client.post(
-        f"{ME}/identities/{PROVIDER_NAME}", json={"redirect_uri": FRONTEND}, headers=bearer(fourth)
+        f"{ME}/identities/{PROVIDER_NAME}",
+        json={"redirect_uri": FRONTEND, "current_password": PASSWORDS[2]},
+        headers=bearer(fourth),
     ).json()
     linked = browser.at_provider(linking["authorization_url"], sub="scan-link", email=None)
     assert browser.back_at_frontend(linked) == {"linked": PROVIDER_NAME}

@@ -62,7 +62,7 @@ def test_an_id_token_with_one_thing_wrong_never_links_a_signed_in_account(
 ) -> None:
     started = browser.app.post(
         f"{API}/users/me/identities/{PROVIDER_NAME}",
-        json={"redirect_uri": FRONTEND},
+        json={"redirect_uri": FRONTEND, "current_password": account.password},
         headers=account.headers,
     )
     assert started.status_code == 200
@@ -365,7 +365,7 @@ def test_a_redirect_uri_not_registered_is_refused(
     assert "location" not in response.headers
     linking = client.post(
         f"{API}/users/me/identities/{PROVIDER_NAME}",
-        json={"redirect_uri": redirect_uri},
+        json={"redirect_uri": redirect_uri, "current_password": account.password},
         headers=account.headers,
     )
     assert linking.status_code in (400, 422)

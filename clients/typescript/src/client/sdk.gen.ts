@@ -412,8 +412,11 @@ export const oidcUnlinkIdentity = <ThrowOnError extends boolean = false>(options
  * Begin linking a provider account to mine
  *
  * Send the browser to `authorization_url` (a navigation). Call this with the browser's
- * cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
- * browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`.
+ * cookies (`credentials: "include"`): the answer binds the attempt to the browser. Needs
+ * `current_password` when the account has one; without one, a sign-in in the last 10
+ * minutes (403 otherwise). The browser comes back to `redirect_uri` with
+ * `linked=<provider>` or `error=<code>`; the link is refused if this session ends or the
+ * password changes meanwhile.
  */
 export const oidcLinkIdentity = <ThrowOnError extends boolean = false>(options: Options<OidcLinkIdentityData, ThrowOnError>) => (options.client ?? client).post<OidcLinkIdentityResponses, OidcLinkIdentityErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],

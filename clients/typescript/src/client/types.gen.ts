@@ -319,6 +319,12 @@ export type IdentityPublic = {
  */
 export type LinkRequest = {
     /**
+     * Current Password
+     *
+     * Required when the account has a password; an account without one must have signed in within the last 10 minutes instead
+     */
+    current_password?: string | null;
+    /**
      * Redirect Uri
      *
      * Where the browser comes back to: one of OIDC_REDIRECT_URIS
@@ -2327,7 +2333,7 @@ export type OidcLinkIdentityData = {
 
 export type OidcLinkIdentityErrors = {
     /**
-     * redirect_uri is not one of the registered OIDC_REDIRECT_URIS | The callback URL built from this request is too long: check the Host header
+     * redirect_uri is not one of the registered OIDC_REDIRECT_URIS | The callback URL built from this request is too long: check the Host header | current_password is required to link a provider to this account | Current password is incorrect
      */
     400: ErrorMessage;
     /**
@@ -2335,7 +2341,7 @@ export type OidcLinkIdentityErrors = {
      */
     401: ErrorMessage;
     /**
-     * An API key cannot do this: sign in
+     * An API key cannot do this: sign in | Sign in again first: an account without a password links a provider within 10 minutes of signing in
      */
     403: ErrorMessage;
     /**

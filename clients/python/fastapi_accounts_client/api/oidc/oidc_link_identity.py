@@ -104,8 +104,11 @@ def sync_detailed(
     """Begin linking a provider account to mine
 
      Send the browser to `authorization_url` (a navigation). Call this with the browser's
-    cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
-    browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`.
+    cookies (`credentials: "include"`): the answer binds the attempt to the browser. Needs
+    `current_password` when the account has one; without one, a sign-in in the last 10
+    minutes (403 otherwise). The browser comes back to `redirect_uri` with
+    `linked=<provider>` or `error=<code>`; the link is refused if this session ends or the
+    password changes meanwhile.
 
     Args:
         provider (str):
@@ -140,8 +143,11 @@ def sync(
     """Begin linking a provider account to mine
 
      Send the browser to `authorization_url` (a navigation). Call this with the browser's
-    cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
-    browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`.
+    cookies (`credentials: "include"`): the answer binds the attempt to the browser. Needs
+    `current_password` when the account has one; without one, a sign-in in the last 10
+    minutes (403 otherwise). The browser comes back to `redirect_uri` with
+    `linked=<provider>` or `error=<code>`; the link is refused if this session ends or the
+    password changes meanwhile.
 
     Args:
         provider (str):
@@ -171,8 +177,11 @@ async def asyncio_detailed(
     """Begin linking a provider account to mine
 
      Send the browser to `authorization_url` (a navigation). Call this with the browser's
-    cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
-    browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`.
+    cookies (`credentials: "include"`): the answer binds the attempt to the browser. Needs
+    `current_password` when the account has one; without one, a sign-in in the last 10
+    minutes (403 otherwise). The browser comes back to `redirect_uri` with
+    `linked=<provider>` or `error=<code>`; the link is refused if this session ends or the
+    password changes meanwhile.
 
     Args:
         provider (str):
@@ -205,8 +214,11 @@ async def asyncio(
     """Begin linking a provider account to mine
 
      Send the browser to `authorization_url` (a navigation). Call this with the browser's
-    cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
-    browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`.
+    cookies (`credentials: "include"`): the answer binds the attempt to the browser. Needs
+    `current_password` when the account has one; without one, a sign-in in the last 10
+    minutes (403 otherwise). The browser comes back to `redirect_uri` with
+    `linked=<provider>` or `error=<code>`; the link is refused if this session ends or the
+    password changes meanwhile.
 
     Args:
         provider (str):
