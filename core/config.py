@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     OIDC_CALLBACK_BASE_URL: str = ""
     # One-time codes traded for tokens (POST /auth/oidc/exchange), per client address.
     OIDC_EXCHANGE_RATE_LIMIT: str = "30/minute"
+    # Sign-ins and links begun (GET .../authorize, POST /users/me/identities/<name>), per
+    # client address: each stores an attempt (and a link checks a password).
+    OIDC_AUTHORIZE_RATE_LIMIT: str = "30/minute"
     # A provider's discovery document and keys are fetched again after this long; an ID
     # token signed by a key not among them fetches the keys again, at most once per
     # OIDC_JWKS_REFETCH_SECONDS (a provider rotates keys rarely; a forger would otherwise make
@@ -256,6 +259,7 @@ class Settings(BaseSettings):
         "RECOVERY_RATE_LIMIT",
         "API_KEY_RATE_LIMIT",
         "OIDC_EXCHANGE_RATE_LIMIT",
+        "OIDC_AUTHORIZE_RATE_LIMIT",
     )
     @classmethod
     def check_rate_limit_notation(cls, value: str) -> str:

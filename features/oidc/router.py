@@ -124,7 +124,11 @@ async def list_providers(oidc: OidcDep) -> list[OidcProviderPublic]:
     responses={
         **REDIRECT,
         **error_responses(
-            UnknownProvider, RedirectUriNotAllowed, CallbackUrlTooLong, ServiceUnavailableError
+            UnknownProvider,
+            RedirectUriNotAllowed,
+            CallbackUrlTooLong,
+            TooManyRequestsError,
+            ServiceUnavailableError,
         ),
     },
 )
@@ -144,6 +148,8 @@ async def authorize(
     db: DatabaseDep,
     oidc: OidcDep,
     settings: SettingsDep,
+    limiter: RateLimiterDep,
+    client_ip: ClientIP,
 ) -> RedirectResponse:
     """Navigate the browser here (not a fetch): it goes on to the provider, and comes back
     to `redirect_uri` (one of OIDC_REDIRECT_URIS, exactly) with `code` to trade at
@@ -154,6 +160,8 @@ async def authorize(
         db,
         oidc,
         settings,
+        limiter,
+        client_ip=client_ip,
         provider=provider,
         redirect_uri=redirect_uri,
         callback_uri=_callback_uri(request, settings, provider),
@@ -252,6 +260,7 @@ async def list_identities(user: CurrentUser, db: DatabaseDep) -> list[IdentityPu
         CallbackUrlTooLong,
         CurrentPasswordRequired,
         WrongPassword,
+        TooManyRequestsError,
         ServiceUnavailableError,
     ),
 )
@@ -265,6 +274,8 @@ async def link_identity(
     oidc: OidcDep,
     settings: SettingsDep,
     passwords: PasswordHasherDep,
+    limiter: RateLimiterDep,
+    client_ip: ClientIP,
 ) -> AuthorizationUrl:
     """Send the browser to `authorization_url` (a navigation). Call this with the browser's
     cookies (`credentials: "include"`): the answer binds the attempt to the browser. Needs
@@ -278,6 +289,8 @@ async def link_identity(
         oidc,
         settings,
         passwords,
+        limiter,
+        client_ip=client_ip,
         user=user,
         current_password=body.current_password,
         provider=provider,

@@ -109,7 +109,42 @@ def _store_attempt(session: Session, *, attempt: LoginAttempt) -> None:
     session.commit()
 
 
+async def _limit_attempts(limiter: RateLimiter, settings: Settings, client_ip: str) -> None:
+    """429 past OIDC_AUTHORIZE_RATE_LIMIT attempts begun per address: each stores a row, and
+    a link checks a password."""
+    limit = parse_limit(settings.OIDC_AUTHORIZE_RATE_LIMIT)
+    if limit is not None:
+        await limiter.hit(limit, "oidc-authorize", address_key(client_ip))
+
+
 async def begin(
+    db: Database,
+    oidc: OidcProviders,
+    settings: Settings,
+    limiter: RateLimiter,
+    *,
+    client_ip: str,
+    provider: str,
+    redirect_uri: str,
+    callback_uri: str,
+    browser: str,
+    code_challenge: str,
+) -> str:
+    """The authorize step: `_begin` a sign-in, within the address's rate limit."""
+    await _limit_attempts(limiter, settings, client_ip)
+    return await _begin(
+        db,
+        oidc,
+        settings,
+        provider=provider,
+        redirect_uri=redirect_uri,
+        callback_uri=callback_uri,
+        browser=browser,
+        code_challenge=code_challenge,
+    )
+
+
+async def _begin(
     db: Database,
     oidc: OidcProviders,
     settings: Settings,
@@ -180,7 +215,9 @@ async def begin_link(
     oidc: OidcProviders,
     settings: Settings,
     passwords: PasswordHasher,
+    limiter: RateLimiter,
     *,
+    client_ip: str,
     user: AuthenticatedUser,
     current_password: str | None,
     provider: str,
@@ -191,6 +228,7 @@ async def begin_link(
     """`begin`, for a signed-in account linking a provider, once its owner proved it is
     them: the current password, or (an account without one) a sign-in in the last
     RECENT_SIGN_IN. A stolen access token alone links nothing."""
+    await _limit_attempts(limiter, settings, client_ip)
     _check_destination(oidc, settings, provider, redirect_uri, callback_uri)
     assert user.session_id is not None  # SignedIn: a session's access token
     has_password, signed_in_at = await _link_standing(
@@ -202,7 +240,7 @@ async def begin_link(
         await users_service.check_current_password(db, passwords, user, current_password)
     elif signed_in_at is None or utc_now() - signed_in_at > RECENT_SIGN_IN:
         raise RecentSignInRequired
-    return await begin(
+    return await _begin(
         db,
         oidc,
         settings,

@@ -337,6 +337,27 @@ def test_the_exchange_is_rate_limited_per_address(client: TestClient) -> None:
     assert int(answers[-1].headers["retry-after"]) >= 1
 
 
+@pytest.mark.parametrize("extra_settings", [{"OIDC_AUTHORIZE_RATE_LIMIT": "2/minute"}])
+def test_sign_ins_and_links_begun_are_rate_limited_per_address(
+    client: TestClient, account: Account, rows: Rows
+) -> None:
+    authorize = f"{API}/auth/oidc/{PROVIDER_NAME}/authorize"
+    answers = [
+        client.get(authorize, params={"redirect_uri": FRONTEND, **PKCE}, follow_redirects=False)
+        for _ in range(3)
+    ]
+    assert [answer.status_code for answer in answers] == [302, 302, 429]
+    assert int(answers[-1].headers["retry-after"]) >= 1
+    # The link call counts against the same address's attempts.
+    linking = client.post(
+        f"{API}/users/me/identities/{PROVIDER_NAME}",
+        json={"redirect_uri": FRONTEND, "current_password": account.password},
+        headers=account.headers,
+    )
+    assert linking.status_code == 429
+    assert len(rows.attempts()) == 2
+
+
 # --- where the browser may be sent -------------------------------------------------------------
 
 

@@ -1333,6 +1333,10 @@ export type OidcAuthorizeErrors = {
      */
     422: HttpValidationError;
     /**
+     * Too many requests, try again later
+     */
+    429: ErrorMessage;
+    /**
      * Service temporarily unavailable
      */
     503: ErrorMessage;
@@ -2356,6 +2360,10 @@ export type OidcLinkIdentityErrors = {
      * Validation Error
      */
     422: HttpValidationError;
+    /**
+     * Too many requests, try again later
+     */
+    429: ErrorMessage;
     /**
      * Service temporarily unavailable
      */
