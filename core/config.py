@@ -41,6 +41,11 @@ class OidcProviderSettings(BaseModel):
     # Left out: read from OIDC_<NAME>_CLIENT_SECRET, in the environment or SECRETS_DIR.
     client_secret: SecretStr = SecretStr("")
     scopes: list[str] = Field(default=list(OIDC_DEFAULT_SCOPES), min_length=1)
+    # Whether a new identity whose verified address matches an existing (verified) account
+    # is linked to it. Turn it off for a provider whose users may change their own address
+    # without proving it (Keycloak's "edit email" with verification off): its address
+    # would then be whatever its user typed.
+    link_by_email: bool = True
 
     @field_validator("issuer")
     @classmethod

@@ -60,10 +60,13 @@ from features.oidc.models import (
     LoginAttempt,
     OidcProviderPublic,
 )
+from features.users import authority
 from features.users import service as users_service
 from features.users import sessions as users_sessions
+from features.users.errors import UnknownRole
 from features.users.models import (
     EMAIL_MAX_LENGTH,
+    MEMBER_ROLE,
     NAME_MAX_LENGTH,
     AccountSession,
     AuthenticatedUser,
@@ -352,7 +355,10 @@ async def finish(
         return _with_params(taken.redirect_uri, error=refused.code)
     except ProviderUnavailable:
         return _with_params(taken.redirect_uri, error="provider_unavailable")
-    outcome = await _resolve(db, attempt=taken, identity=identity)
+    entry = next(entry for entry in settings.OIDC_PROVIDERS if entry.name == provider)
+    outcome = await _resolve(
+        db, attempt=taken, identity=identity, link_by_email=entry.link_by_email
+    )
     return _with_params(taken.redirect_uri, **outcome)
 
 
@@ -420,8 +426,20 @@ def _new_account_name(identity: VerifiedIdentity, email: str) -> str:
     return name or email.split("@", 1)[0][:NAME_MAX_LENGTH]
 
 
+def _holds_more_than_a_member(session: Session, user_id: uuid.UUID) -> bool:
+    """Whether the account holds any permission the `member` role does not grant."""
+    held = set(authority.authority_of(session, [user_id])[user_id].permissions)
+    try:
+        member = authority.granted_by(session, authority.roles_named(session, [MEMBER_ROLE]))
+    except UnknownRole:  # the role was deleted: every permission is more than a member's
+        member = set()
+    return not held <= member
+
+
 @transaction
-def _resolve(session: Session, *, attempt: _Attempt, identity: VerifiedIdentity) -> dict[str, str]:
+def _resolve(
+    session: Session, *, attempt: _Attempt, identity: VerifiedIdentity, link_by_email: bool
+) -> dict[str, str]:
     """What a verified identity does: the query parameters the frontend gets."""
     known = session.exec(
         select(Identity).where(
@@ -450,6 +468,14 @@ def _resolve(session: Session, *, attempt: _Attempt, identity: VerifiedIdentity)
             return _refused(session, attempt, "account_exists_unverified", existing.id)
         if not existing.is_active:
             return _refused(session, attempt, "account_inactive", existing.id)
+        if not link_by_email:
+            # This provider's addresses are not trusted to link (OIDC_PROVIDERS): the owner
+            # signs in and links it from the account.
+            return _refused(session, attempt, "account_exists", existing.id)
+        if _holds_more_than_a_member(session, existing.id):
+            # An admin or support account is worth more than whatever the provider's
+            # address check is worth: its owner links the provider from the account.
+            return _refused(session, attempt, "account_privileged", existing.id)
         _link(session, existing, attempt, identity, how="verified_email")
         return _one_time_code(session, existing, attempt)
     user = users_service.add_without_password(

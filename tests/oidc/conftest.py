@@ -109,10 +109,18 @@ def extra_settings() -> dict[str, object]:
 
 
 @pytest.fixture
+def provider_changes() -> dict[str, object]:
+    """Parametrize to change the provider's entry in OIDC_PROVIDERS for one test."""
+    return {}
+
+
+@pytest.fixture
 def settings_overrides(
-    oidc_provider: OidcProvider, extra_settings: dict[str, object]
+    oidc_provider: OidcProvider,
+    extra_settings: dict[str, object],
+    provider_changes: dict[str, object],
 ) -> dict[str, object]:
-    return {**provider_settings(oidc_provider.issuer), **extra_settings}
+    return {**provider_settings(oidc_provider.issuer, **provider_changes), **extra_settings}
 
 
 def pkce_pair() -> tuple[str, str]:
