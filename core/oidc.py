@@ -44,6 +44,10 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+# OpenID Connect Core 1.0, 2: a subject is at most 255 ASCII characters. An address longer
+# than SMTP allows (RFC 5321: a path of 256 octets, 254 of them the address) is no address.
+SUBJECT_MAX_LENGTH = 255
+EMAIL_MAX_LENGTH = 254
 
 
 class ProviderUnavailable(ServiceUnavailableError):
@@ -279,6 +283,9 @@ class OidcProviders:
             logger.info("OIDC ID token refused: %s", type(error).__name__)
             raise InvalidIdToken from error
         checked: dict[str, Any] = dict(claims)
-        if not isinstance(checked.get("sub"), str) or not checked["sub"]:
+        subject, email = checked.get("sub"), checked.get("email")
+        if not isinstance(subject, str) or not 0 < len(subject) <= SUBJECT_MAX_LENGTH:
+            raise InvalidIdToken
+        if isinstance(email, str) and len(email) > EMAIL_MAX_LENGTH:
             raise InvalidIdToken
         return checked

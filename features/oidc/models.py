@@ -16,11 +16,10 @@ from sqlmodel import Field, SQLModel
 
 from core.data.clock import utc_now
 from core.data.types import UTCDateTime
+from core.oidc import SUBJECT_MAX_LENGTH
 from features.users.models import CURRENT_PASSWORD_MAX_LENGTH, EMAIL_MAX_LENGTH
 
 PROVIDER_MAX_LENGTH = 32
-# OpenID Connect Core 1.0, 2: a subject is at most 255 ASCII characters.
-SUBJECT_MAX_LENGTH = 255
 REDIRECT_URI_MAX_LENGTH = 2048
 CODE_MAX_LENGTH = 128
 # PKCE towards this API (RFC 7636): the frontend's S256 challenge is the base64url SHA-256 of

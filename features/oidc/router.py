@@ -31,7 +31,6 @@ from features.oidc.errors import (
     CodeVerifierMismatch,
     CurrentPasswordRequired,
     IdentityNotFound,
-    IdentityTaken,
     InvalidExchangeCode,
     InvalidSignInState,
     LastSignInMethod,
@@ -180,7 +179,7 @@ async def authorize(
     summary="Where the provider sends the browser back",
     responses={
         **REDIRECT,
-        **error_responses(UnknownProvider, InvalidSignInState, IdentityTaken),
+        **error_responses(UnknownProvider, InvalidSignInState),
     },
 )
 async def callback(

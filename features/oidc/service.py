@@ -45,6 +45,7 @@ from features.oidc.errors import (
     CodeVerifierMismatch,
     CurrentPasswordRequired,
     IdentityNotFound,
+    IdentityTaken,
     InvalidExchangeCode,
     InvalidSignInState,
     LastSignInMethod,
@@ -63,7 +64,7 @@ from features.oidc.models import (
 from features.users import authority
 from features.users import service as users_service
 from features.users import sessions as users_sessions
-from features.users.errors import UnknownRole
+from features.users.errors import EmailTaken, UnknownRole
 from features.users.models import (
     EMAIL_MAX_LENGTH,
     MEMBER_ROLE,
@@ -356,9 +357,15 @@ async def finish(
     except ProviderUnavailable:
         return _with_params(taken.redirect_uri, error="provider_unavailable")
     entry = next(entry for entry in settings.OIDC_PROVIDERS if entry.name == provider)
-    outcome = await _resolve(
-        db, attempt=taken, identity=identity, link_by_email=entry.link_by_email
-    )
+    try:
+        outcome = await _resolve(
+            db, attempt=taken, identity=identity, link_by_email=entry.link_by_email
+        )
+    except (EmailTaken, IdentityTaken):
+        # Another callback made the account or linked this provider account a moment
+        # before (two tabs, a double click): nothing was changed here, and signing in again
+        # finds what the other one made. A browser is never shown a JSON 409.
+        outcome = {"error": "try_again"}
     return _with_params(taken.redirect_uri, **outcome)
 
 

@@ -3,20 +3,22 @@ forged or replayed state, ID tokens a misbehaving provider re-signed with one th
 replayed or stale one-time codes, redirects to anywhere but a registered URI."""
 
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import httpx2
 import pytest
-from sqlalchemy import func, update
+from sqlalchemy import Executable, event, func, insert, update
 from sqlmodel import Session, col, select
 from starlette.testclient import TestClient
 
 from core.data.audit import AuditEvent
 from core.data.clock import utc_now
 from core.data.db import Database
-from features.oidc.models import ExchangeCode
-from features.users.models import AccountSession
+from features.oidc.models import ExchangeCode, Identity
+from features.users.models import AccountSession, User
 from main import create_app
 from tests.conftest import Account, make_settings
 from tests.oidc.conftest import (
@@ -71,6 +73,72 @@ def test_an_id_token_with_one_thing_wrong_never_links_a_signed_in_account(
     )
     assert browser.back_at_frontend(callback) == {"error": "invalid_id_token"}
     assert rows.identities() == []
+
+
+@pytest.mark.parametrize(
+    ("sub", "email"),
+    [("s" * 256, "long.subject@example.com"), ("long-email", "e" * 243 + "@example.com")],
+    ids=["subject", "email"],
+)
+def test_an_id_token_claim_longer_than_its_column_is_an_invalid_id_token(
+    browser: Browser, rows: Rows, sub: str, email: str
+) -> None:
+    assert browser.sign_in(sub=sub, email=email) == {"error": "invalid_id_token"}
+    assert_nothing_made(rows, "long.subject@example.com", email)
+    # At their limits, they are fine.
+    back = browser.sign_in(sub="s" * 255, email="e" * 242 + "@example.com")
+    assert set(back) == {"code"}
+
+
+@contextmanager
+def racing(statement: Executable) -> Iterator[None]:
+    """Another request runs `statement` just before the app's next flush of new rows: the
+    moment a check-then-insert race is lost, made deterministic."""
+
+    done = False
+
+    def first_flush(session: Session, _context: object, _instances: object) -> None:
+        nonlocal done
+        if session.new and not done:
+            done = True
+            session.execute(statement)
+
+    event.listen(Session, "before_flush", first_flush)
+    try:
+        yield
+    finally:
+        event.remove(Session, "before_flush", first_flush)
+    assert done
+
+
+def test_an_account_made_meanwhile_by_another_sign_in_is_an_error_redirect(
+    browser: Browser, rows: Rows
+) -> None:
+    callback = browser.at_provider(browser.authorize(), sub="twin", email="twin@example.com")
+    twin = User(name="Twin", email="twin@example.com", hashed_password=None, is_verified=True)
+
+    with racing(insert(User).values(**twin.model_dump())):
+        response = browser.callback(callback)
+
+    assert response.status_code == 302
+    assert query_of(response.headers["location"]) == {"error": "try_again"}
+    assert rows.identities() == []
+    assert rows.codes() == []
+
+
+def test_an_identity_linked_meanwhile_by_another_callback_is_an_error_redirect(
+    browser: Browser, account: Account, rows: Rows
+) -> None:
+    callback = browser.at_provider(browser.authorize(), sub="raced", email="raced@example.com")
+    other = Identity(user_id=uuid.UUID(account.id), provider=PROVIDER_NAME, subject="raced")
+
+    with racing(insert(Identity).values(**other.model_dump())):
+        response = browser.callback(callback)
+
+    assert response.status_code == 302
+    assert query_of(response.headers["location"]) == {"error": "try_again"}
+    assert rows.users("raced@example.com") == []
+    assert rows.codes() == []
 
 
 def forge_with_unknown_key_ids(browser: Browser, oidc_provider: OidcProvider) -> int:

@@ -1379,10 +1379,6 @@ export type OidcCallbackErrors = {
      */
     404: ErrorMessage;
     /**
-     * This provider account is already linked to an account
-     */
-    409: ErrorMessage;
-    /**
      * Request body too large
      */
     413: ErrorMessage;
