@@ -253,6 +253,11 @@ class OidcProviders:
         assert provider.keys is not None
         advertised = provider.document.get("id_token_signing_alg_values_supported") or ["RS256"]
         algorithms = [alg for alg in advertised if alg in ASYMMETRIC_ALGORITHMS]
+        if not algorithms:
+            # The provider signs with none of them (the client secret, or nothing): refused.
+            # An empty list would not mean "none" to the library but its own defaults.
+            logger.info("OIDC ID token refused: the provider advertises no asymmetric algorithm")
+            raise InvalidIdToken
         try:
             try:
                 token = jwt.decode(id_token, provider.keys, algorithms=algorithms)

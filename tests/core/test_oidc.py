@@ -1,13 +1,24 @@
 """OIDC_PROVIDERS as settings: issuers over TLS unless on this machine, one name each, the
-client secret from the entry, the environment or SECRETS_DIR."""
+client secret from the entry, the environment or SECRETS_DIR. And the ID token's signature
+algorithm, against a provider served here whose discovery document the test chooses."""
 
+import asyncio
 import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from joserfc import jwt
+from joserfc.jwk import OctKey, RSAKey
 from pydantic import ValidationError
 
 from core.config import Settings
+from core.oidc import InvalidIdToken, OidcProviders, VerifiedIdentity
+from tests.support import free_port
 
 
 def settings_with(*entries: dict[str, object]) -> Settings:
@@ -108,3 +119,118 @@ def test_redirect_uris_are_a_list_of_web_pages_or_app_schemes() -> None:
     given = "https://a.example/cb, com.example.app:/oauth"
     settings = Settings(_env_file=None, OIDC_REDIRECT_URIS=given)
     assert settings.OIDC_REDIRECT_URIS == ["https://a.example/cb", "com.example.app:/oauth"]
+
+
+# --- the ID token's algorithm, against a provider the test serves -------------------------------
+
+ISSUER_CLIENT_ID = "app"
+ISSUER_CLIENT_SECRET = "a-client-secret-long-enough-for-hs256"
+NONCE = "the-nonce-that-was-sent"
+
+
+@contextmanager
+def serving_provider(advertised: list[str], sign: Callable[[RSAKey, str], str]) -> Iterator[str]:
+    """A minimal OpenID provider on a loopback port: its discovery document advertises
+    `advertised` as its ID token algorithms, its JWKS publishes its RSA key, and its token
+    endpoint answers the ID token `sign(its key, its issuer)` makes. Its issuer."""
+    signing = RSAKey.generate_key(2048, parameters={"kid": "provider-key"})
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    document = {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/auth",
+        "token_endpoint": f"{issuer}/token",
+        "jwks_uri": f"{issuer}/jwks",
+        "id_token_signing_alg_values_supported": advertised,
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def _json(self, body: object) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path == "/.well-known/openid-configuration":
+                self._json(document)
+            else:
+                self._json({"keys": [signing.as_dict(private=False)]})
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            token = sign(signing, issuer)
+            self._json({"access_token": "opaque", "token_type": "Bearer", "id_token": token})
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield issuer
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def claims(issuer: str) -> dict[str, object]:
+    now = int(time.time())
+    return {
+        "iss": issuer,
+        "aud": ISSUER_CLIENT_ID,
+        "sub": "someone",
+        "iat": now,
+        "exp": now + 300,
+        "nonce": NONCE,
+    }
+
+
+def rs256(key: RSAKey, issuer: str) -> str:
+    """Signed with the provider's published key."""
+    return jwt.encode({"alg": "RS256", "kid": "provider-key"}, claims(issuer), key)
+
+
+def hs256_with_the_client_secret(_key: RSAKey, issuer: str) -> str:
+    """Signed with the secret the client shares with the provider (so anyone holding it,
+    the API included, could forge one)."""
+    return jwt.encode({"alg": "HS256"}, claims(issuer), OctKey.import_key(ISSUER_CLIENT_SECRET))
+
+
+def verify(issuer: str) -> VerifiedIdentity:
+    settings = settings_with(
+        entry(issuer=issuer, client_id=ISSUER_CLIENT_ID, client_secret=ISSUER_CLIENT_SECRET)
+    )
+    return asyncio.run(
+        OidcProviders(settings).verified_identity(
+            "corp",
+            code="a-code",
+            redirect_uri="http://127.0.0.1/callback",
+            code_verifier="v" * 43,
+            nonce=NONCE,
+        )
+    )
+
+
+def test_an_id_token_signed_with_an_advertised_key_algorithm_is_accepted() -> None:
+    with serving_provider(["RS256"], rs256) as issuer:
+        assert verify(issuer).subject == "someone"
+
+
+@pytest.mark.parametrize("advertised", [["RS256", "HS256"], ["HS256"]])
+def test_an_id_token_signed_with_the_client_secret_is_refused(advertised: list[str]) -> None:
+    with (
+        serving_provider(advertised, hs256_with_the_client_secret) as issuer,
+        pytest.raises(InvalidIdToken),
+    ):
+        verify(issuer)
+
+
+def test_a_provider_advertising_no_key_algorithm_has_every_id_token_refused() -> None:
+    # Not even one its published key signs: no algorithm of ours is left, and an empty list
+    # must not become the library's defaults (which include RS256).
+    with serving_provider(["HS256", "none"], rs256) as issuer, pytest.raises(InvalidIdToken):
+        verify(issuer)
