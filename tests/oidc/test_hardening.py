@@ -217,9 +217,7 @@ def test_a_state_from_another_browser_is_refused(
     assert set(browser.back_at_frontend(callback)) == {"code"}
 
 
-def test_a_state_is_only_good_at_the_provider_it_was_begun_with(
-    browser: Browser, rows: Rows
-) -> None:
+def test_a_callback_to_an_unknown_provider_is_a_404(browser: Browser, rows: Rows) -> None:
     callback = browser.at_provider(browser.authorize(), sub="p", email="p@example.com")
     elsewhere = callback.replace(f"/oidc/{PROVIDER_NAME}/", "/oidc/unknown/")
     assert browser.callback(elsewhere).status_code == 404
