@@ -343,6 +343,21 @@ class Settings(BaseSettings):
             provider.client_secret = SecretStr(secret)
         return self
 
+    @model_validator(mode="after")
+    def oidc_redirect_uris_over_tls_in_production(self) -> "Settings":
+        """The one-time code travels in the redirect URI's query: over plain http anyone on
+        the path reads it. A page on this machine (development) or an app's own scheme may."""
+        if self.ENVIRONMENT != "production":
+            return self
+        for uri in self.OIDC_REDIRECT_URIS:
+            parts = urlsplit(uri)
+            if parts.scheme.lower() == "http" and not is_loopback_host(parts.hostname or ""):
+                raise ValueError(
+                    f"OIDC_REDIRECT_URIS: {uri!r} must be https:// in production "
+                    "(http:// only on a loopback address)"
+                )
+        return self
+
     @field_validator("FRONTEND_URL")
     @classmethod
     def strip_trailing_slash(cls, value: str) -> str:

@@ -121,6 +121,32 @@ def test_redirect_uris_are_a_list_of_web_pages_or_app_schemes() -> None:
     assert settings.OIDC_REDIRECT_URIS == ["https://a.example/cb", "com.example.app:/oauth"]
 
 
+PRODUCTION_KEY = "k" * 64
+
+
+def test_production_refuses_a_plain_http_redirect_uri_off_this_machine() -> None:
+    with pytest.raises(ValidationError, match="must be https:// in production"):
+        Settings(
+            _env_file=None,
+            ENVIRONMENT="production",
+            SECRET_KEY=PRODUCTION_KEY,
+            OIDC_REDIRECT_URIS="https://a.example/cb, http://a.example/cb",
+        )
+
+
+def test_production_allows_https_loopback_http_and_app_schemes() -> None:
+    given = "https://a.example/cb, http://127.0.0.1:3000/cb, http://localhost/cb, com.ex.app:/o"
+    settings = Settings(
+        _env_file=None,
+        ENVIRONMENT="production",
+        SECRET_KEY=PRODUCTION_KEY,
+        OIDC_REDIRECT_URIS=given,
+    )
+    assert len(settings.OIDC_REDIRECT_URIS) == 4
+    # Elsewhere, plain http stays allowed (a development machine's own name, a test host).
+    assert Settings(_env_file=None, OIDC_REDIRECT_URIS="http://dev.box/cb").OIDC_REDIRECT_URIS
+
+
 # --- the ID token's algorithm, against a provider the test serves -------------------------------
 
 ISSUER_CLIENT_ID = "app"
