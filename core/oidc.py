@@ -7,7 +7,8 @@ The protocol is Authlib's (PKCE S256, the token request, the ID token's claims: 
 joserfc's, against the provider's published keys; nothing here parses a JWT by hand.
 
 A provider's discovery document and keys are fetched when first needed (and at start-up, in
-the background) and kept OIDC_METADATA_TTL_SECONDS. An ID token signed by a key that is not
+the background) and kept OIDC_METADATA_TTL_SECONDS; when a refresh fails, the ones fetched
+before serve for at most another OIDC_METADATA_TTL_SECONDS. An ID token signed by a key that is not
 among them (the provider rotated its keys) fetches the keys again, at most once per
 OIDC_JWKS_REFETCH_SECONDS, so forged tokens with made-up key ids cannot turn every callback
 into a fetch. A provider that cannot be reached answers ProviderUnavailable (503), and is
@@ -151,14 +152,31 @@ class OidcProviders:
             if provider.document is not None and now - provider.fetched_at < self._ttl:
                 return provider  # another request fetched it meanwhile
             if now < provider.unavailable_until:
+                if self._stale_but_usable(provider, now):
+                    return provider
                 raise ProviderUnavailable
             try:
                 await self._fetch(provider)
             except (httpx2.HTTPError, ValueError, JoseError) as error:
-                provider.unavailable_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
+                now = time.monotonic()
+                provider.unavailable_until = now + RETRY_AFTER_FAILURE_SECONDS
+                if self._stale_but_usable(provider, now):
+                    logger.warning(
+                        "OIDC provider %s: refresh failed (%s); the document and keys fetched "
+                        "before are used meanwhile",
+                        name,
+                        type(error).__name__,
+                    )
+                    return provider
                 logger.warning("OIDC provider %s unavailable: %s", name, type(error).__name__)
                 raise ProviderUnavailable from error
         return provider
+
+    def _stale_but_usable(self, provider: _Provider, now: float) -> bool:
+        """A document (and keys) past its TTL still serves while a refresh fails, for at
+        most one more TTL: a provider's short outage does not stop sign-ins, and a long one
+        does not keep keys it may have revoked meanwhile in use for ever."""
+        return provider.document is not None and now - provider.fetched_at < 2 * self._ttl
 
     async def warm_up(self) -> None:
         """Fetch every provider's discovery document and keys now, so the first sign-in

@@ -17,7 +17,7 @@ from joserfc.jwk import OctKey, RSAKey
 from pydantic import ValidationError
 
 from core.config import Settings
-from core.oidc import InvalidIdToken, OidcProviders, VerifiedIdentity
+from core.oidc import InvalidIdToken, OidcProviders, ProviderUnavailable, VerifiedIdentity
 from tests.support import free_port
 
 
@@ -226,10 +226,18 @@ def hs256_with_the_client_secret(_key: RSAKey, issuer: str) -> str:
     return jwt.encode({"alg": "HS256"}, claims(issuer), OctKey.import_key(ISSUER_CLIENT_SECRET))
 
 
-def verify(issuer: str) -> VerifiedIdentity:
-    settings = settings_with(
-        entry(issuer=issuer, client_id=ISSUER_CLIENT_ID, client_secret=ISSUER_CLIENT_SECRET)
+def provider_at(issuer: str, metadata_ttl: float = 3600) -> Settings:
+    return Settings(
+        _env_file=None,
+        OIDC_PROVIDERS=json.dumps(
+            [entry(issuer=issuer, client_id=ISSUER_CLIENT_ID, client_secret=ISSUER_CLIENT_SECRET)]
+        ),
+        OIDC_METADATA_TTL_SECONDS=metadata_ttl,
     )
+
+
+def verify(issuer: str) -> VerifiedIdentity:
+    settings = provider_at(issuer)
     return asyncio.run(
         OidcProviders(settings).verified_identity(
             "corp",
@@ -260,3 +268,31 @@ def test_a_provider_advertising_no_key_algorithm_has_every_id_token_refused() ->
     # must not become the library's defaults (which include RS256).
     with serving_provider(["HS256", "none"], rs256) as issuer, pytest.raises(InvalidIdToken):
         verify(issuer)
+
+
+# --- a provider that goes away ------------------------------------------------------------------
+
+
+def test_a_stale_document_serves_while_a_refresh_fails_for_at_most_one_more_ttl() -> None:
+    ttl = 1.0
+
+    async def authorize(providers: OidcProviders) -> str:
+        return await providers.authorization_url(
+            "corp", redirect_uri="http://127.0.0.1/cb", state="s", nonce="n", code_verifier="v" * 43
+        )
+
+    async def walk() -> None:
+        with serving_provider(["RS256"], rs256) as issuer:
+            providers = OidcProviders(provider_at(issuer, metadata_ttl=ttl))
+            fetched = time.monotonic()
+            assert (await authorize(providers)).startswith(f"{issuer}/auth?")
+        # The provider is gone. Past the TTL, the refresh fails: the document fetched
+        # before still serves.
+        await asyncio.sleep(fetched + 1.3 * ttl - time.monotonic())
+        assert (await authorize(providers)).startswith(f"{issuer}/auth?")
+        # Past one more TTL, it does not.
+        await asyncio.sleep(fetched + 2.3 * ttl - time.monotonic())
+        with pytest.raises(ProviderUnavailable):
+            await authorize(providers)
+
+    asyncio.run(walk())
