@@ -53,9 +53,14 @@ from features.users.errors import SessionRequired, WrongPassword
 router = APIRouter(tags=["oidc"])
 
 # The cookie that binds a sign-in attempt to the browser that began it: a random value, read
-# only by the callback (its path), never by scripts, sent on the provider's redirect back (a
-# top-level navigation: SameSite=Lax allows it) and on nothing cross-site.
+# only by the authorize and callback steps, never by scripts, sent on the provider's redirect
+# back (a top-level navigation: SameSite=Lax allows it) and on nothing cross-site.
 BROWSER_COOKIE = "oidc_browser"
+# Its name over https: a browser takes a `__Host-` cookie only from this very host, over
+# https, with Path=/ and no Domain, so a sibling subdomain cannot plant a binding of its
+# choosing (cookie tossing) for a login-CSRF attempt. The prefix needs Path=/: the cookie
+# then goes to every path of the API's host, still HttpOnly and SameSite=Lax.
+HOST_BROWSER_COOKIE = "__Host-" + BROWSER_COOKIE
 _COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 # What the browser-facing steps answer besides their errors.
 REDIRECT: dict[int | str, dict[str, Any]] = {
@@ -72,17 +77,39 @@ def _callback_uri(request: Request, settings: SettingsDep, provider: str) -> str
     return str(url)
 
 
-def _browser_binding(request: Request) -> str:
+def _over_https(request: Request, settings: SettingsDep) -> bool:
+    """Whether the browser reaches the API over https (directly, or through a proxy that
+    says so, or as OIDC_CALLBACK_BASE_URL says)."""
+    return request.url.scheme == "https" or settings.OIDC_CALLBACK_BASE_URL.startswith("https://")
+
+
+def _cookie_name(request: Request, settings: SettingsDep) -> str:
+    return HOST_BROWSER_COOKIE if _over_https(request, settings) else BROWSER_COOKIE
+
+
+def _browser_binding(request: Request, settings: SettingsDep) -> str:
     """The browser's binding value: the one it has (two tabs signing in at once keep
     theirs), or a new one."""
-    current = request.cookies.get(BROWSER_COOKIE, "")
+    current = request.cookies.get(_cookie_name(request, settings), "")
     return current if _COOKIE_VALUE.match(current) else new_opaque_token()
 
 
 def _bind(
     response: Response, request: Request, settings: SettingsDep, provider: str, value: str
 ) -> None:
-    # Sent to this provider's authorize and callback steps only (/api/v1/auth/oidc/<name>).
+    if _over_https(request, settings):
+        response.set_cookie(
+            HOST_BROWSER_COOKIE,
+            value,
+            max_age=int(service.ATTEMPT_LIFETIME.total_seconds()),
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=True,
+        )
+        return
+    # Plain http in development (a Secure cookie would be dropped): sent to this provider's
+    # authorize and callback steps only (/api/v1/auth/oidc/<name>).
     provider_path = request.url_for("callback", provider=provider).path.removesuffix("/callback")
     response.set_cookie(
         BROWSER_COOKIE,
@@ -91,10 +118,6 @@ def _bind(
         path=provider_path,
         httponly=True,
         samesite="lax",
-        # Over https only, when the browser reaches the API over https (directly, or
-        # through a proxy that says so); plain http in development would drop it.
-        secure=request.url.scheme == "https"
-        or settings.OIDC_CALLBACK_BASE_URL.startswith("https://"),
     )
 
 
@@ -154,7 +177,7 @@ async def authorize(
     to `redirect_uri` (one of OIDC_REDIRECT_URIS, exactly) with `code` to trade at
     `POST /auth/oidc/exchange` with the verifier of `code_challenge`, or `error`. 503 while
     the provider cannot be reached."""
-    browser = _browser_binding(request)
+    browser = _browser_binding(request, settings)
     url = await service.begin(
         db,
         oidc,
@@ -203,7 +226,7 @@ async def callback(
         settings,
         provider=provider,
         state=state,
-        browser=request.cookies.get(BROWSER_COOKIE),
+        browser=request.cookies.get(_cookie_name(request, settings)),
         code=code,
         error=error,
     )
@@ -282,7 +305,7 @@ async def link_identity(
     minutes (403 otherwise). The browser comes back to `redirect_uri` with
     `linked=<provider>` or `error=<code>`; the link is refused if this session ends or the
     password changes meanwhile."""
-    browser = _browser_binding(request)
+    browser = _browser_binding(request, settings)
     url = await service.begin_link(
         db,
         oidc,

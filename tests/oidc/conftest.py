@@ -32,6 +32,8 @@ CLIENT_SECRET = "template-app-secret"
 FRONTEND = "https://app.example/auth/callback"
 # Where the test client's app is: the provider sends the browser back there.
 CALLBACK = f"http://testserver/api/v1/auth/oidc/{PROVIDER_NAME}/callback"
+# The same, when the browser reaches the app over https.
+HTTPS_CALLBACK = CALLBACK.replace("http://", "https://", 1)
 
 
 def require_provider_packages() -> str:
@@ -66,7 +68,11 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProv
     port = free_port()
     log_path = tmp_path_factory.mktemp("oidc-provider") / "provider.log"
     clients = [
-        {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": [CALLBACK]}
+        {
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": [CALLBACK, HTTPS_CALLBACK],
+        }
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -154,6 +160,8 @@ class Browser:
     # The frontend's PKCE verifier of its latest authorize step, and of each code it got.
     code_verifier: str = ""
     verifiers: dict[str, str] = field(default_factory=dict)
+    # Where the provider sends this browser back: HTTPS_CALLBACK when it reaches the app so.
+    callback_url: str = CALLBACK
 
     def authorize(self, redirect_uri: str = FRONTEND) -> str:
         """The app's authorize step, with a new PKCE challenge; the provider URL it sends the
@@ -203,7 +211,7 @@ class Browser:
                 break
             response = self.provider.get(location)
         callback = location
-        assert without_query(callback) == CALLBACK
+        assert without_query(callback) == self.callback_url
         return callback
 
     def callback(self, callback_url: str) -> httpx2.Response:

@@ -18,12 +18,14 @@ from core.data.audit import AuditEvent
 from core.data.clock import utc_now
 from core.data.db import Database
 from features.oidc.models import ExchangeCode, Identity
+from features.oidc.router import BROWSER_COOKIE, HOST_BROWSER_COOKIE
 from features.users.models import AccountSession, User
 from main import create_app
 from tests.conftest import Account, make_settings
 from tests.oidc.conftest import (
     CLIENT_ID,
     FRONTEND,
+    HTTPS_CALLBACK,
     PKCE,
     PROVIDER_NAME,
     Browser,
@@ -500,3 +502,34 @@ def test_a_provider_that_cannot_be_reached_gives_503_and_the_app_still_serves(
         }
     app.state.database.dispose()
     assert rows.attempts() == []
+
+
+# --- over https --------------------------------------------------------------------------------
+
+
+def test_over_https_a_binding_planted_under_the_plain_name_is_refused(
+    client: TestClient, rows: Rows
+) -> None:
+    # A sibling subdomain (cookie tossing) can set `oidc_browser` for the API's host, but
+    # never `__Host-oidc_browser`: over https only the latter binds.
+    client.base_url = client.base_url.copy_with(scheme="https")
+    browser = Browser(
+        app=client,
+        provider=httpx2.Client(follow_redirects=False, timeout=10),
+        callback_url=HTTPS_CALLBACK,
+    )
+    callback = browser.at_provider(browser.authorize(), sub="tossed", email="tossed@example.com")
+    binding = client.cookies.get(HOST_BROWSER_COOKIE)
+    assert binding
+
+    client.cookies.clear()
+    client.cookies.set(BROWSER_COOKIE, binding, path=f"{API}/auth/oidc/{PROVIDER_NAME}")
+    assert browser.back_at_frontend(callback) == {"error": "invalid_state"}
+    assert_nothing_made(rows, "tossed@example.com")
+
+    # The same value under the host-only name is the browser that began it.
+    client.cookies.clear()
+    client.cookies.set(HOST_BROWSER_COOKIE, binding, path="/")
+    back = browser.back_at_frontend(callback)
+    assert browser.exchange(back["code"]).status_code == 200
+    browser.provider.close()

@@ -94,7 +94,12 @@ def test_the_browser_cookie_is_secure_over_https(client: TestClient) -> None:
         follow_redirects=False,
     )
     assert response.status_code == 302
-    assert "secure" in response.headers["set-cookie"].lower()
+    cookie = response.headers["set-cookie"]
+    # Host-only: a sibling subdomain cannot set a cookie of this name.
+    assert cookie.startswith("__Host-oidc_browser=")
+    assert "; Path=/;" in cookie
+    assert "secure" in cookie.lower()
+    assert "domain" not in cookie.lower()
 
 
 def test_a_new_verified_address_makes_a_verified_account_and_signs_it_in(
