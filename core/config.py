@@ -41,6 +41,11 @@ class OidcProviderSettings(BaseModel):
     # Left out: read from OIDC_<NAME>_CLIENT_SECRET, in the environment or SECRETS_DIR.
     client_secret: SecretStr = SecretStr("")
     scopes: list[str] = Field(default=list(OIDC_DEFAULT_SCOPES), min_length=1)
+    # Whether a new identity whose verified address matches an existing (verified) account
+    # is linked to it. Turn it off for a provider whose users may change their own address
+    # without proving it (Keycloak's "edit email" with verification off): its address
+    # would then be whatever its user typed.
+    link_by_email: bool = True
 
     @field_validator("issuer")
     @classmethod
@@ -177,6 +182,9 @@ class Settings(BaseSettings):
     OIDC_CALLBACK_BASE_URL: str = ""
     # One-time codes traded for tokens (POST /auth/oidc/exchange), per client address.
     OIDC_EXCHANGE_RATE_LIMIT: str = "30/minute"
+    # Sign-ins and links begun (GET .../authorize, POST /users/me/identities/<name>), per
+    # client address: each stores an attempt (and a link checks a password).
+    OIDC_AUTHORIZE_RATE_LIMIT: str = "30/minute"
     # A provider's discovery document and keys are fetched again after this long; an ID
     # token signed by a key not among them fetches the keys again, at most once per
     # OIDC_JWKS_REFETCH_SECONDS (a provider rotates keys rarely; a forger would otherwise make
@@ -256,6 +264,7 @@ class Settings(BaseSettings):
         "RECOVERY_RATE_LIMIT",
         "API_KEY_RATE_LIMIT",
         "OIDC_EXCHANGE_RATE_LIMIT",
+        "OIDC_AUTHORIZE_RATE_LIMIT",
     )
     @classmethod
     def check_rate_limit_notation(cls, value: str) -> str:
@@ -332,6 +341,21 @@ class Settings(BaseSettings):
                     f"set it in OIDC_PROVIDERS or {provider.secret_setting}"
                 )
             provider.client_secret = SecretStr(secret)
+        return self
+
+    @model_validator(mode="after")
+    def oidc_redirect_uris_over_tls_in_production(self) -> "Settings":
+        """The one-time code travels in the redirect URI's query: over plain http anyone on
+        the path reads it. A page on this machine (development) or an app's own scheme may."""
+        if self.ENVIRONMENT != "production":
+            return self
+        for uri in self.OIDC_REDIRECT_URIS:
+            parts = urlsplit(uri)
+            if parts.scheme.lower() == "http" and not is_loopback_host(parts.hostname or ""):
+                raise ValueError(
+                    f"OIDC_REDIRECT_URIS: {uri!r} must be https:// in production "
+                    "(http:// only on a loopback address)"
+                )
         return self
 
     @field_validator("FRONTEND_URL")

@@ -7,7 +7,8 @@ The protocol is Authlib's (PKCE S256, the token request, the ID token's claims: 
 joserfc's, against the provider's published keys; nothing here parses a JWT by hand.
 
 A provider's discovery document and keys are fetched when first needed (and at start-up, in
-the background) and kept OIDC_METADATA_TTL_SECONDS. An ID token signed by a key that is not
+the background) and kept OIDC_METADATA_TTL_SECONDS; when a refresh fails, the ones fetched
+before serve for at most another OIDC_METADATA_TTL_SECONDS. An ID token signed by a key that is not
 among them (the provider rotated its keys) fetches the keys again, at most once per
 OIDC_JWKS_REFETCH_SECONDS, so forged tokens with made-up key ids cannot turn every callback
 into a fetch. A provider that cannot be reached answers ProviderUnavailable (503), and is
@@ -44,6 +45,10 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+# OpenID Connect Core 1.0, 2: a subject is at most 255 ASCII characters. An address longer
+# than SMTP allows (RFC 5321: a path of 256 octets, 254 of them the address) is no address.
+SUBJECT_MAX_LENGTH = 255
+EMAIL_MAX_LENGTH = 254
 
 
 class ProviderUnavailable(ServiceUnavailableError):
@@ -147,14 +152,31 @@ class OidcProviders:
             if provider.document is not None and now - provider.fetched_at < self._ttl:
                 return provider  # another request fetched it meanwhile
             if now < provider.unavailable_until:
+                if self._stale_but_usable(provider, now):
+                    return provider
                 raise ProviderUnavailable
             try:
                 await self._fetch(provider)
             except (httpx2.HTTPError, ValueError, JoseError) as error:
-                provider.unavailable_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
+                now = time.monotonic()
+                provider.unavailable_until = now + RETRY_AFTER_FAILURE_SECONDS
+                if self._stale_but_usable(provider, now):
+                    logger.warning(
+                        "OIDC provider %s: refresh failed (%s); the document and keys fetched "
+                        "before are used meanwhile",
+                        name,
+                        type(error).__name__,
+                    )
+                    return provider
                 logger.warning("OIDC provider %s unavailable: %s", name, type(error).__name__)
                 raise ProviderUnavailable from error
         return provider
+
+    def _stale_but_usable(self, provider: _Provider, now: float) -> bool:
+        """A document (and keys) past its TTL still serves while a refresh fails, for at
+        most one more TTL: a provider's short outage does not stop sign-ins, and a long one
+        does not keep keys it may have revoked meanwhile in use for ever."""
+        return provider.document is not None and now - provider.fetched_at < 2 * self._ttl
 
     async def warm_up(self) -> None:
         """Fetch every provider's discovery document and keys now, so the first sign-in
@@ -249,6 +271,11 @@ class OidcProviders:
         assert provider.keys is not None
         advertised = provider.document.get("id_token_signing_alg_values_supported") or ["RS256"]
         algorithms = [alg for alg in advertised if alg in ASYMMETRIC_ALGORITHMS]
+        if not algorithms:
+            # The provider signs with none of them (the client secret, or nothing): refused.
+            # An empty list would not mean "none" to the library but its own defaults.
+            logger.info("OIDC ID token refused: the provider advertises no asymmetric algorithm")
+            raise InvalidIdToken
         try:
             try:
                 token = jwt.decode(id_token, provider.keys, algorithms=algorithms)
@@ -279,6 +306,9 @@ class OidcProviders:
             logger.info("OIDC ID token refused: %s", type(error).__name__)
             raise InvalidIdToken from error
         checked: dict[str, Any] = dict(claims)
-        if not isinstance(checked.get("sub"), str) or not checked["sub"]:
+        subject, email = checked.get("sub"), checked.get("email")
+        if not isinstance(subject, str) or not 0 < len(subject) <= SUBJECT_MAX_LENGTH:
+            raise InvalidIdToken
+        if isinstance(email, str) and len(email) > EMAIL_MAX_LENGTH:
             raise InvalidIdToken
         return checked

@@ -25,6 +25,7 @@ from core import jobs
 from core.data.db import build_engine
 from core.http.ratelimit import RateLimiter
 from core.security import PasswordHasher
+from features.oidc.models import Identity
 from features.recovery import jobs as recovery_jobs
 from features.users import service as users_service
 from main import create_app
@@ -36,7 +37,8 @@ from tests.support import fresh_database
 # run here, over an empty table). The sign-ups and sign-ins fill the audit log, the accounts'
 # roles and their sessions; the admin's role and a member's API key fill role_permissions
 # and api_keys; a periodic job deferred as a worker defers it fills
-# procrastinate_periodic_defers.
+# procrastinate_periodic_defers. An account made through an OpenID Connect provider fills
+# identities, and has no password.
 SEEDED_TABLES = {
     "users",
     "refresh_tokens",
@@ -48,6 +50,7 @@ SEEDED_TABLES = {
     "role_permissions",
     "sessions",
     "api_keys",
+    "identities",
 }
 SEEDED_QUEUE_TABLES = {
     "procrastinate_jobs",
@@ -57,8 +60,11 @@ SEEDED_QUEUE_TABLES = {
 }
 ACCOUNTS = 3
 ADMIN_EMAIL = "seed-admin@example.com"
+PASSWORDLESS_EMAIL = "seed-provider@example.com"
 # The migration that gave every account its roles (add_roles).
 ROLES_REVISION = "7a722e6d5ea1"
+# The migration that let an account have no password (add_oidc).
+OIDC_REVISION = "45ad082fd9dc"
 PERIODIC_JOB = "features.audit.jobs.purge_expired_events"
 
 
@@ -120,6 +126,15 @@ def seed_through_the_app(database_url: str, engine: Engine) -> None:
             run_jobs(app)  # the verification and recovery links are written by jobs
     finally:
         app.state.database.dispose()
+    with Session(engine) as session:
+        # As a sign-in through a provider makes it (features/oidc/service.py).
+        made = users_service.add_without_password(
+            session, name="Seed Provider", email=PASSWORDLESS_EMAIL
+        )
+        session.add(
+            Identity(user_id=made.id, provider="seed", subject="seed-sub", email=made.email)
+        )
+        session.commit()
     if engine.dialect.name == "postgresql":
         jobs.use_in_process_runner(None)  # into the queue, as production enqueues
         with Session(engine) as session:
@@ -186,7 +201,7 @@ def assert_kept_totals_are_exact(engine: Engine, counts: dict[str, int]) -> None
         rows = connection.execute(text("SELECT table_name, total FROM row_counts"))
         kept: dict[str, int] = {table: total for table, total in rows}
     assert kept == {table: counts[table] for table in kept}
-    assert kept.get("users") == ACCOUNTS + 1  # and the admin
+    assert kept.get("users") == ACCOUNTS + 2  # and the admin, and the one without a password
 
 
 def test_every_migration_goes_down_up_and_down_over_rows(seeded: Engine) -> None:
@@ -254,4 +269,29 @@ def test_the_roles_migration_makes_superusers_admins_and_everyone_a_member(
     for email, role in rows:
         held.setdefault(email, set()).add(role)
     members = {f"seed-{number}@example.com": {"member"} for number in range(ACCOUNTS)}
-    assert held == {**members, ADMIN_EMAIL: {"admin", "member"}}
+    assert held == {**members, PASSWORDLESS_EMAIL: {"member"}, ADMIN_EMAIL: {"admin", "member"}}
+
+
+def password_hashes(engine: Engine) -> dict[str, str | None]:
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT email, hashed_password FROM users")).all()
+    return {email: hashed for email, hashed in rows}
+
+
+def test_an_account_without_a_password_has_none_again_after_the_oidc_migration_round_trip(
+    seeded: Engine,
+) -> None:
+    """Down, the release before needs a hash on every account (a placeholder no password
+    matches); up again, the placeholder goes: the account is password-less, as before."""
+    config = alembic_config()
+    oidc = ScriptDirectory.from_config(config).get_revision(OIDC_REVISION)
+    assert oidc is not None
+    assert isinstance(oidc.down_revision, str)
+    before = password_hashes(seeded)
+    assert before[PASSWORDLESS_EMAIL] is None
+
+    migrate(seeded, config, "downgrade", oidc.down_revision)
+    assert password_hashes(seeded)[PASSWORDLESS_EMAIL] is not None
+    migrate(seeded, config, "upgrade", "head")
+
+    assert password_hashes(seeded) == before

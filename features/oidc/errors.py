@@ -1,7 +1,7 @@
 """The OIDC feature's failures. The browser-facing steps report most of theirs to the
 frontend as `error=<code>` on its redirect URI instead (docs/oidc.md lists the codes)."""
 
-from core.errors import BadRequestError, ConflictError, NotFoundError
+from core.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
 
 
 class UnknownProvider(NotFoundError):
@@ -25,6 +25,27 @@ class InvalidSignInState(BadRequestError):
 
 class InvalidExchangeCode(BadRequestError):
     default_detail = "Invalid, expired or already used code"
+
+
+class CodeVerifierMismatch(BadRequestError):
+    # OAuth's invalid_grant: the code was begun by another client (a login-CSRF attempt, an
+    # app that caught another's redirect). It is spent all the same.
+    default_detail = (
+        "code_verifier is missing or does not match the code_challenge given at the "
+        "authorize step; the code is spent: sign in again"
+    )
+
+
+class CurrentPasswordRequired(BadRequestError):
+    default_detail = "current_password is required to link a provider to this account"
+
+
+class RecentSignInRequired(ForbiddenError):
+    # An account without a password has nothing to re-enter: a fresh sign-in stands for it.
+    default_detail = (
+        "Sign in again first: an account without a password links a provider within "
+        "10 minutes of signing in"
+    )
 
 
 class IdentityNotFound(NotFoundError):

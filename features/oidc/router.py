@@ -3,7 +3,7 @@ the one-time code's exchange, and the account's linked identities."""
 
 import re
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
@@ -15,21 +15,31 @@ from core.errors import (
     error_responses,
 )
 from core.http.caching import NOT_MODIFIED
-from core.http.deps import ClientIP, DatabaseDep, OidcDep, RateLimiterDep, SettingsDep
+from core.http.deps import (
+    ClientIP,
+    DatabaseDep,
+    OidcDep,
+    PasswordHasherDep,
+    RateLimiterDep,
+    SettingsDep,
+)
 from core.http.oauth2 import TokenPair
 from core.security import new_opaque_token
 from features.oidc import service
 from features.oidc.errors import (
     CallbackUrlTooLong,
+    CodeVerifierMismatch,
+    CurrentPasswordRequired,
     IdentityNotFound,
-    IdentityTaken,
     InvalidExchangeCode,
     InvalidSignInState,
     LastSignInMethod,
+    RecentSignInRequired,
     RedirectUriNotAllowed,
     UnknownProvider,
 )
 from features.oidc.models import (
+    CODE_CHALLENGE_PATTERN,
     REDIRECT_URI_MAX_LENGTH,
     AuthorizationUrl,
     CodeExchange,
@@ -38,14 +48,19 @@ from features.oidc.models import (
     OidcProviderPublic,
 )
 from features.users.dependencies import CurrentUser, SignedIn
-from features.users.errors import SessionRequired
+from features.users.errors import SessionRequired, WrongPassword
 
 router = APIRouter(tags=["oidc"])
 
 # The cookie that binds a sign-in attempt to the browser that began it: a random value, read
-# only by the callback (its path), never by scripts, sent on the provider's redirect back (a
-# top-level navigation: SameSite=Lax allows it) and on nothing cross-site.
+# only by the authorize and callback steps, never by scripts, sent on the provider's redirect
+# back (a top-level navigation: SameSite=Lax allows it) and on nothing cross-site.
 BROWSER_COOKIE = "oidc_browser"
+# Its name over https: a browser takes a `__Host-` cookie only from this very host, over
+# https, with Path=/ and no Domain, so a sibling subdomain cannot plant a binding of its
+# choosing (cookie tossing) for a login-CSRF attempt. The prefix needs Path=/: the cookie
+# then goes to every path of the API's host, still HttpOnly and SameSite=Lax.
+HOST_BROWSER_COOKIE = "__Host-" + BROWSER_COOKIE
 _COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 # What the browser-facing steps answer besides their errors.
 REDIRECT: dict[int | str, dict[str, Any]] = {
@@ -62,17 +77,39 @@ def _callback_uri(request: Request, settings: SettingsDep, provider: str) -> str
     return str(url)
 
 
-def _browser_binding(request: Request) -> str:
+def _over_https(request: Request, settings: SettingsDep) -> bool:
+    """Whether the browser reaches the API over https (directly, or through a proxy that
+    says so, or as OIDC_CALLBACK_BASE_URL says)."""
+    return request.url.scheme == "https" or settings.OIDC_CALLBACK_BASE_URL.startswith("https://")
+
+
+def _cookie_name(request: Request, settings: SettingsDep) -> str:
+    return HOST_BROWSER_COOKIE if _over_https(request, settings) else BROWSER_COOKIE
+
+
+def _browser_binding(request: Request, settings: SettingsDep) -> str:
     """The browser's binding value: the one it has (two tabs signing in at once keep
     theirs), or a new one."""
-    current = request.cookies.get(BROWSER_COOKIE, "")
+    current = request.cookies.get(_cookie_name(request, settings), "")
     return current if _COOKIE_VALUE.match(current) else new_opaque_token()
 
 
 def _bind(
     response: Response, request: Request, settings: SettingsDep, provider: str, value: str
 ) -> None:
-    # Sent to this provider's authorize and callback steps only (/api/v1/auth/oidc/<name>).
+    if _over_https(request, settings):
+        response.set_cookie(
+            HOST_BROWSER_COOKIE,
+            value,
+            max_age=int(service.ATTEMPT_LIFETIME.total_seconds()),
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=True,
+        )
+        return
+    # Plain http in development (a Secure cookie would be dropped): sent to this provider's
+    # authorize and callback steps only (/api/v1/auth/oidc/<name>).
     provider_path = request.url_for("callback", provider=provider).path.removesuffix("/callback")
     response.set_cookie(
         BROWSER_COOKIE,
@@ -81,10 +118,6 @@ def _bind(
         path=provider_path,
         httponly=True,
         samesite="lax",
-        # Over https only, when the browser reaches the API over https (directly, or
-        # through a proxy that says so); plain http in development would drop it.
-        secure=request.url.scheme == "https"
-        or settings.OIDC_CALLBACK_BASE_URL.startswith("https://"),
     )
 
 
@@ -113,30 +146,49 @@ async def list_providers(oidc: OidcDep) -> list[OidcProviderPublic]:
     responses={
         **REDIRECT,
         **error_responses(
-            UnknownProvider, RedirectUriNotAllowed, CallbackUrlTooLong, ServiceUnavailableError
+            UnknownProvider,
+            RedirectUriNotAllowed,
+            CallbackUrlTooLong,
+            TooManyRequestsError,
+            ServiceUnavailableError,
         ),
     },
 )
 async def authorize(
     provider: str,
     redirect_uri: Annotated[str, Query(max_length=REDIRECT_URI_MAX_LENGTH)],
+    code_challenge: Annotated[
+        str,
+        Query(
+            pattern=CODE_CHALLENGE_PATTERN,
+            description="PKCE (RFC 7636): base64url(SHA-256(code_verifier)), unpadded; keep "
+            "the verifier (43 to 128 random characters) for the exchange",
+        ),
+    ],
+    code_challenge_method: Annotated[Literal["S256"], Query(description="Only S256")],
     request: Request,
     db: DatabaseDep,
     oidc: OidcDep,
     settings: SettingsDep,
+    limiter: RateLimiterDep,
+    client_ip: ClientIP,
 ) -> RedirectResponse:
     """Navigate the browser here (not a fetch): it goes on to the provider, and comes back
     to `redirect_uri` (one of OIDC_REDIRECT_URIS, exactly) with `code` to trade at
-    `POST /auth/oidc/exchange`, or `error`. 503 while the provider cannot be reached."""
-    browser = _browser_binding(request)
+    `POST /auth/oidc/exchange` with the verifier of `code_challenge`, or `error`. 503 while
+    the provider cannot be reached."""
+    browser = _browser_binding(request, settings)
     url = await service.begin(
         db,
         oidc,
         settings,
+        limiter,
+        client_ip=client_ip,
         provider=provider,
         redirect_uri=redirect_uri,
         callback_uri=_callback_uri(request, settings, provider),
         browser=browser,
+        code_challenge=code_challenge,
     )
     response = _redirect(url)
     _bind(response, request, settings, provider, browser)
@@ -150,7 +202,7 @@ async def authorize(
     summary="Where the provider sends the browser back",
     responses={
         **REDIRECT,
-        **error_responses(UnknownProvider, InvalidSignInState, IdentityTaken),
+        **error_responses(UnknownProvider, InvalidSignInState),
     },
 )
 async def callback(
@@ -174,7 +226,7 @@ async def callback(
         settings,
         provider=provider,
         state=state,
-        browser=request.cookies.get(BROWSER_COOKIE),
+        browser=request.cookies.get(_cookie_name(request, settings)),
         code=code,
         error=error,
     )
@@ -185,7 +237,7 @@ async def callback(
     "/auth/oidc/exchange",
     response_model=TokenPair,
     summary="Trade a sign-in's one-time code for tokens",
-    responses=error_responses(InvalidExchangeCode, TooManyRequestsError),
+    responses=error_responses(InvalidExchangeCode, CodeVerifierMismatch, TooManyRequestsError),
 )
 async def exchange(
     body: CodeExchange,
@@ -194,9 +246,17 @@ async def exchange(
     settings: SettingsDep,
     client_ip: ClientIP,
 ) -> TokenPair:
-    """The `code` the callback put on your redirect URI, once, within a minute: the usual
-    token pair, a session like any other."""
-    return await service.exchange(db, limiter, settings, code=body.code, client_ip=client_ip)
+    """The `code` the callback put on your redirect URI and the PKCE `code_verifier` of the
+    authorize step, once, within a minute: the usual token pair, a session like any other.
+    A missing or wrong verifier is a 400 and spends the code."""
+    return await service.exchange(
+        db,
+        limiter,
+        settings,
+        code=body.code,
+        code_verifier=body.code_verifier,
+        client_ip=client_ip,
+    )
 
 
 @router.get(
@@ -216,9 +276,13 @@ async def list_identities(user: CurrentUser, db: DatabaseDep) -> list[IdentityPu
     responses=error_responses(
         UnauthorizedError,
         SessionRequired,
+        RecentSignInRequired,
         UnknownProvider,
         RedirectUriNotAllowed,
         CallbackUrlTooLong,
+        CurrentPasswordRequired,
+        WrongPassword,
+        TooManyRequestsError,
         ServiceUnavailableError,
     ),
 )
@@ -231,20 +295,30 @@ async def link_identity(
     db: DatabaseDep,
     oidc: OidcDep,
     settings: SettingsDep,
+    passwords: PasswordHasherDep,
+    limiter: RateLimiterDep,
+    client_ip: ClientIP,
 ) -> AuthorizationUrl:
     """Send the browser to `authorization_url` (a navigation). Call this with the browser's
-    cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
-    browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`."""
-    browser = _browser_binding(request)
-    url = await service.begin(
+    cookies (`credentials: "include"`): the answer binds the attempt to the browser. Needs
+    `current_password` when the account has one; without one, a sign-in in the last 10
+    minutes (403 otherwise). The browser comes back to `redirect_uri` with
+    `linked=<provider>` or `error=<code>`; the link is refused if this session ends or the
+    password changes meanwhile."""
+    browser = _browser_binding(request, settings)
+    url = await service.begin_link(
         db,
         oidc,
         settings,
+        passwords,
+        limiter,
+        client_ip=client_ip,
+        user=user,
+        current_password=body.current_password,
         provider=provider,
         redirect_uri=body.redirect_uri,
         callback_uri=_callback_uri(request, settings, provider),
         browser=browser,
-        linking_user_id=user.id,
     )
     _bind(response, request, settings, provider, browser)
     return AuthorizationUrl(authorization_url=url)

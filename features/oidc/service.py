@@ -10,19 +10,22 @@ The flow, for a frontend with no secret (a single-page or mobile app):
    verified (core/oidc.py); then the identity signs its account in, or is linked, or makes a
    new account, by the rules of `_resolve`. The browser goes back to the frontend with a
    one-time code (`code`), `linked=<provider>`, or `error=<code>`: never a token in a URL.
-3. `exchange`: the frontend trades the one-time code, once, within a minute, for the usual
-   token pair: a session like any other.
+3. `exchange`: the frontend trades the one-time code, once, within a minute, with the PKCE
+   verifier of the challenge it gave at step 1, for the usual token pair: a session like any
+   other. The verifier binds the code to the frontend that began the sign-in.
 
 Linking and account creation follow the email only when both sides vouch for it: the
 provider asserts `email_verified` and the existing account's address is verified. An
 unverified address never links and never creates an account.
 """
 
+import base64
+import hashlib
 import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from pydantic import EmailStr, TypeAdapter, ValidationError
@@ -36,13 +39,17 @@ from core.data.db import Database, changed_rows, read_only, serialized, transact
 from core.http.oauth2 import TokenPair
 from core.http.ratelimit import RateLimiter, address_key, parse_limit
 from core.oidc import OidcProviders, ProviderRefused, ProviderUnavailable, VerifiedIdentity
-from core.security import digest_token, new_opaque_token
+from core.security import PasswordHasher, digest_token, new_opaque_token
 from features.oidc.errors import (
     CallbackUrlTooLong,
+    CodeVerifierMismatch,
+    CurrentPasswordRequired,
     IdentityNotFound,
+    IdentityTaken,
     InvalidExchangeCode,
     InvalidSignInState,
     LastSignInMethod,
+    RecentSignInRequired,
     RedirectUriNotAllowed,
     UnknownProvider,
 )
@@ -54,11 +61,23 @@ from features.oidc.models import (
     LoginAttempt,
     OidcProviderPublic,
 )
+from features.users import authority
 from features.users import service as users_service
 from features.users import sessions as users_sessions
-from features.users.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, User, normalize_email
+from features.users.errors import EmailTaken, UnknownRole
+from features.users.models import (
+    EMAIL_MAX_LENGTH,
+    MEMBER_ROLE,
+    NAME_MAX_LENGTH,
+    AccountSession,
+    AuthenticatedUser,
+    User,
+    normalize_email,
+)
 
 ATTEMPT_LIFETIME = timedelta(minutes=10)
+# How fresh the sign-in of an account without a password must be to begin a link.
+RECENT_SIGN_IN = timedelta(minutes=10)
 EXCHANGE_CODE_LIFETIME = timedelta(seconds=60)
 # PKCE's verifier: 43 to 128 characters (RFC 7636, 4.1); 64 random base64url ones.
 CODE_VERIFIER_BYTES = 48
@@ -94,7 +113,42 @@ def _store_attempt(session: Session, *, attempt: LoginAttempt) -> None:
     session.commit()
 
 
+async def _limit_attempts(limiter: RateLimiter, settings: Settings, client_ip: str) -> None:
+    """429 past OIDC_AUTHORIZE_RATE_LIMIT attempts begun per address: each stores a row, and
+    a link checks a password."""
+    limit = parse_limit(settings.OIDC_AUTHORIZE_RATE_LIMIT)
+    if limit is not None:
+        await limiter.hit(limit, "oidc-authorize", address_key(client_ip))
+
+
 async def begin(
+    db: Database,
+    oidc: OidcProviders,
+    settings: Settings,
+    limiter: RateLimiter,
+    *,
+    client_ip: str,
+    provider: str,
+    redirect_uri: str,
+    callback_uri: str,
+    browser: str,
+    code_challenge: str,
+) -> str:
+    """The authorize step: `_begin` a sign-in, within the address's rate limit."""
+    await _limit_attempts(limiter, settings, client_ip)
+    return await _begin(
+        db,
+        oidc,
+        settings,
+        provider=provider,
+        redirect_uri=redirect_uri,
+        callback_uri=callback_uri,
+        browser=browser,
+        code_challenge=code_challenge,
+    )
+
+
+async def _begin(
     db: Database,
     oidc: OidcProviders,
     settings: Settings,
@@ -103,17 +157,13 @@ async def begin(
     redirect_uri: str,
     callback_uri: str,
     browser: str,
-    linking_user_id: uuid.UUID | None = None,
+    code_challenge: str | None,
+    linking: AuthenticatedUser | None = None,
 ) -> str:
-    """Store a sign-in attempt bound to `browser` (the cookie's value) and answer the URL to
-    send the browser to. `linking_user_id`: a signed-in account linking the provider."""
-    if provider not in oidc:
-        raise UnknownProvider
-    if redirect_uri not in settings.OIDC_REDIRECT_URIS:
-        raise RedirectUriNotAllowed
-    if len(callback_uri) > REDIRECT_URI_MAX_LENGTH:
-        # Built from the request's Host header: no provider has such a URL registered.
-        raise CallbackUrlTooLong
+    """Store a sign-in attempt bound to `browser` (the cookie's value) and to the frontend's
+    PKCE `code_challenge`, and answer the URL to send the browser to. `linking`: the
+    signed-in account linking the provider, through its session (no code, so no challenge)."""
+    _check_destination(oidc, settings, provider, redirect_uri, callback_uri)
     state, nonce = new_opaque_token(), new_opaque_token()
     code_verifier = secrets.token_urlsafe(CODE_VERIFIER_BYTES)
     # First: a provider that cannot be reached is a 503 with nothing stored.
@@ -128,11 +178,83 @@ async def begin(
         callback_uri=callback_uri,
         nonce=nonce,
         code_verifier=code_verifier,
-        linking_user_id=linking_user_id,
+        code_challenge=code_challenge,
+        linking_user_id=None if linking is None else linking.id,
+        linking_session_id=None if linking is None else linking.session_id,
+        linking_token_version=None if linking is None else linking.token_version,
         expires_at=utc_now() + ATTEMPT_LIFETIME,
     )
     await _store_attempt(db, attempt=attempt)
     return url
+
+
+def _check_destination(
+    oidc: OidcProviders, settings: Settings, provider: str, redirect_uri: str, callback_uri: str
+) -> None:
+    if provider not in oidc:
+        raise UnknownProvider
+    if redirect_uri not in settings.OIDC_REDIRECT_URIS:
+        raise RedirectUriNotAllowed
+    if len(callback_uri) > REDIRECT_URI_MAX_LENGTH:
+        # Built from the request's Host header: no provider has such a URL registered.
+        raise CallbackUrlTooLong
+
+
+@transaction
+def _link_standing(
+    session: Session, *, user_id: uuid.UUID, session_id: uuid.UUID
+) -> tuple[bool, datetime | None]:
+    """Whether the account has a password, and when the session signed in (None: ended)."""
+    user = session.get(User, user_id)
+    signed_in = session.get(AccountSession, session_id)
+    live = signed_in is not None and signed_in.user_id == user_id and signed_in.ended_at is None
+    return (
+        user is not None and user.hashed_password is not None,
+        as_utc(signed_in.created_at) if live and signed_in is not None else None,
+    )
+
+
+async def begin_link(
+    db: Database,
+    oidc: OidcProviders,
+    settings: Settings,
+    passwords: PasswordHasher,
+    limiter: RateLimiter,
+    *,
+    client_ip: str,
+    user: AuthenticatedUser,
+    current_password: str | None,
+    provider: str,
+    redirect_uri: str,
+    callback_uri: str,
+    browser: str,
+) -> str:
+    """`begin`, for a signed-in account linking a provider, once its owner proved it is
+    them: the current password, or (an account without one) a sign-in in the last
+    RECENT_SIGN_IN. A stolen access token alone links nothing."""
+    await _limit_attempts(limiter, settings, client_ip)
+    _check_destination(oidc, settings, provider, redirect_uri, callback_uri)
+    assert user.session_id is not None  # SignedIn: a session's access token
+    has_password, signed_in_at = await _link_standing(
+        db, user_id=user.id, session_id=user.session_id
+    )
+    if has_password:
+        if current_password is None:
+            raise CurrentPasswordRequired
+        await users_service.check_current_password(db, passwords, user, current_password)
+    elif signed_in_at is None or utc_now() - signed_in_at > RECENT_SIGN_IN:
+        raise RecentSignInRequired
+    return await _begin(
+        db,
+        oidc,
+        settings,
+        provider=provider,
+        redirect_uri=redirect_uri,
+        callback_uri=callback_uri,
+        browser=browser,
+        code_challenge=None,
+        linking=user,
+    )
 
 
 # --- 2. finish: the callback -----------------------------------------------------------------
@@ -147,7 +269,10 @@ class _Attempt:
     callback_uri: str
     nonce: str
     code_verifier: str
+    code_challenge: str | None
     linking_user_id: uuid.UUID | None
+    linking_session_id: uuid.UUID | None
+    linking_token_version: int | None
 
 
 @transaction
@@ -177,7 +302,10 @@ def _take_attempt(
         callback_uri=attempt.callback_uri,
         nonce=attempt.nonce,
         code_verifier=attempt.code_verifier,
+        code_challenge=attempt.code_challenge,
         linking_user_id=attempt.linking_user_id,
+        linking_session_id=attempt.linking_session_id,
+        linking_token_version=attempt.linking_token_version,
     )
     # Spent atomically: of two callbacks racing with one state, one goes on.
     if changed_rows(session, delete(LoginAttempt).where(col(LoginAttempt.id) == attempt.id)) != 1:
@@ -228,7 +356,16 @@ async def finish(
         return _with_params(taken.redirect_uri, error=refused.code)
     except ProviderUnavailable:
         return _with_params(taken.redirect_uri, error="provider_unavailable")
-    outcome = await _resolve(db, attempt=taken, identity=identity)
+    entry = next(entry for entry in settings.OIDC_PROVIDERS if entry.name == provider)
+    try:
+        outcome = await _resolve(
+            db, attempt=taken, identity=identity, link_by_email=entry.link_by_email
+        )
+    except (EmailTaken, IdentityTaken):
+        # Another callback made the account or linked this provider account a moment
+        # before (two tabs, a double click): nothing was changed here, and signing in again
+        # finds what the other one made. A browser is never shown a JSON 409.
+        outcome = {"error": "try_again"}
     return _with_params(taken.redirect_uri, **outcome)
 
 
@@ -264,14 +401,16 @@ def _link(
     )
 
 
-def _one_time_code(session: Session, user: User, provider: str) -> dict[str, str]:
-    """A code for the frontend to trade for tokens. Commits."""
+def _one_time_code(session: Session, user: User, attempt: _Attempt) -> dict[str, str]:
+    """A code for the frontend to trade for tokens with the verifier of the attempt's
+    challenge (an attempt the release before began has none: its code is refused). Commits."""
     code = new_opaque_token()
     session.add(
         ExchangeCode(
             code_hash=digest_token(code),
             user_id=user.id,
-            provider=provider,
+            provider=attempt.provider,
+            code_challenge=attempt.code_challenge,
             expires_at=utc_now() + EXCHANGE_CODE_LIFETIME,
         )
     )
@@ -294,8 +433,20 @@ def _new_account_name(identity: VerifiedIdentity, email: str) -> str:
     return name or email.split("@", 1)[0][:NAME_MAX_LENGTH]
 
 
+def _holds_more_than_a_member(session: Session, user_id: uuid.UUID) -> bool:
+    """Whether the account holds any permission the `member` role does not grant."""
+    held = set(authority.authority_of(session, [user_id])[user_id].permissions)
+    try:
+        member = authority.granted_by(session, authority.roles_named(session, [MEMBER_ROLE]))
+    except UnknownRole:  # the role was deleted: every permission is more than a member's
+        member = set()
+    return not held <= member
+
+
 @transaction
-def _resolve(session: Session, *, attempt: _Attempt, identity: VerifiedIdentity) -> dict[str, str]:
+def _resolve(
+    session: Session, *, attempt: _Attempt, identity: VerifiedIdentity, link_by_email: bool
+) -> dict[str, str]:
     """What a verified identity does: the query parameters the frontend gets."""
     known = session.exec(
         select(Identity).where(
@@ -308,7 +459,7 @@ def _resolve(session: Session, *, attempt: _Attempt, identity: VerifiedIdentity)
         user = session.get(User, known.user_id)
         if user is None or not user.is_active:
             return _refused(session, attempt, "account_inactive", known.user_id)
-        return _one_time_code(session, user, attempt.provider)
+        return _one_time_code(session, user, attempt)
     email = _usable_email(identity)
     if email is None:
         return _refused(session, attempt, "email_missing", None)
@@ -324,14 +475,22 @@ def _resolve(session: Session, *, attempt: _Attempt, identity: VerifiedIdentity)
             return _refused(session, attempt, "account_exists_unverified", existing.id)
         if not existing.is_active:
             return _refused(session, attempt, "account_inactive", existing.id)
+        if not link_by_email:
+            # This provider's addresses are not trusted to link (OIDC_PROVIDERS): the owner
+            # signs in and links it from the account.
+            return _refused(session, attempt, "account_exists", existing.id)
+        if _holds_more_than_a_member(session, existing.id):
+            # An admin or support account is worth more than whatever the provider's
+            # address check is worth: its owner links the provider from the account.
+            return _refused(session, attempt, "account_privileged", existing.id)
         _link(session, existing, attempt, identity, how="verified_email")
-        return _one_time_code(session, existing, attempt.provider)
+        return _one_time_code(session, existing, attempt)
     user = users_service.add_without_password(
         session, name=_new_account_name(identity, email), email=email
     )
     users_service.record_created(session, user, actor_id=user.id)  # a sign-up: by itself
     _link(session, user, attempt, identity, how="new_account")
-    return _one_time_code(session, user, attempt.provider)
+    return _one_time_code(session, user, attempt)
 
 
 def _resolve_link(
@@ -342,6 +501,14 @@ def _resolve_link(
     user = session.get(User, attempt.linking_user_id)
     if user is None or not user.is_active:
         return _refused(session, attempt, "account_inactive", attempt.linking_user_id)
+    if (
+        attempt.linking_session_id is None
+        or attempt.linking_token_version != user.token_version
+        or not users_sessions.is_live(session, user.id, attempt.linking_session_id)
+    ):
+        # The session that asked has ended, or the password changed since (every token
+        # issued before is dead): whoever began the link may not be the owner any more.
+        return _refused(session, attempt, "session_ended", user.id)
     if known is not None:
         if known.user_id != user.id:
             return _refused(session, attempt, "identity_in_use", user.id)
@@ -354,8 +521,16 @@ def _resolve_link(
 # --- 3. exchange: the one-time code for tokens -------------------------------------------------
 
 
+def s256_challenge(code_verifier: str) -> str:
+    """PKCE's S256 transform (RFC 7636, 4.2): base64url(SHA-256(verifier)), unpadded."""
+    digest = hashlib.sha256(code_verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
 @transaction
-def _sign_in(session: Session, *, code: str, settings: Settings) -> TokenPair:
+def _sign_in(
+    session: Session, *, code: str, code_verifier: str | None, settings: Settings
+) -> TokenPair:
     now = utc_now()
     code_hash = digest_token(code)
     # Spent atomically, and only within its minute: of two requests racing with one code,
@@ -372,6 +547,22 @@ def _sign_in(session: Session, *, code: str, settings: Settings) -> TokenPair:
     if changed_rows(session, spend) != 1:
         raise InvalidExchangeCode
     spent = session.exec(select(ExchangeCode).where(ExchangeCode.code_hash == code_hash)).one()
+    if (
+        spent.code_challenge is None
+        or code_verifier is None
+        or not hmac.compare_digest(spent.code_challenge, s256_challenge(code_verifier))
+    ):
+        # Another client's code (the attacker's, traded in the victim's app: login CSRF; or
+        # one an app caught from another's redirect). Spent all the same: no second guess.
+        audit.record(
+            session,
+            SIGN_IN_REFUSED,
+            actor_id=None,
+            subject_id=spent.user_id,
+            details={"provider": spent.provider, "reason": "code_verifier_mismatch"},
+        )
+        session.commit()
+        raise CodeVerifierMismatch
     user = session.get(User, spent.user_id)
     if user is None or not user.is_active:
         raise InvalidExchangeCode
@@ -388,13 +579,20 @@ def _sign_in(session: Session, *, code: str, settings: Settings) -> TokenPair:
 
 
 async def exchange(
-    db: Database, limiter: RateLimiter, settings: Settings, *, code: str, client_ip: str
+    db: Database,
+    limiter: RateLimiter,
+    settings: Settings,
+    *,
+    code: str,
+    code_verifier: str | None,
+    client_ip: str,
 ) -> TokenPair:
-    """A token pair for a one-time code; 429 past OIDC_EXCHANGE_RATE_LIMIT per address."""
+    """A token pair for a one-time code and the verifier of its attempt's PKCE challenge;
+    429 past OIDC_EXCHANGE_RATE_LIMIT per address."""
     limit = parse_limit(settings.OIDC_EXCHANGE_RATE_LIMIT)
     if limit is not None:
         await limiter.hit(limit, "oidc-exchange", address_key(client_ip))
-    return await _sign_in(db, code=code, settings=settings)
+    return await _sign_in(db, code=code, code_verifier=code_verifier, settings=settings)
 
 
 # --- the account's identities ------------------------------------------------------------------

@@ -516,9 +516,11 @@ async def update_user(
     return await _update(db, user_id=user_id, changes=changes, hashed_password=hashed, actor=actor)
 
 
-async def _check_current_password(
+async def check_current_password(
     db: Database, passwords: PasswordHasher, user: AuthenticatedUser, password: str
 ) -> None:
+    """The account's owner proves it is them (WrongPassword, or NoPasswordSet for an account
+    without one): for the changes a stolen access token alone must not make."""
     # Read here, not kept with the account a token sees: a hash never goes to the cache.
     current = await _password_hash(db, user_id=user.id)
     if current is None:
@@ -534,14 +536,14 @@ async def update_me(
 ) -> UserPublic:
     """A new email needs the current password (the schema makes it required with the email)."""
     if changes.current_password is not None:
-        await _check_current_password(db, passwords, user, changes.current_password)
+        await check_current_password(db, passwords, user, changes.current_password)
     return await _update_me(db, user_id=user.id, changes=changes, token_version=user.token_version)
 
 
 async def change_password(
     db: Database, passwords: PasswordHasher, *, user: AuthenticatedUser, change: PasswordChange
 ) -> None:
-    await _check_current_password(db, passwords, user, change.current_password)
+    await check_current_password(db, passwords, user, change.current_password)
     hashed = await passwords.hash_async(change.new_password)
     await _store_password(
         db, user_id=user.id, hashed_password=hashed, token_version=user.token_version

@@ -41,6 +41,11 @@ def _users_rebuilt_on_sqlite() -> Iterator[None]:
         op.execute(statement)
 
 
+# A well-formed bcrypt hash of no known password: the code before this migration expects one
+# on every account, and an account that had none can still recover through password reset.
+NO_PASSWORD_HASH = "$2b$12$" + "." * 53
+
+
 def upgrade() -> None:
     squawk_ignore(
         "ban-drop-not-null",
@@ -126,11 +131,13 @@ def upgrade() -> None:
         )
 
     # ### end Alembic commands ###
-
-
-# A well-formed bcrypt hash of no known password: the code before this migration expects one
-# on every account, and an account that had none can still recover through password reset.
-NO_PASSWORD_HASH = "$2b$12$" + "." * 53
+    # Back from a downgrade: an account the placeholder stood in for has no password again
+    # (no password matches it anyway; NULL says so, and password changes ask for recovery).
+    op.execute(
+        sa.text("UPDATE users SET hashed_password = NULL WHERE hashed_password = :hash").bindparams(
+            hash=NO_PASSWORD_HASH
+        )
+    )
 
 
 def downgrade() -> None:

@@ -141,7 +141,7 @@ def test_no_event_holds_a_secret(
     callback = browser.at_provider(authorization, sub="scan-sub", email="oidc-scan@example.com")
     one_time = browser.back_at_frontend(callback)["code"]
     provider_tokens = browser.exchange(one_time).json()
-    secrets += [one_time, *token_values(provider_tokens), CLIENT_SECRET]
+    secrets += [one_time, *token_values(provider_tokens), CLIENT_SECRET, browser.code_verifier]
     secrets += [query_of(authorization)[name] for name in ("state", "nonce", "code_challenge")]
     secrets.append(query_of(callback)["code"])
     refused = browser.sign_in(
@@ -149,7 +149,9 @@ def test_no_event_holds_a_secret(
     )
     assert refused == {"error": "email_not_verified"}
     linking = client.post(
-        f"{ME}/identities/{PROVIDER_NAME}", json={"redirect_uri": FRONTEND}, headers=bearer(fourth)
+        f"{ME}/identities/{PROVIDER_NAME}",
+        json={"redirect_uri": FRONTEND, "current_password": PASSWORDS[2]},
+        headers=bearer(fourth),
     ).json()
     linked = browser.at_provider(linking["authorization_url"], sub="scan-link", email=None)
     assert browser.back_at_frontend(linked) == {"linked": PROVIDER_NAME}

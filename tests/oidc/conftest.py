@@ -6,10 +6,11 @@ hand so each step can be checked or tampered with."""
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -19,6 +20,7 @@ from sqlmodel import Session, select
 from starlette.testclient import TestClient
 
 from features.oidc.models import ExchangeCode, Identity, LoginAttempt
+from features.oidc.service import s256_challenge
 from features.users.models import User
 from tests.support import free_port, stop_process_group, wait_until_healthy
 
@@ -30,6 +32,8 @@ CLIENT_SECRET = "template-app-secret"
 FRONTEND = "https://app.example/auth/callback"
 # Where the test client's app is: the provider sends the browser back there.
 CALLBACK = f"http://testserver/api/v1/auth/oidc/{PROVIDER_NAME}/callback"
+# The same, when the browser reaches the app over https.
+HTTPS_CALLBACK = CALLBACK.replace("http://", "https://", 1)
 
 
 def require_provider_packages() -> str:
@@ -64,7 +68,11 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProv
     port = free_port()
     log_path = tmp_path_factory.mktemp("oidc-provider") / "provider.log"
     clients = [
-        {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": [CALLBACK]}
+        {
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": [CALLBACK, HTTPS_CALLBACK],
+        }
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -107,10 +115,32 @@ def extra_settings() -> dict[str, object]:
 
 
 @pytest.fixture
+def provider_changes() -> dict[str, object]:
+    """Parametrize to change the provider's entry in OIDC_PROVIDERS for one test."""
+    return {}
+
+
+@pytest.fixture
 def settings_overrides(
-    oidc_provider: OidcProvider, extra_settings: dict[str, object]
+    oidc_provider: OidcProvider,
+    extra_settings: dict[str, object],
+    provider_changes: dict[str, object],
 ) -> dict[str, object]:
-    return {**provider_settings(oidc_provider.issuer), **extra_settings}
+    return {**provider_settings(oidc_provider.issuer, **provider_changes), **extra_settings}
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A frontend's PKCE verifier and its S256 challenge."""
+    verifier = secrets.token_urlsafe(48)
+    return verifier, s256_challenge(verifier)
+
+
+def pkce_params(challenge: str) -> dict[str, str]:
+    return {"code_challenge": challenge, "code_challenge_method": "S256"}
+
+
+# A challenge for the authorize calls whose code is never traded.
+PKCE = pkce_params(pkce_pair()[1])
 
 
 def query_of(url: str) -> dict[str, str]:
@@ -127,12 +157,19 @@ class Browser:
 
     app: TestClient
     provider: httpx2.Client
+    # The frontend's PKCE verifier of its latest authorize step, and of each code it got.
+    code_verifier: str = ""
+    verifiers: dict[str, str] = field(default_factory=dict)
+    # Where the provider sends this browser back: HTTPS_CALLBACK when it reaches the app so.
+    callback_url: str = CALLBACK
 
     def authorize(self, redirect_uri: str = FRONTEND) -> str:
-        """The app's authorize step; the provider URL it sends the browser to."""
+        """The app's authorize step, with a new PKCE challenge; the provider URL it sends the
+        browser to."""
+        self.code_verifier, challenge = pkce_pair()
         response = self.app.get(
             f"/api/v1/auth/oidc/{PROVIDER_NAME}/authorize",
-            params={"redirect_uri": redirect_uri},
+            params={"redirect_uri": redirect_uri, **pkce_params(challenge)},
             follow_redirects=False,
         )
         assert response.status_code == 302, response.text
@@ -174,7 +211,7 @@ class Browser:
                 break
             response = self.provider.get(location)
         callback = location
-        assert without_query(callback) == CALLBACK
+        assert without_query(callback) == self.callback_url
         return callback
 
     def callback(self, callback_url: str) -> httpx2.Response:
@@ -186,7 +223,10 @@ class Browser:
         assert response.status_code == 302, response.text
         location = response.headers["location"]
         assert without_query(location) == FRONTEND
-        return query_of(location)
+        back = query_of(location)
+        if "code" in back:
+            self.verifiers[back["code"]] = self.code_verifier
+        return back
 
     def sign_in(
         self,
@@ -202,8 +242,12 @@ class Browser:
         )
         return self.back_at_frontend(callback)
 
-    def exchange(self, code: str) -> httpx2.Response:
-        return self.app.post("/api/v1/auth/oidc/exchange", json={"code": code})
+    def exchange(self, code: str, *, verifier: str | None = None) -> httpx2.Response:
+        """Trade `code` with the verifier of the attempt it came from, or `verifier`."""
+        return self.app.post(
+            "/api/v1/auth/oidc/exchange",
+            json={"code": code, "code_verifier": verifier or self.verifiers.get(code, "")},
+        )
 
 
 @pytest.fixture

@@ -3,11 +3,16 @@ flow, unlinked unless that would leave no way to sign in."""
 
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
+import httpx2
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 from starlette.testclient import TestClient
 
 from core.data.audit import AuditEvent
+from core.data.clock import utc_now
+from features.users.models import AccountSession, User
 from tests.conftest import Account
 from tests.oidc.conftest import FRONTEND, PROVIDER_NAME, Browser, Rows, query_of
 
@@ -15,12 +20,21 @@ API = "/api/v1"
 IDENTITIES = f"{API}/users/me/identities"
 
 
-def link(browser: Browser, headers: dict[str, str], *, sub: str) -> dict[str, str]:
-    """Link the provider account `sub` from the account `headers` sign in; what the frontend
-    gets back."""
-    started = browser.app.post(
-        f"{IDENTITIES}/{PROVIDER_NAME}", json={"redirect_uri": FRONTEND}, headers=headers
-    )
+def start_link(
+    browser: Browser, headers: dict[str, str], current_password: str | None = None
+) -> httpx2.Response:
+    body = {"redirect_uri": FRONTEND}
+    if current_password is not None:
+        body["current_password"] = current_password
+    return browser.app.post(f"{IDENTITIES}/{PROVIDER_NAME}", json=body, headers=headers)
+
+
+def link(
+    browser: Browser, headers: dict[str, str], *, sub: str, current_password: str | None = None
+) -> dict[str, str]:
+    """Link the provider account `sub` from the account `headers` sign in (with its
+    password, if it has one); what the frontend gets back."""
+    started = start_link(browser, headers, current_password)
     assert started.status_code == 200, started.text
     assert set(started.json()) == {"authorization_url"}
     # The attempt is bound to this browser, as a sign-in is.
@@ -29,6 +43,11 @@ def link(browser: Browser, headers: dict[str, str], *, sub: str) -> dict[str, st
         started.json()["authorization_url"], sub=sub, email="whatever@example.org"
     )
     return browser.back_at_frontend(callback)
+
+
+def link_from(browser: Browser, account: Account, *, sub: str) -> dict[str, str]:
+    """`link`, from an account with a password."""
+    return link(browser, account.headers, sub=sub, current_password=account.password)
 
 
 def bearer(tokens: dict[str, str]) -> dict[str, str]:
@@ -45,7 +64,7 @@ def test_a_signed_in_account_links_a_provider_account(
     browser: Browser, account: Account, rows: Rows, session_factory: Callable[[], Session]
 ) -> None:
     # The provider's address needs no verification here: the owner proved both ends.
-    assert link(browser, account.headers, sub="linked-sub") == {"linked": PROVIDER_NAME}
+    assert link_from(browser, account, sub="linked-sub") == {"linked": PROVIDER_NAME}
 
     (identity,) = rows.identities()
     assert (str(identity.user_id), identity.subject) == (account.id, "linked-sub")
@@ -70,17 +89,17 @@ def test_an_identity_of_another_account_is_not_taken_over(
     browser: Browser, make_account: Callable[..., Account], rows: Rows
 ) -> None:
     owner, other = make_account(), make_account()
-    assert link(browser, owner.headers, sub="contested") == {"linked": PROVIDER_NAME}
+    assert link_from(browser, owner, sub="contested") == {"linked": PROVIDER_NAME}
 
-    assert link(browser, other.headers, sub="contested") == {"error": "identity_in_use"}
+    assert link_from(browser, other, sub="contested") == {"error": "identity_in_use"}
     (identity,) = rows.identities()
     assert str(identity.user_id) == owner.id
     assert browser.app.get(IDENTITIES, headers=other.headers).json() == []
 
 
 def test_linking_again_changes_nothing(browser: Browser, account: Account, rows: Rows) -> None:
-    assert link(browser, account.headers, sub="again") == {"linked": PROVIDER_NAME}
-    assert link(browser, account.headers, sub="again") == {"linked": PROVIDER_NAME}
+    assert link_from(browser, account, sub="again") == {"linked": PROVIDER_NAME}
+    assert link_from(browser, account, sub="again") == {"linked": PROVIDER_NAME}
     assert len(rows.identities()) == 1
 
 
@@ -104,7 +123,7 @@ def test_an_identity_unlinks_when_another_way_remains(
     browser: Browser, account: Account, rows: Rows, session_factory: Callable[[], Session]
 ) -> None:
     # The account has a password.
-    assert link(browser, account.headers, sub="spare") == {"linked": PROVIDER_NAME}
+    assert link_from(browser, account, sub="spare") == {"linked": PROVIDER_NAME}
     (identity,) = browser.app.get(IDENTITIES, headers=account.headers).json()
 
     response = browser.app.delete(f"{IDENTITIES}/{identity['id']}", headers=account.headers)
@@ -133,7 +152,7 @@ def test_another_accounts_identity_is_a_404(
     browser: Browser, make_account: Callable[..., Account], rows: Rows
 ) -> None:
     owner, other = make_account(), make_account()
-    assert link(browser, owner.headers, sub="owned") == {"linked": PROVIDER_NAME}
+    assert link_from(browser, owner, sub="owned") == {"linked": PROVIDER_NAME}
     (identity,) = browser.app.get(IDENTITIES, headers=owner.headers).json()
 
     for identity_id in (identity["id"], str(uuid.uuid4())):
@@ -143,10 +162,98 @@ def test_another_accounts_identity_is_a_404(
 
 
 def test_the_link_response_carries_only_the_url(browser: Browser, account: Account) -> None:
-    started = browser.app.post(
-        f"{IDENTITIES}/{PROVIDER_NAME}", json={"redirect_uri": FRONTEND}, headers=account.headers
-    )
+    started = start_link(browser, account.headers, account.password)
     query = query_of(started.json()["authorization_url"])
     assert query["code_challenge_method"] == "S256"
     assert "code_verifier" not in query
     assert "client_secret" not in query
+
+
+# --- proof and a live session ------------------------------------------------------------------
+
+
+def test_linking_an_account_with_a_password_needs_it(
+    browser: Browser, account: Account, rows: Rows
+) -> None:
+    # A stolen access token alone must not attach the thief's provider account.
+    missing = start_link(browser, account.headers)
+    assert missing.status_code == 400
+    assert missing.json() == {
+        "detail": "current_password is required to link a provider to this account"
+    }
+    wrong = start_link(browser, account.headers, "not-the-password")
+    assert wrong.status_code == 400
+    assert wrong.json() == {"detail": "Current password is incorrect"}
+    assert rows.attempts() == []
+
+
+def signed_in_ago(session_factory: Callable[[], Session], ago: timedelta) -> None:
+    """Every session signed in `ago`."""
+    with session_factory() as session:
+        session.execute(update(AccountSession).values(created_at=utc_now() - ago))
+        session.commit()
+
+
+def test_an_account_without_a_password_links_only_soon_after_signing_in(
+    browser: Browser, rows: Rows, session_factory: Callable[[], Session]
+) -> None:
+    tokens = signed_in_through_provider(browser, sub="fresh", email="fresh@example.com")
+    signed_in_ago(session_factory, timedelta(minutes=11))
+
+    stale = start_link(browser, bearer(tokens))
+
+    assert stale.status_code == 403
+    assert "Sign in again" in stale.json()["detail"]
+    assert rows.attempts() == []
+    # Nine minutes after signing in, it may.
+    signed_in_ago(session_factory, timedelta(minutes=9))
+    assert start_link(browser, bearer(tokens)).status_code == 200
+
+
+def test_a_link_is_refused_when_its_session_ended_meanwhile(
+    browser: Browser, account: Account, rows: Rows
+) -> None:
+    started = start_link(browser, account.headers, account.password)
+    assert started.status_code == 200
+    signed_out = browser.app.post(
+        f"{API}/auth/logout", json={"refresh_token": account.refresh_token}
+    )
+    assert signed_out.status_code == 204
+
+    callback = browser.at_provider(started.json()["authorization_url"], sub="late", email=None)
+
+    assert browser.back_at_frontend(callback) == {"error": "session_ended"}
+    assert rows.identities() == []
+
+
+def test_a_link_is_refused_when_the_password_changed_meanwhile(
+    browser: Browser, account: Account, rows: Rows
+) -> None:
+    started = start_link(browser, account.headers, account.password)
+    change = {"current_password": account.password, "new_password": "a-brand-new-password"}
+    changed = browser.app.post(f"{API}/users/me/password", json=change, headers=account.headers)
+    assert changed.status_code == 204
+
+    callback = browser.at_provider(started.json()["authorization_url"], sub="late", email=None)
+
+    assert browser.back_at_frontend(callback) == {"error": "session_ended"}
+    assert rows.identities() == []
+
+
+def test_a_link_is_refused_when_the_token_version_moved_meanwhile(
+    browser: Browser, account: Account, rows: Rows, session_factory: Callable[[], Session]
+) -> None:
+    # Whatever revoked every token of the account (the session row itself left alone).
+    started = start_link(browser, account.headers, account.password)
+    with session_factory() as session:
+        session.execute(
+            update(User)
+            .where(col(User.id) == uuid.UUID(account.id))
+            .values(token_version=User.token_version + 1)
+        )
+        session.commit()
+
+    callback = browser.at_provider(started.json()["authorization_url"], sub="late", email=None)
+
+    assert browser.back_at_frontend(callback) == {"error": "session_ended"}
+    assert rows.identities() == []

@@ -5,10 +5,12 @@ makes."""
 import uuid
 from collections.abc import Callable
 
+import pytest
 from sqlmodel import Session, col, select
 from starlette.testclient import TestClient
 
 from core.data.audit import AuditEvent
+from features.users import permissions as users_permissions
 from features.users.models import User
 from tests.conftest import Account
 from tests.oidc.conftest import (
@@ -16,6 +18,7 @@ from tests.oidc.conftest import (
     CLIENT_ID,
     CLIENT_SECRET,
     FRONTEND,
+    PKCE,
     PROVIDER_NAME,
     Browser,
     OidcProvider,
@@ -54,7 +57,7 @@ def test_authorize_sends_the_browser_to_the_provider_with_pkce_state_and_nonce(
 ) -> None:
     response = client.get(
         f"{API}/auth/oidc/{PROVIDER_NAME}/authorize",
-        params={"redirect_uri": FRONTEND},
+        params={"redirect_uri": FRONTEND, **PKCE},
         follow_redirects=False,
     )
     assert response.status_code == 302
@@ -87,11 +90,16 @@ def test_authorize_sends_the_browser_to_the_provider_with_pkce_state_and_nonce(
 def test_the_browser_cookie_is_secure_over_https(client: TestClient) -> None:
     response = client.get(
         f"https://testserver{API}/auth/oidc/{PROVIDER_NAME}/authorize",
-        params={"redirect_uri": FRONTEND},
+        params={"redirect_uri": FRONTEND, **PKCE},
         follow_redirects=False,
     )
     assert response.status_code == 302
-    assert "secure" in response.headers["set-cookie"].lower()
+    cookie = response.headers["set-cookie"]
+    # Host-only: a sibling subdomain cannot set a cookie of this name.
+    assert cookie.startswith("__Host-oidc_browser=")
+    assert "; Path=/;" in cookie
+    assert "secure" in cookie.lower()
+    assert "domain" not in cookie.lower()
 
 
 def test_a_new_verified_address_makes_a_verified_account_and_signs_it_in(
@@ -271,3 +279,47 @@ def test_a_password_sign_in_is_refused_for_an_account_without_password(
     answered = browser.app.post(f"{API}/users/me/password", json=change, headers=bearer)
     assert answered.status_code == 400
     assert "password recovery" in answered.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "held", [{"is_superuser": True}, {"roles": ["support"]}], ids=["admin", "support"]
+)
+def test_an_account_holding_more_than_a_members_permissions_is_never_linked_by_address(
+    browser: Browser,
+    make_account: Callable[..., Account],
+    rows: Rows,
+    session_factory: Callable[[], Session],
+    held: dict[str, object],
+    superuser: Account,
+) -> None:
+    # A support role: one permission beyond a member's.
+    support = {"name": "support", "permissions": [users_permissions.READ]}
+    made = browser.app.post(f"{API}/roles", json=support, headers=superuser.headers)
+    assert made.status_code == 201, made.text
+    account = make_account(email="staff@example.com", **held)
+    mark_verified(session_factory, account.id, True)
+
+    back = browser.sign_in(sub="staff-at-provider", email="staff@example.com")
+
+    assert back == {"error": "account_privileged"}
+    assert rows.identities() == []
+    assert rows.codes() == []
+
+
+@pytest.mark.parametrize("provider_changes", [{"link_by_email": False}])
+def test_a_provider_may_be_kept_from_linking_by_address(
+    browser: Browser,
+    make_account: Callable[..., Account],
+    rows: Rows,
+    session_factory: Callable[[], Session],
+) -> None:
+    account = make_account(email="kept@example.com")
+    mark_verified(session_factory, account.id, True)
+
+    back = browser.sign_in(sub="kept-at-provider", email="kept@example.com")
+
+    assert back == {"error": "account_exists"}
+    # A new address still makes an account: only linking by address is off.
+    assert set(browser.sign_in(sub="brand-new", email="brand.new@example.com")) == {"code"}
+    (identity,) = rows.identities()
+    assert identity.subject == "brand-new"

@@ -151,12 +151,24 @@ async function main(): Promise<void> {
   failed('list after the role is gone', 403, await usersListUsers());
 
   // Sign-in through an OpenID Connect provider (docs/oidc.md): the buttons come from the
-  // provider list; each navigates the browser to /auth/oidc/<name>/authorize?redirect_uri=...;
-  // the page at redirect_uri reads `code` from its URL and trades it, once, for the token pair.
+  // provider list; each makes a PKCE verifier, keeps it, and navigates the browser to
+  // /auth/oidc/<name>/authorize?redirect_uri=...&code_challenge=<S256>&code_challenge_method=S256;
+  // the page at redirect_uri reads `code` from its URL and trades it, once, with the verifier.
   const providers = ok('oidc providers', await oidcListProviders());
   assert.ok(Array.isArray(providers));
+  const verifier = Buffer.from(crypto.getRandomValues(new Uint8Array(48))).toString('base64url');
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier));
+  const authorize = new URL('/api/v1/auth/oidc/example/authorize', 'https://api.example');
+  authorize.search = new URLSearchParams({
+    redirect_uri: 'https://app.example/auth/callback',
+    code_challenge: Buffer.from(digest).toString('base64url'),
+    code_challenge_method: 'S256',
+  }).toString();
+  assert.equal(authorize.searchParams.get('code_challenge')?.length, 43);
   const code = new URL('https://app.example/auth/callback?code=not-a-real-code').searchParams;
-  const traded = await oidcExchange({ body: { code: code.get('code') ?? '' } });
+  const traded = await oidcExchange({
+    body: { code: code.get('code') ?? '', code_verifier: verifier },
+  });
   if (traded.data) tokens = traded.data; // a real code signs in: a session like any other
   const refused = failed('exchange a made-up code', 400, traded);
   assert.ok(isMessage(refused));

@@ -109,8 +109,9 @@ export const authLogout = <ThrowOnError extends boolean = false>(options: Option
 /**
  * Trade a sign-in's one-time code for tokens
  *
- * The `code` the callback put on your redirect URI, once, within a minute: the usual
- * token pair, a session like any other.
+ * The `code` the callback put on your redirect URI and the PKCE `code_verifier` of the
+ * authorize step, once, within a minute: the usual token pair, a session like any other.
+ * A missing or wrong verifier is a 400 and spends the code.
  */
 export const oidcExchange = <ThrowOnError extends boolean = false>(options: Options<OidcExchangeData, ThrowOnError>) => (options.client ?? client).post<OidcExchangeResponses, OidcExchangeErrors, ThrowOnError>({
     url: '/api/v1/auth/oidc/exchange',
@@ -133,7 +134,8 @@ export const oidcListProviders = <ThrowOnError extends boolean = false>(options?
  *
  * Navigate the browser here (not a fetch): it goes on to the provider, and comes back
  * to `redirect_uri` (one of OIDC_REDIRECT_URIS, exactly) with `code` to trade at
- * `POST /auth/oidc/exchange`, or `error`. 503 while the provider cannot be reached.
+ * `POST /auth/oidc/exchange` with the verifier of `code_challenge`, or `error`. 503 while
+ * the provider cannot be reached.
  */
 export const oidcAuthorize = <ThrowOnError extends boolean = false>(options: Options<OidcAuthorizeData, ThrowOnError>) => (options.client ?? client).get<unknown, OidcAuthorizeErrors, ThrowOnError>({ url: '/api/v1/auth/oidc/{provider}/authorize', ...options });
 
@@ -410,8 +412,11 @@ export const oidcUnlinkIdentity = <ThrowOnError extends boolean = false>(options
  * Begin linking a provider account to mine
  *
  * Send the browser to `authorization_url` (a navigation). Call this with the browser's
- * cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
- * browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`.
+ * cookies (`credentials: "include"`): the answer binds the attempt to the browser. Needs
+ * `current_password` when the account has one; without one, a sign-in in the last 10
+ * minutes (403 otherwise). The browser comes back to `redirect_uri` with
+ * `linked=<provider>` or `error=<code>`; the link is refused if this session ends or the
+ * password changes meanwhile.
  */
 export const oidcLinkIdentity = <ThrowOnError extends boolean = false>(options: Options<OidcLinkIdentityData, ThrowOnError>) => (options.client ?? client).post<OidcLinkIdentityResponses, OidcLinkIdentityErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, { scheme: 'bearer', type: 'http' }],

@@ -216,6 +216,12 @@ export type CodeExchange = {
      * Code
      */
     code: string;
+    /**
+     * Code Verifier
+     *
+     * The PKCE verifier whose S256 challenge the authorize step was given (required: without it, or with another, the code is refused and spent)
+     */
+    code_verifier?: string | null;
 };
 
 /**
@@ -316,6 +322,12 @@ export type IdentityPublic = {
  * LinkRequest
  */
 export type LinkRequest = {
+    /**
+     * Current Password
+     *
+     * Required when the account has a password; an account without one must have signed in within the last 10 minutes instead
+     */
+    current_password?: string | null;
     /**
      * Redirect Uri
      *
@@ -1221,7 +1233,7 @@ export type OidcExchangeData = {
 
 export type OidcExchangeErrors = {
     /**
-     * Invalid, expired or already used code
+     * Invalid, expired or already used code | code_verifier is missing or does not match the code_challenge given at the authorize step; the code is spent: sign in again
      */
     400: ErrorMessage;
     /**
@@ -1301,6 +1313,18 @@ export type OidcAuthorizeData = {
          * Redirect Uri
          */
         redirect_uri: string;
+        /**
+         * Code Challenge
+         *
+         * PKCE (RFC 7636): base64url(SHA-256(code_verifier)), unpadded; keep the verifier (43 to 128 random characters) for the exchange
+         */
+        code_challenge: string;
+        /**
+         * Code Challenge Method
+         *
+         * Only S256
+         */
+        code_challenge_method: 'S256';
     };
     url: '/api/v1/auth/oidc/{provider}/authorize';
 };
@@ -1322,6 +1346,10 @@ export type OidcAuthorizeErrors = {
      * Validation Error
      */
     422: HttpValidationError;
+    /**
+     * Too many requests, try again later
+     */
+    429: ErrorMessage;
     /**
      * Service temporarily unavailable
      */
@@ -1364,10 +1392,6 @@ export type OidcCallbackErrors = {
      * No OpenID Connect provider has that name
      */
     404: ErrorMessage;
-    /**
-     * This provider account is already linked to an account
-     */
-    409: ErrorMessage;
     /**
      * Request body too large
      */
@@ -2323,7 +2347,7 @@ export type OidcLinkIdentityData = {
 
 export type OidcLinkIdentityErrors = {
     /**
-     * redirect_uri is not one of the registered OIDC_REDIRECT_URIS | The callback URL built from this request is too long: check the Host header
+     * redirect_uri is not one of the registered OIDC_REDIRECT_URIS | The callback URL built from this request is too long: check the Host header | current_password is required to link a provider to this account | Current password is incorrect
      */
     400: ErrorMessage;
     /**
@@ -2331,7 +2355,7 @@ export type OidcLinkIdentityErrors = {
      */
     401: ErrorMessage;
     /**
-     * An API key cannot do this: sign in
+     * An API key cannot do this: sign in | Sign in again first: an account without a password links a provider within 10 minutes of signing in
      */
     403: ErrorMessage;
     /**
@@ -2346,6 +2370,10 @@ export type OidcLinkIdentityErrors = {
      * Validation Error
      */
     422: HttpValidationError;
+    /**
+     * Too many requests, try again later
+     */
+    429: ErrorMessage;
     /**
      * Service temporarily unavailable
      */

@@ -1,5 +1,5 @@
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import quote
 
 import httpx
@@ -15,11 +15,17 @@ def _get_kwargs(
     provider: str,
     *,
     redirect_uri: str,
+    code_challenge: str,
+    code_challenge_method: Literal["S256"],
 ) -> dict[str, Any]:
 
     params: dict[str, Any] = {}
 
     params["redirect_uri"] = redirect_uri
+
+    params["code_challenge"] = code_challenge
+
+    params["code_challenge_method"] = code_challenge_method
 
     params = {k: v for k, v in params.items() if v is not UNSET and v is not None}
 
@@ -61,6 +67,11 @@ def _parse_response(
 
         return response_422
 
+    if response.status_code == 429:
+        response_429 = ErrorMessage.from_dict(response.json())
+
+        return response_429
+
     if response.status_code == 503:
         response_503 = ErrorMessage.from_dict(response.json())
 
@@ -88,16 +99,22 @@ def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
     redirect_uri: str,
+    code_challenge: str,
+    code_challenge_method: Literal["S256"],
 ) -> Response[Any | ErrorMessage | HTTPValidationError]:
     """Begin signing in with a provider
 
      Navigate the browser here (not a fetch): it goes on to the provider, and comes back
     to `redirect_uri` (one of OIDC_REDIRECT_URIS, exactly) with `code` to trade at
-    `POST /auth/oidc/exchange`, or `error`. 503 while the provider cannot be reached.
+    `POST /auth/oidc/exchange` with the verifier of `code_challenge`, or `error`. 503 while
+    the provider cannot be reached.
 
     Args:
         provider (str):
         redirect_uri (str):
+        code_challenge (str): PKCE (RFC 7636): base64url(SHA-256(code_verifier)), unpadded; keep
+            the verifier (43 to 128 random characters) for the exchange
+        code_challenge_method (Literal['S256']): Only S256
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -110,6 +127,8 @@ def sync_detailed(
     kwargs = _get_kwargs(
         provider=provider,
         redirect_uri=redirect_uri,
+        code_challenge=code_challenge,
+        code_challenge_method=code_challenge_method,
     )
 
     response = client.get_httpx_client().request(
@@ -124,16 +143,22 @@ def sync(
     *,
     client: AuthenticatedClient | Client,
     redirect_uri: str,
+    code_challenge: str,
+    code_challenge_method: Literal["S256"],
 ) -> Any | ErrorMessage | HTTPValidationError | None:
     """Begin signing in with a provider
 
      Navigate the browser here (not a fetch): it goes on to the provider, and comes back
     to `redirect_uri` (one of OIDC_REDIRECT_URIS, exactly) with `code` to trade at
-    `POST /auth/oidc/exchange`, or `error`. 503 while the provider cannot be reached.
+    `POST /auth/oidc/exchange` with the verifier of `code_challenge`, or `error`. 503 while
+    the provider cannot be reached.
 
     Args:
         provider (str):
         redirect_uri (str):
+        code_challenge (str): PKCE (RFC 7636): base64url(SHA-256(code_verifier)), unpadded; keep
+            the verifier (43 to 128 random characters) for the exchange
+        code_challenge_method (Literal['S256']): Only S256
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -147,6 +172,8 @@ def sync(
         provider=provider,
         client=client,
         redirect_uri=redirect_uri,
+        code_challenge=code_challenge,
+        code_challenge_method=code_challenge_method,
     ).parsed
 
 
@@ -155,16 +182,22 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
     redirect_uri: str,
+    code_challenge: str,
+    code_challenge_method: Literal["S256"],
 ) -> Response[Any | ErrorMessage | HTTPValidationError]:
     """Begin signing in with a provider
 
      Navigate the browser here (not a fetch): it goes on to the provider, and comes back
     to `redirect_uri` (one of OIDC_REDIRECT_URIS, exactly) with `code` to trade at
-    `POST /auth/oidc/exchange`, or `error`. 503 while the provider cannot be reached.
+    `POST /auth/oidc/exchange` with the verifier of `code_challenge`, or `error`. 503 while
+    the provider cannot be reached.
 
     Args:
         provider (str):
         redirect_uri (str):
+        code_challenge (str): PKCE (RFC 7636): base64url(SHA-256(code_verifier)), unpadded; keep
+            the verifier (43 to 128 random characters) for the exchange
+        code_challenge_method (Literal['S256']): Only S256
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -177,6 +210,8 @@ async def asyncio_detailed(
     kwargs = _get_kwargs(
         provider=provider,
         redirect_uri=redirect_uri,
+        code_challenge=code_challenge,
+        code_challenge_method=code_challenge_method,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -189,16 +224,22 @@ async def asyncio(
     *,
     client: AuthenticatedClient | Client,
     redirect_uri: str,
+    code_challenge: str,
+    code_challenge_method: Literal["S256"],
 ) -> Any | ErrorMessage | HTTPValidationError | None:
     """Begin signing in with a provider
 
      Navigate the browser here (not a fetch): it goes on to the provider, and comes back
     to `redirect_uri` (one of OIDC_REDIRECT_URIS, exactly) with `code` to trade at
-    `POST /auth/oidc/exchange`, or `error`. 503 while the provider cannot be reached.
+    `POST /auth/oidc/exchange` with the verifier of `code_challenge`, or `error`. 503 while
+    the provider cannot be reached.
 
     Args:
         provider (str):
         redirect_uri (str):
+        code_challenge (str): PKCE (RFC 7636): base64url(SHA-256(code_verifier)), unpadded; keep
+            the verifier (43 to 128 random characters) for the exchange
+        code_challenge_method (Literal['S256']): Only S256
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -213,5 +254,7 @@ async def asyncio(
             provider=provider,
             client=client,
             redirect_uri=redirect_uri,
+            code_challenge=code_challenge,
+            code_challenge_method=code_challenge_method,
         )
     ).parsed

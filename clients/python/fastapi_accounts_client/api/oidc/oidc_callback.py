@@ -72,11 +72,6 @@ def _parse_response(
 
         return response_404
 
-    if response.status_code == 409:
-        response_409 = ErrorMessage.from_dict(response.json())
-
-        return response_409
-
     if response.status_code == 413:
         response_413 = ErrorMessage.from_dict(response.json())
 

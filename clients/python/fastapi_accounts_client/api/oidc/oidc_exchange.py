@@ -88,8 +88,9 @@ def sync_detailed(
 ) -> Response[ErrorMessage | HTTPValidationError | TokenPair]:
     """Trade a sign-in's one-time code for tokens
 
-     The `code` the callback put on your redirect URI, once, within a minute: the usual
-    token pair, a session like any other.
+     The `code` the callback put on your redirect URI and the PKCE `code_verifier` of the
+    authorize step, once, within a minute: the usual token pair, a session like any other.
+    A missing or wrong verifier is a 400 and spends the code.
 
     Args:
         body (CodeExchange):
@@ -120,8 +121,9 @@ def sync(
 ) -> ErrorMessage | HTTPValidationError | TokenPair | None:
     """Trade a sign-in's one-time code for tokens
 
-     The `code` the callback put on your redirect URI, once, within a minute: the usual
-    token pair, a session like any other.
+     The `code` the callback put on your redirect URI and the PKCE `code_verifier` of the
+    authorize step, once, within a minute: the usual token pair, a session like any other.
+    A missing or wrong verifier is a 400 and spends the code.
 
     Args:
         body (CodeExchange):
@@ -147,8 +149,9 @@ async def asyncio_detailed(
 ) -> Response[ErrorMessage | HTTPValidationError | TokenPair]:
     """Trade a sign-in's one-time code for tokens
 
-     The `code` the callback put on your redirect URI, once, within a minute: the usual
-    token pair, a session like any other.
+     The `code` the callback put on your redirect URI and the PKCE `code_verifier` of the
+    authorize step, once, within a minute: the usual token pair, a session like any other.
+    A missing or wrong verifier is a 400 and spends the code.
 
     Args:
         body (CodeExchange):
@@ -177,8 +180,9 @@ async def asyncio(
 ) -> ErrorMessage | HTTPValidationError | TokenPair | None:
     """Trade a sign-in's one-time code for tokens
 
-     The `code` the callback put on your redirect URI, once, within a minute: the usual
-    token pair, a session like any other.
+     The `code` the callback put on your redirect URI and the PKCE `code_verifier` of the
+    authorize step, once, within a minute: the usual token pair, a session like any other.
+    A missing or wrong verifier is a 400 and spends the code.
 
     Args:
         body (CodeExchange):

@@ -73,6 +73,11 @@ def _parse_response(
 
         return response_422
 
+    if response.status_code == 429:
+        response_429 = ErrorMessage.from_dict(response.json())
+
+        return response_429
+
     if response.status_code == 503:
         response_503 = ErrorMessage.from_dict(response.json())
 
@@ -104,8 +109,11 @@ def sync_detailed(
     """Begin linking a provider account to mine
 
      Send the browser to `authorization_url` (a navigation). Call this with the browser's
-    cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
-    browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`.
+    cookies (`credentials: "include"`): the answer binds the attempt to the browser. Needs
+    `current_password` when the account has one; without one, a sign-in in the last 10
+    minutes (403 otherwise). The browser comes back to `redirect_uri` with
+    `linked=<provider>` or `error=<code>`; the link is refused if this session ends or the
+    password changes meanwhile.
 
     Args:
         provider (str):
@@ -140,8 +148,11 @@ def sync(
     """Begin linking a provider account to mine
 
      Send the browser to `authorization_url` (a navigation). Call this with the browser's
-    cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
-    browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`.
+    cookies (`credentials: "include"`): the answer binds the attempt to the browser. Needs
+    `current_password` when the account has one; without one, a sign-in in the last 10
+    minutes (403 otherwise). The browser comes back to `redirect_uri` with
+    `linked=<provider>` or `error=<code>`; the link is refused if this session ends or the
+    password changes meanwhile.
 
     Args:
         provider (str):
@@ -171,8 +182,11 @@ async def asyncio_detailed(
     """Begin linking a provider account to mine
 
      Send the browser to `authorization_url` (a navigation). Call this with the browser's
-    cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
-    browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`.
+    cookies (`credentials: "include"`): the answer binds the attempt to the browser. Needs
+    `current_password` when the account has one; without one, a sign-in in the last 10
+    minutes (403 otherwise). The browser comes back to `redirect_uri` with
+    `linked=<provider>` or `error=<code>`; the link is refused if this session ends or the
+    password changes meanwhile.
 
     Args:
         provider (str):
@@ -205,8 +219,11 @@ async def asyncio(
     """Begin linking a provider account to mine
 
      Send the browser to `authorization_url` (a navigation). Call this with the browser's
-    cookies (`credentials: "include"`): the answer binds the attempt to the browser. The
-    browser comes back to `redirect_uri` with `linked=<provider>` or `error=<code>`.
+    cookies (`credentials: "include"`): the answer binds the attempt to the browser. Needs
+    `current_password` when the account has one; without one, a sign-in in the last 10
+    minutes (403 otherwise). The browser comes back to `redirect_uri` with
+    `linked=<provider>` or `error=<code>`; the link is refused if this session ends or the
+    password changes meanwhile.
 
     Args:
         provider (str):
