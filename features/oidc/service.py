@@ -35,7 +35,7 @@ from sqlmodel import Session, col, select
 from core.config import Settings
 from core.data import audit
 from core.data.clock import as_utc, utc_now
-from core.data.db import Database, changed_rows, read_only, serialized, transaction
+from core.data.db import Database, changed_rows, locking, read_only, serialized, transaction
 from core.http.oauth2 import TokenPair
 from core.http.ratelimit import RateLimiter, address_key, parse_limit
 from core.oidc import OidcProviders, ProviderRefused, ProviderUnavailable, VerifiedIdentity
@@ -456,7 +456,9 @@ def _resolve(
     if attempt.linking_user_id is not None:
         return _resolve_link(session, attempt, identity, known)
     if known is not None:
-        user = session.get(User, known.user_id)
+        # Held until the commit, as every read of an account the unit of work stores a row
+        # pointing at (here the one-time code).
+        user = users_service.find(session, known.user_id, lock="reference")
         if user is None or not user.is_active:
             return _refused(session, attempt, "account_inactive", known.user_id)
         return _one_time_code(session, user, attempt)
@@ -466,7 +468,7 @@ def _resolve(
     if not identity.email_verified:
         # Never an account, never a link, on an address nobody has proven.
         return _refused(session, attempt, "email_not_verified", None)
-    existing = users_service.get_by_email(session, email)
+    existing = users_service.get_by_email(session, email, lock="reference")
     if existing is not None:
         if not existing.is_verified:
             # Whoever registered here never proved the address: linking would hand the
@@ -498,7 +500,7 @@ def _resolve_link(
 ) -> dict[str, str]:
     """A signed-in account asked to link the provider: it proved both ends itself."""
     assert attempt.linking_user_id is not None
-    user = session.get(User, attempt.linking_user_id)
+    user = users_service.find(session, attempt.linking_user_id, lock="reference")
     if user is None or not user.is_active:
         return _refused(session, attempt, "account_inactive", attempt.linking_user_id)
     if (
@@ -533,6 +535,18 @@ def _sign_in(
 ) -> TokenPair:
     now = utc_now()
     code_hash = digest_token(code)
+    # The account first, held until the commit (users/service.py, `find`): it cannot be
+    # deleted before the session that points at it is stored, and one deleted a moment ago
+    # is not signed in. Locked before the code's row, as a deletion locks them, so the two
+    # never wait on each other.
+    # One locking statement, the transaction's first: on SQLite it then takes the write lock
+    # from the start (core/data/db.py, `locking`).
+    owner = select(ExchangeCode.user_id).where(ExchangeCode.code_hash == code_hash)
+    user = session.exec(
+        locking(session, select(User).where(col(User.id) == owner.scalar_subquery()), "reference")
+    ).first()
+    if user is None:
+        raise InvalidExchangeCode
     # Spent atomically, and only within its minute: of two requests racing with one code,
     # one signs in.
     spend = (
@@ -563,8 +577,7 @@ def _sign_in(
         )
         session.commit()
         raise CodeVerifierMismatch
-    user = session.get(User, spent.user_id)
-    if user is None or not user.is_active:
+    if not user.is_active:
         raise InvalidExchangeCode
     signed_in, pair = users_sessions.start(session, user, settings)
     audit.record(

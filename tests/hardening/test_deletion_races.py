@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,7 +25,9 @@ from sqlalchemy.engine import make_url
 
 from core import jobs
 from core.data.db import Database
+from core.security import digest_token, new_opaque_token
 from features import registry
+from features.oidc.service import s256_challenge
 from tests.conftest import ROOT, make_settings
 from tests.support import (
     LiveServer,
@@ -268,3 +271,29 @@ def test_a_reset_link_job_for_an_account_deleted_meanwhile_skips(
             assert left.all() == []
     finally:
         database.dispose()
+
+
+def test_trading_a_sign_in_code_of_an_account_deleted_meanwhile_is_refused(
+    setup: Setup, client: httpx2.Client
+) -> None:
+    """An OpenID Connect sign-in's one-time code (features/oidc), issued as a callback
+    stores it, traded while its account is being deleted."""
+    account = new_account(client)
+    code, verifier = new_opaque_token(), new_opaque_token()
+    with psycopg2.connect(_libpq(setup.database_url)) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO oidc_exchange_codes (id, code_hash, user_id, provider, code_challenge,"
+            " created_at, expires_at)"
+            " VALUES (%s, %s, %s, 'idp', %s, now(), now() + interval '1 minute')",
+            (str(uuid.uuid4()), digest_token(code), account.id, s256_challenge(verifier)),
+        )
+    connection.close()
+    response = racing_the_deletion(
+        setup,
+        account.id,
+        lambda: client.post(
+            "/api/v1/auth/oidc/exchange", json={"code": code, "code_verifier": verifier}
+        ),
+    )
+    assert response.status_code == 400, (response.text, setup.server.log())
+    assert "Traceback" not in setup.server.log()
