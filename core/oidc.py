@@ -270,7 +270,11 @@ class OidcProviders:
         assert provider.document is not None
         assert provider.keys is not None
         advertised = provider.document.get("id_token_signing_alg_values_supported") or ["RS256"]
-        algorithms = [alg for alg in advertised if alg in ASYMMETRIC_ALGORITHMS]
+        if not isinstance(advertised, list):  # a malformed document: nothing it says is usable
+            advertised = []
+        algorithms = [
+            alg for alg in advertised if isinstance(alg, str) and alg in ASYMMETRIC_ALGORITHMS
+        ]
         if not algorithms:
             # The provider signs with none of them (the client secret, or nothing): refused.
             # An empty list would not mean "none" to the library but its own defaults.

@@ -448,9 +448,16 @@ def _resolve(
     session: Session, *, attempt: _Attempt, identity: VerifiedIdentity, link_by_email: bool
 ) -> dict[str, str]:
     """What a verified identity does: the query parameters the frontend gets."""
+    # A locking read first: on SQLite the transaction then takes the write lock from its start
+    # (core/data/db.py, `locking`), so its writes cannot fail on a snapshot another commit
+    # made stale (a JSON 503 where the browser expects a redirect).
     known = session.exec(
-        select(Identity).where(
-            Identity.provider == attempt.provider, Identity.subject == identity.subject
+        locking(
+            session,
+            select(Identity).where(
+                Identity.provider == attempt.provider, Identity.subject == identity.subject
+            ),
+            "reference",
         )
     ).first()
     if attempt.linking_user_id is not None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from joserfc import jwt
@@ -267,6 +268,12 @@ def test_a_provider_advertising_no_key_algorithm_has_every_id_token_refused() ->
     # Not even one its published key signs: no algorithm of ours is left, and an empty list
     # must not become the library's defaults (which include RS256).
     with serving_provider(["HS256", "none"], rs256) as issuer, pytest.raises(InvalidIdToken):
+        verify(issuer)
+
+
+@pytest.mark.parametrize("advertised", ["RS256", [{"alg": "RS256"}]], ids=["a-string", "objects"])
+def test_a_malformed_list_of_algorithms_refuses_the_id_token_not_a_500(advertised: Any) -> None:
+    with serving_provider(advertised, rs256) as issuer, pytest.raises(InvalidIdToken):
         verify(issuer)
 
 
