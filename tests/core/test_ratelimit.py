@@ -94,6 +94,11 @@ def test_an_ipv6_subscriber_counts_as_one_address(address: str, key: str) -> Non
 # opened them, and a second loop would see the store fail and count in the process instead.
 
 
+def commands_processed(store: Redis) -> int:
+    """Every command the Redis server has run so far."""
+    return int(store.info("stats")["total_commands_processed"])
+
+
 async def leased_hits_allowed(
     limiters: list[RateLimiter], notation: str, key: str, tries: int
 ) -> int:
@@ -129,13 +134,9 @@ def test_processes_sharing_a_limit_in_shares_never_admit_more_than_it(redis: Red
 def test_a_share_is_one_round_trip_for_many_hits(redis: RedisServer) -> None:
     limiter = RateLimiter(redis.url, key_prefix=f"t-{uuid.uuid4().hex}", timeout=0.5)
     with Redis.from_url(redis.url) as store:
-
-        def commands_processed() -> int:
-            return int(store.info("stats")["total_commands_processed"])
-
-        before = commands_processed()
+        before = commands_processed(store)
         allowed = asyncio.run(leased_hits_allowed([limiter], "1000/minute", "someone", 100))
-        spent = commands_processed() - before
+        spent = commands_processed(store) - before
     assert allowed == 100
     # 100 hits are 10 shares: a few commands each (the count with its expiry, the expiry's
     # read, a script load, INFO), not one or more per hit.
@@ -167,14 +168,11 @@ def test_once_a_window_is_spent_refusals_cost_the_store_nothing(redis: RedisServ
     limiter = RateLimiter(redis.url, key_prefix=f"t-{uuid.uuid4().hex}", timeout=0.5)
     with Redis.from_url(redis.url) as store:
 
-        def commands_processed() -> int:
-            return int(store.info("stats")["total_commands_processed"])
-
         async def scenario() -> tuple[int, int, int]:
             allowed = await leased_hits_allowed([limiter], "3/minute", "someone", 4)
-            before = commands_processed()
+            before = commands_processed(store)
             refused_later = 20 - await leased_hits_allowed([limiter], "3/minute", "someone", 20)
-            return allowed, refused_later, commands_processed() - before
+            return allowed, refused_later, commands_processed(store) - before
 
         allowed, refused_later, spent = asyncio.run(scenario())
     assert (allowed, refused_later) == (3, 20)
